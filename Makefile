@@ -1,0 +1,34 @@
+# LongTask — the two commands a newcomer needs are `make demo` and `make test`.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup system-deps lint typecheck test test-fast bench demo clean
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@hack/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	@touch $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	PYTHON=$(PY) hack/typecheck.sh
+
+# The whole suite: lint, types, then every test against real servers it starts itself.
+test: setup lint
+	$(VENV)/bin/pytest
+
+bench: setup
+	$(PY) bench/runner_bench.py
+
+demo: setup
+	$(PY) -m longtask.runner.demo
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# mypy cannot follow the package-dir mapping of pyproject.toml (runner/ is imported as
+# longtask.runner, ...), so it checks a tree of symlinks laid out by import name.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tree=build/typecheck
+rm -rf "$tree"
+mkdir -p "$tree/longtask"
+for f in longtask/*; do ln -s "../../../$f" "$tree/longtask/$(basename "$f")"; done
+ln -s ../../../runner "$tree/longtask/runner"
+ln -s ../../../operator "$tree/longtask/operator"
+ln -s ../../../api "$tree/longtask/api"
+ln -s ../../devcluster "$tree/devcluster"
+exec "${PYTHON:-python}" -m mypy "$tree/longtask" "$tree/devcluster" "$@"

@@ -1,0 +1,73 @@
+"""The LongTask state vocabulary: desired states, observed phases, termination policy.
+
+One source of truth: the CRD's ``enum:`` lists mirror these (``tests/test_crd.py`` checks).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DesiredState(StrEnum):
+    """``spec.state``: what a client asks for. The one field every client edits."""
+
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    TERMINATED = "Terminated"
+
+
+class OnTerminate(StrEnum):
+    """``spec.onTerminate``: what happens to a task's writes when it is terminated."""
+
+    ROLLBACK = "Rollback"
+    KEEP = "Keep"
+
+
+class Phase(StrEnum):
+    """``status.phase``: what the operator observes.
+
+    ``Pending -> Queued -> Running <-> Pausing -> Paused``, then ``Succeeded | Failed``,
+    or ``Terminating -> RollingBack -> RolledBack`` (``Terminated`` with ``onTerminate: Keep``).
+    """
+
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    PAUSING = "Pausing"
+    PAUSED = "Paused"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TERMINATING = "Terminating"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    TERMINATED = "Terminated"
+
+    @property
+    def is_final(self) -> bool:
+        """True for phases no control action can leave."""
+        return self in FINAL_PHASES
+
+
+FINAL_PHASES = frozenset(
+    {Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK, Phase.TERMINATED}
+)
+
+
+class RunOutcome(StrEnum):
+    """The runner's own record of a run in ``longtask.tasks.run_status`` (not a k8s phase)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class RollbackOutcome(StrEnum):
+    """The runner's record of a rollback in ``longtask.tasks.rollback_status``."""
+
+    NONE = "none"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"

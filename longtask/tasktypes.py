@@ -1,0 +1,219 @@
+"""The task-type registry: each type's name, parameter schema and default concurrency key.
+
+``spec.params`` of a LongTask is validated against the type's pydantic model, in the API
+(before the resource exists), in the operator (before a Job is made) and in the runner
+(before any write). New types plug in with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class ParamsError(ValueError):
+    """``spec.params`` does not fit the type's schema.
+
+    ``errors`` lists ``(field path, message)`` pairs, paths in camelCase as on the wire.
+    """
+
+    def __init__(self, task_type: str, errors: list[tuple[str, str]]) -> None:
+        self.task_type = task_type
+        self.errors = errors
+        detail = "; ".join(f"{path or '<params>'}: {msg}" for path, msg in errors)
+        super().__init__(f"invalid params for {task_type}: {detail}")
+
+
+class UnknownTaskType(ValueError):
+    """``spec.type`` names no registered task type."""
+
+
+class _Params(BaseModel):
+    """Base of every parameter model: camelCase on the wire, unknown keys refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+_COLUMN_REF = re.compile(r"^#[1-9][0-9]{0,3}$")
+
+
+class UploadMode(StrEnum):
+    """How a baseline upload treats a row whose external id already exists."""
+
+    INSERT = "insert"  # existing id -> row error, the stored row is left alone
+    UPSERT = "upsert"  # existing id -> updated, its before-image journaled for rollback
+
+
+class BaselineUploadParams(_Params):
+    """Load a CSV into the baseline records of one form.
+
+    ``keyColumn`` names the CSV column holding the external id (unique per organization and
+    form). Columns are matched to the form's fields by header name, forgiving about case,
+    spaces and a UTF-8 BOM.
+    """
+
+    form: str = Field(min_length=1, max_length=200, description="Form name in the organization")
+    file_id: uuid.UUID = Field(description="Id of a file in the file store")
+    mode: UploadMode = UploadMode.INSERT
+    key_column: str = Field(default="external_id", min_length=1, max_length=200)
+    max_row_errors: int = Field(
+        default=1000, ge=0, description="The task fails once more rows than this are bad"
+    )
+
+
+class ExportParams(_Params):
+    """Export a form's submissions whose ``submitted_at`` falls in ``[from, to]``.
+
+    Both dates are inclusive and read in ``timeZone`` (an IANA name, default UTC).
+    """
+
+    form: str = Field(min_length=1, max_length=200)
+    from_date: dt.date = Field(alias="from")
+    to_date: dt.date = Field(alias="to")
+    time_zone: str = "UTC"
+    columns: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as 'Asia/Kolkata')"
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ExportParams:
+        if self.from_date > self.to_date:
+            raise ValueError(f"'from' ({self.from_date}) is after 'to' ({self.to_date})")
+        return self
+
+    def bounds(self) -> tuple[dt.datetime, dt.datetime]:
+        """The half-open instant range ``[start, end)`` covering both dates in the zone."""
+        zone = zoneinfo.ZoneInfo(self.time_zone)
+        start = dt.datetime.combine(self.from_date, dt.time(), tzinfo=zone)
+        end = dt.datetime.combine(self.to_date + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+        return start, end
+
+
+class BulkTeamCreateParams(_Params):
+    """Create teams with a manager and members, users identified by phone.
+
+    Column names are header names, or ``#N`` (1-based position) for files without a header
+    (``hasHeader: false``). Member phones in one cell are separated by ``;``, ``|`` or ``,``.
+    """
+
+    file_id: uuid.UUID
+    default_region: str = Field(
+        default="IN",
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166-1 alpha-2 region for phone numbers written without +country code",
+    )
+    has_header: bool = True
+    team_column: str = "team"
+    manager_phone_column: str = "manager_phone"
+    member_phones_column: str | None = "member_phones"
+    max_row_errors: int = Field(default=1000, ge=0)
+
+    @model_validator(mode="after")
+    def _positions_without_header(self) -> BulkTeamCreateParams:
+        if not self.has_header:
+            for name in ("team_column", "manager_phone_column", "member_phones_column"):
+                value = getattr(self, name)
+                if value is not None and not _COLUMN_REF.match(value):
+                    raise ValueError(
+                        f"{to_camel(name)} must be a position such as '#2' when hasHeader is false"
+                    )
+        return self
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A registered task type: its schema and how its default concurrency key is made."""
+
+    name: str
+    params_model: type[_Params]
+    default_concurrency_key: Callable[[str, Mapping[str, Any]], str]
+    description: str
+
+
+REGISTRY: dict[str, TaskType] = {}
+
+
+def register(task_type: TaskType) -> TaskType:
+    """Add a type to the registry (``ValueError`` if the name is taken)."""
+    if task_type.name in REGISTRY:
+        raise ValueError(f"task type {task_type.name!r} is already registered")
+    REGISTRY[task_type.name] = task_type
+    return task_type
+
+
+def get(name: str) -> TaskType:
+    """The registered type called ``name``; :class:`UnknownTaskType` otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise UnknownTaskType(f"unknown task type {name!r} (known: {known})") from None
+
+
+def parse_params(type_name: str, params: Mapping[str, Any]) -> _Params:
+    """Validate ``params`` against the type's schema.
+
+    Raises :class:`UnknownTaskType` or :class:`ParamsError` (with field paths).
+    """
+    task_type = get(type_name)
+    try:
+        return task_type.params_model.model_validate(dict(params))
+    except ValidationError as exc:
+        errors = [
+            (".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
+        ]
+        raise ParamsError(type_name, errors) from None
+
+
+def default_concurrency_key(type_name: str, organization: str, params: Mapping[str, Any]) -> str:
+    """``spec.concurrencyKey`` when the client gives none, e.g. ``BaselineUpload/acme``."""
+    return get(type_name).default_concurrency_key(organization, params)
+
+
+BASELINE_UPLOAD = register(
+    TaskType(
+        name="BaselineUpload",
+        params_model=BaselineUploadParams,
+        # One baseline upload per organization at a time (DESIGN.md, case 1).
+        default_concurrency_key=lambda org, _p: f"BaselineUpload/{org}",
+        description="Load a CSV file into a form's baseline records",
+    )
+)
+EXPORT = register(
+    TaskType(
+        name="Export",
+        params_model=ExportParams,
+        default_concurrency_key=lambda org, p: f"Export/{org}/{p.get('form', '')}",
+        description="Export a form's submissions in a date range to CSV",
+    )
+)
+BULK_TEAM_CREATE = register(
+    TaskType(
+        name="BulkTeamCreate",
+        params_model=BulkTeamCreateParams,
+        default_concurrency_key=lambda org, _p: f"BulkTeamCreate/{org}",
+        description="Create teams, their managers and members from a CSV file",
+    )
+)
+
+TaskTypeName = Literal["BaselineUpload", "Export", "BulkTeamCreate"]
