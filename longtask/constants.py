@@ -28,3 +28,11 @@ ENV_TASK_ORGANIZATION = "LONGTASK_TASK_ORGANIZATION"
 ENV_TASK_PARAMS = "LONGTASK_TASK_PARAMS"  # JSON object
 ENV_RATE_LIMIT = "LONGTASK_RATE_LIMIT"  # rows per second, optional
 ENV_POD_NAME = "LONGTASK_POD_NAME"
+
+# The runner's exit codes. The operator's Job maps EXIT_FAILED to a podFailurePolicy
+# ``FailJob`` rule (retrying a bad file cannot help); any other non-zero code is a stop or
+# a crash, after which a new pod resumes from the last checkpoint.
+EXIT_DONE = 0  # the whole task (or rollback) is complete
+EXIT_FAILED = 3  # permanent failure: unreadable file, invalid params, too many row errors
+EXIT_STOPPED = 75  # stopped by SIGTERM before completion (EX_TEMPFAIL, sysexits.h)
+EXIT_FENCED = 76  # another runner took the lease: this one wrote nothing and stepped aside
