@@ -4,3 +4,88 @@ Every test runs against real servers: a throwaway PostgreSQL cluster (or the one
 ``LONGTASK_TEST_DATABASE_URL``) and, for the control-plane tests, the local Kubernetes
 control plane from :mod:`devcluster.kube`.
 """
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+
+from devcluster import postgres
+from longtask.db import connect
+from longtask.db.migrate import upgrade
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data" / "real"
+_TEMPLATE = "longtask_template"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a PostgreSQL server's maintenance database: given, or a throwaway cluster."""
+    given = os.environ.get("LONGTASK_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = postgres.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _with_db(server_url: str, dbname: str) -> str:
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server_url: str) -> str:
+    """A database with every migration applied, copied by each test's database."""
+    admin = psycopg2.connect(pg_server_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {_TEMPLATE}")
+        cur.execute(f"CREATE DATABASE {_TEMPLATE}")
+    admin.close()
+    upgrade(_with_db(pg_server_url, _TEMPLATE))
+    return _TEMPLATE
+
+
+@pytest.fixture
+def db_url(pg_server_url: str, migrated_template: str) -> Iterator[str]:
+    """A fresh, migrated database for one test; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(pg_server_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} TEMPLATE {migrated_template}")
+    try:
+        yield _with_db(pg_server_url, name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg2.extensions.connection]:
+    """An autocommit connection to the test's database, for setup and assertions."""
+    conn = connect(db_url, application_name="longtask-tests")
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real input files shipped beside the repository."""
+    assert SHARED_DATA.is_dir(), f"real input files expected in {SHARED_DATA}"
+    return SHARED_DATA

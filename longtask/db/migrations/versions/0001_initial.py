@@ -141,6 +141,7 @@ CREATE TABLE longtask.files (
     size_bytes   bigint NOT NULL DEFAULT 0,
     sha256       text,
     encoding     text,
+    source_encoding text,
     complete     boolean NOT NULL DEFAULT false,
     created_by   text,
     created_at   timestamptz NOT NULL DEFAULT now()
@@ -163,6 +164,7 @@ CREATE TABLE longtask.tasks (
     params               jsonb NOT NULL,
     epoch                bigint NOT NULL DEFAULT 0,
     lease_holder         text,
+    rate_limit           double precision CHECK (rate_limit > 0),
     run_status           text NOT NULL DEFAULT 'pending'
         CHECK (run_status IN ('pending', 'running', 'stopped', 'succeeded', 'failed')),
     cursor               jsonb,

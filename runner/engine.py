@@ -1,0 +1,445 @@
+"""The chunk engine every task type runs on: lease, fencing, checkpoints, stop, progress.
+
+Contract (DESIGN.md, "The runner's contract"):
+
+- **Exactly once.** Each chunk is one transaction holding the chunk's writes, its row
+  errors, its entry in the chunk log and the checkpoint (cursor, counts). A restarted runner
+  continues from the last committed checkpoint.
+- **Fencing.** A runner bumps ``longtask.tasks.epoch`` when it starts; that number is its
+  fencing token. Each chunk first locks the task row and checks the epoch is still its own,
+  and holds that lock to its commit, so a stale runner commits nothing and a new runner
+  takes over after at most one chunk of the old one.
+- **Nothing after stop.** :class:`StopToken` is set from the SIGTERM handler, which also
+  cancels the statement in flight. The engine checks the token before every commit and
+  rolls the chunk back if it is set; only a commit already sent may complete.
+- **Bounded chunks.** Chunk size adapts so a chunk takes about ``chunk_target_seconds``; an
+  optional rate limit (rows per second) caps throughput so a task cannot starve the
+  database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import psycopg2.extras
+from longtask.runner.errors import Fenced, Stopped, TaskFailed, TooManyRowErrors
+
+from longtask.settings import RunnerSettings
+
+log = logging.getLogger("longtask.runner")
+
+Mode = Literal["run", "rollback"]
+Connection = psycopg2.extensions.connection
+Cursor = psycopg2.extensions.cursor
+
+_EWMA_ALPHA = 0.3  # weight of the newest chunk in the rate estimate
+
+
+class StopToken:
+    """Set once a stop is requested; cancels the statement in flight on the bound connection."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self.reason: str | None = None
+        self.requested_at: float | None = None  # time.time() of the request
+
+    def bind(self, conn: Connection | None) -> None:
+        """Name the connection whose in-flight statement a stop must cancel."""
+        with self._lock:
+            self._conn = conn
+
+    def request(self, reason: str) -> None:
+        """Ask the engine to stop (idempotent); safe from a signal handler or another thread."""
+        if self._event.is_set():
+            return
+        self.reason = reason
+        self.requested_at = time.time()
+        self._event.set()
+        with self._lock:
+            conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.cancel()
+            except psycopg2.Error as exc:  # the server may already be gone: the stop holds
+                log.warning("cancel_failed", extra={"error": str(exc)})
+
+    def is_set(self) -> bool:
+        """True once a stop was requested."""
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`Stopped` if a stop was requested."""
+        if self._event.is_set():
+            raise Stopped(self.reason or "stop requested")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking at once on a stop; True if stopped."""
+        return self._event.wait(seconds)
+
+
+@dataclass
+class RowError:
+    """A bad input row: 1-based physical ``line``, the ``column`` (header name) and why."""
+
+    line: int
+    reason: str
+    column: str | None = None
+    value: str | None = None
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk did: ``rows`` units done, its row errors, the cursor after it."""
+
+    rows: int
+    cursor: Mapping[str, Any]
+    exhausted: bool
+    errors: list[RowError] = field(default_factory=list)
+    conflicts: int = 0
+
+
+class Work(Protocol):
+    """A task type's run or rollback, driven chunk by chunk by :class:`Engine`."""
+
+    def open(self, cursor: Mapping[str, Any] | None) -> int | None:
+        """Prepare to continue after ``cursor`` (None: from the start); return the total.
+
+        Reads and checks everything it can before any write; raises :class:`TaskFailed`
+        for input that cannot be processed at all.
+        """
+        ...
+
+    def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
+        """Do up to ``limit`` units inside the open transaction ``cur`` belongs to."""
+        ...
+
+    @property
+    def max_row_errors(self) -> int | None:
+        """The task fails once its row errors exceed this (None: no limit)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Columns:
+    status: str
+    cursor: str
+    done: str
+    total: str
+
+
+_COLUMNS: dict[Mode, _Columns] = {
+    "run": _Columns("run_status", "cursor", "done", "total"),
+    "rollback": _Columns("rollback_status", "rollback_cursor", "rollback_done", "rollback_total"),
+}
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """What a runner is told about its task (by the Job's environment or the command line)."""
+
+    uid: uuid.UUID
+    type: str
+    organization: str
+    params: Mapping[str, Any]
+    name: str | None = None
+    namespace: str | None = None
+    rate_limit: float | None = None
+
+
+def register(conn: Connection, task: TaskDefinition) -> None:
+    """Create the task's record if it is new; :class:`TaskFailed` if it differs from ``task``.
+
+    A task's type, organization and parameters never change after its first run.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO longtask.tasks (uid, name, namespace, type, organization, params, "
+            "rate_limit) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (uid) DO NOTHING",
+            (task.uid, task.name, task.namespace, task.type, task.organization,
+             psycopg2.extras.Json(dict(task.params)), task.rate_limit),
+        )
+        cur.execute(
+            "SELECT type, organization, params FROM longtask.tasks WHERE uid = %s", (task.uid,)
+        )
+        row = cur.fetchone()
+    conn.commit()
+    assert row is not None
+    if (row[0], row[1], row[2]) != (task.type, task.organization, dict(task.params)):
+        raise TaskFailed(
+            f"task {task.uid} was first run as {row[0]} for {row[1]!r} with other parameters; "
+            "a task's type, organization and parameters cannot change"
+        )
+
+
+class Engine:
+    """Runs one :class:`Work` to completion or until stopped, fenced or failed.
+
+    ``conn`` is the data connection (explicit transactions), dedicated to this engine.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        task_uid: uuid.UUID,
+        mode: Mode,
+        *,
+        stop: StopToken,
+        holder: str,
+        settings: RunnerSettings | None = None,
+    ) -> None:
+        self.conn = conn
+        self.uid = task_uid
+        self.mode = mode
+        self.stop = stop
+        self.holder = holder
+        self.settings = settings or RunnerSettings()
+        self.cols = _COLUMNS[mode]
+        self.epoch = 0
+        self.chunk_size = self.settings.chunk_initial_rows
+        self._rate: float | None = None
+        self._log = logging.LoggerAdapter(log, {"task": str(task_uid), "mode": mode})
+
+    # -- lease -----------------------------------------------------------------------------
+    def acquire(self) -> dict[str, Any]:
+        """Take the lease (bump the epoch) and return the task record as it now stands.
+
+        Waits for a chunk another runner has open on this task, then fences it out.
+        """
+        c = self.cols
+        with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(
+                f"UPDATE longtask.tasks SET epoch = epoch + 1, lease_holder = %s, "
+                f"{c.status} = CASE WHEN {c.status} IN ('succeeded', 'failed') "
+                f"THEN {c.status} ELSE 'running' END, "
+                f"{'started_at' if self.mode == 'run' else 'rollback_started_at'} = "
+                f"coalesce({'started_at' if self.mode == 'run' else 'rollback_started_at'}, "
+                "clock_timestamp()), heartbeat_at = clock_timestamp(), stop_reason = NULL, "
+                "updated_at = clock_timestamp() WHERE uid = %s "
+                # Once a rollback has begun, a late run pod must not fence it out.
+                + ("AND rollback_status = 'none' " if self.mode == "run" else "")
+                + "RETURNING *",
+                (self.holder, self.uid),
+            )
+            record = cur.fetchone()
+            if record is None:
+                cur.execute("SELECT rollback_status FROM longtask.tasks WHERE uid = %s",
+                            (self.uid,))
+                exists = cur.fetchone()
+        self.conn.commit()
+        if record is None:
+            if exists is None:
+                raise TaskFailed(f"task {self.uid} is not registered")
+            raise Fenced(f"task {self.uid} is being rolled back; its run will not continue")
+        self.epoch = int(record["epoch"])
+        self._log.info("lease_acquired", extra={"epoch": self.epoch, "holder": self.holder})
+        return dict(record)
+
+    # -- the chunk loop -------------------------------------------------------------------
+    def run(self, work: Work, record: Mapping[str, Any]) -> None:
+        """Drive ``work`` chunk by chunk from the record's checkpoint to the end.
+
+        Raises :class:`Stopped`, :class:`Fenced` or :class:`TaskFailed`; returns when the
+        work is complete and its completion committed.
+        """
+        c = self.cols
+        if record[c.status] == "succeeded":
+            self._log.info("already_complete")
+            return
+        if record[c.status] == "failed":
+            raise TaskFailed(record.get("message") or "the task failed earlier")
+        self.stop.check()
+        total = work.open(record[c.cursor])
+        if total is not None and record[c.total] is None:
+            self._set_total(total)
+        started = time.monotonic()
+        rows_this_run = 0
+        last_commit = started
+        limit_per_second: float | None = record.get("rate_limit")
+        while True:
+            self.stop.check()
+            size = self.chunk_size
+            if limit_per_second:
+                size = max(1, min(size, int(limit_per_second * self.settings.chunk_target_seconds)))
+            chunk_started = time.monotonic()
+            result, limit_per_second = self._one_chunk(work, size, record)
+            now = time.monotonic()
+            rows_this_run += result.rows
+            self._adapt(now - chunk_started, size, result.rows)
+            self._rate_update(result.rows, now - last_commit)
+            last_commit = now
+            if result.exhausted:
+                self._log.info("work_complete", extra={"rows": rows_this_run})
+                return
+            if limit_per_second:
+                due = started + rows_this_run / limit_per_second
+                if due > now and self.stop.wait(due - now):
+                    self.stop.check()
+
+    def _one_chunk(
+        self, work: Work, size: int, record: Mapping[str, Any]
+    ) -> tuple[ChunkResult, float | None]:
+        c = self.cols
+        conn = self.conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT clock_timestamp()")
+                chunk_started_at = cur.fetchone()[0]  # type: ignore[index]
+                cur.execute(
+                    f"SELECT epoch, rate_limit, row_errors, {c.done}, {c.total}, chunks "
+                    "FROM longtask.tasks WHERE uid = %s FOR UPDATE",
+                    (self.uid,),
+                )
+                epoch, rate_limit, row_errors, done, total, _ = cur.fetchone()  # type: ignore[misc]
+                if epoch != self.epoch:
+                    raise Fenced(f"lease lost: epoch {epoch} is newer than this runner's "
+                                 f"{self.epoch}")
+                result = work.chunk(cur, size)
+                seq = self._next_seq(cur)
+                stored = self._store_errors(cur, result.errors, row_errors)
+                new_done = done + result.rows
+                new_errors = row_errors + len(result.errors)
+                eta = None
+                if self._rate and total is not None and self._rate > 0:
+                    eta = max(0.0, (total - new_done) / self._rate)
+                finished = result.exhausted
+                if finished:
+                    eta = 0.0
+                cur.execute(
+                    f"UPDATE longtask.tasks SET {c.cursor} = %s, {c.done} = %s, "
+                    "row_errors = %s, chunks = chunks + 1, rate_per_second = %s, "
+                    "eta_seconds = %s, heartbeat_at = clock_timestamp(), "
+                    "updated_at = clock_timestamp()"
+                    + (", rollback_conflicts = rollback_conflicts + %s" if self.mode == "rollback"
+                       else "")
+                    + (f", {c.status} = 'succeeded', "
+                       + ("finished_at" if self.mode == "run" else "rollback_finished_at")
+                       + " = clock_timestamp()" if finished else "")
+                    + " WHERE uid = %s",
+                    (
+                        psycopg2.extras.Json(dict(result.cursor)), new_done, new_errors,
+                        self._rate, eta,
+                        *((result.conflicts,) if self.mode == "rollback" else ()),
+                        self.uid,
+                    ),
+                )
+                cur.execute(
+                    "INSERT INTO longtask.chunks (task_uid, mode, seq, epoch, rows, row_errors, "
+                    "started_at, commit_requested_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
+                    (self.uid, self.mode, seq, self.epoch, result.rows, len(result.errors),
+                     chunk_started_at),
+                )
+            # The last moment a stop can keep this chunk from being written.
+            self.stop.check()
+            conn.commit()
+        except psycopg2.errors.QueryCanceled:
+            conn.rollback()
+            if self.stop.is_set():
+                raise Stopped(self.stop.reason or "stop requested") from None
+            raise
+        except BaseException:
+            conn.rollback()
+            raise
+        self._log.debug("chunk_committed", extra={"seq": seq, "rows": result.rows,
+                                                  "errors": len(result.errors),
+                                                  "stored_errors": stored})
+        limit = work.max_row_errors
+        if limit is not None and new_errors > limit:
+            raise TooManyRowErrors(
+                f"{new_errors} rows are bad, more than the {limit} this task allows "
+                "(maxRowErrors); see the task's row errors, fix the file and start again"
+            )
+        return result, rate_limit
+
+    def _next_seq(self, cur: Cursor) -> int:
+        cur.execute(
+            "SELECT coalesce(max(seq), 0) + 1 FROM longtask.chunks "
+            "WHERE task_uid = %s AND mode = %s",
+            (self.uid, self.mode),
+        )
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+    def _store_errors(self, cur: Cursor, errors: list[RowError], already: int) -> int:
+        room = max(0, self.settings.max_stored_row_errors - already)
+        keep = errors[:room]
+        if keep:
+            psycopg2.extras.execute_values(
+                cur,
+                "INSERT INTO longtask.row_errors (task_uid, line, column_name, reason, value) "
+                "VALUES %s",
+                [(self.uid, e.line, e.column, e.reason,
+                  None if e.value is None else e.value[:200]) for e in keep],
+            )
+        return len(keep)
+
+    def _set_total(self, total: int) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(
+                f"UPDATE longtask.tasks SET {self.cols.total} = %s WHERE uid = %s AND epoch = %s",
+                (total, self.uid, self.epoch),
+            )
+        self.conn.commit()
+
+    def _adapt(self, seconds: float, size: int, rows: int) -> None:
+        """Scale the next chunk so it takes about the target time (×0.5 … ×2 per step)."""
+        s = self.settings
+        if rows <= 0 or seconds <= 0:
+            return
+        factor = min(2.0, max(0.5, s.chunk_target_seconds / seconds))
+        self.chunk_size = int(min(s.chunk_max_rows, max(s.chunk_min_rows, size * factor)))
+
+    def _rate_update(self, rows: int, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        current = rows / seconds
+        self._rate = current if self._rate is None else (
+            _EWMA_ALPHA * current + (1 - _EWMA_ALPHA) * self._rate
+        )
+
+    # -- endings --------------------------------------------------------------------------
+    def record_stop(self, reason: str) -> None:
+        """Note in the record why this runner stopped (only while it holds the lease)."""
+        self._record_end("stopped", reason=reason)
+
+    def record_failure(self, message: str) -> None:
+        """Mark the task failed with ``message`` (only while this runner holds the lease)."""
+        self._record_end("failed", message=message)
+
+    def _record_end(self, status: str, *, reason: str | None = None,
+                    message: str | None = None) -> None:
+        c = self.cols
+        msg_col = "message" if self.mode == "run" else "rollback_message"
+        for _attempt in range(3):  # a cancel sent during the stop may hit this statement
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute(
+                        f"UPDATE longtask.tasks SET {c.status} = %s, stop_reason = %s, "
+                        f"{msg_col} = coalesce(%s, {msg_col}), "
+                        "heartbeat_at = clock_timestamp(), updated_at = clock_timestamp() "
+                        + (", finished_at = clock_timestamp()"
+                           if status == "failed" and self.mode == "run" else "")
+                        + f" WHERE uid = %s AND epoch = %s AND {c.status} = 'running'",
+                        (status, reason, message, self.uid, self.epoch),
+                    )
+                self.conn.commit()
+                return
+            except psycopg2.errors.QueryCanceled:
+                self.conn.rollback()
+        self._log.warning("end_not_recorded", extra={"status": status})
+
+
+def dumps(value: Any) -> str:
+    """JSON text for logs and params (sorted keys, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

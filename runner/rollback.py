@@ -1,0 +1,213 @@
+"""Rollback: undo what a task wrote, in checkpointed, resumable, idempotent chunks.
+
+A rollback is a list of steps run in order; its cursor is ``{"step": i, "after": key}``.
+
+- :class:`RestoreJournal` replays the undo journal newest first: a row is restored to its
+  before-image only while its ``row_version`` is still the one the task left.
+- :class:`DeleteInserted` deletes the rows a task inserted (``task_uid``), oldest first, only
+  while ``row_version`` is still 1 and, where given, nothing else refers to them.
+- :class:`DeleteOwned` deletes rows that belong to the task alone (export output).
+
+A row someone else changed or referenced since is left alone and recorded in
+``longtask.rollback_conflicts`` (table, id, reason); the count is in the task's record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from longtask.runner.engine import ChunkResult, Cursor, StopToken
+
+
+class Step(Protocol):
+    """One rollback step over one table."""
+
+    def count(self, cur: Cursor, task_uid: uuid.UUID) -> int:
+        """Units this step has to do (for the progress total)."""
+        ...
+
+    def chunk(
+        self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
+    ) -> tuple[int, int, Any, bool]:
+        """Do up to ``limit`` units after key ``after``: (units, conflicts, new key, done)."""
+        ...
+
+
+def _record_conflicts(cur: Cursor, task_uid: uuid.UUID, table: str, ids: Sequence[int],
+                      reason: str) -> int:
+    if not ids:
+        return 0
+    cur.execute(
+        "INSERT INTO longtask.rollback_conflicts (task_uid, table_name, row_id, reason) "
+        "SELECT %s, %s, unnest(%s::bigint[]), %s ON CONFLICT DO NOTHING",
+        (task_uid, table, list(ids), reason),
+    )
+    return len(ids)
+
+
+@dataclass(frozen=True)
+class RestoreJournal:
+    """Restore before-images of ``table``'s rows from the undo journal, newest first.
+
+    ``columns`` are the columns a before-image restores (never ``id`` or ``row_version``).
+    """
+
+    table: str
+    columns: tuple[str, ...]
+
+    def count(self, cur: Cursor, task_uid: uuid.UUID) -> int:
+        cur.execute(
+            "SELECT count(*) FROM longtask.undo_journal WHERE task_uid = %s AND table_name = %s",
+            (task_uid, self.table),
+        )
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+    def chunk(
+        self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
+    ) -> tuple[int, int, Any, bool]:
+        cur.execute(
+            "SELECT seq, row_id, after_version FROM longtask.undo_journal "
+            "WHERE task_uid = %s AND table_name = %s AND (%s::bigint IS NULL OR seq < %s) "
+            "ORDER BY seq DESC LIMIT %s",
+            (task_uid, self.table, after, after, limit),
+        )
+        entries = cur.fetchall()
+        if not entries:
+            return 0, 0, after, True
+        seqs = [e[0] for e in entries]
+        sets = ", ".join(f"{c} = r.{c}" for c in self.columns)
+        cur.execute(
+            f"UPDATE collect.{self.table} t SET {sets} "
+            "FROM longtask.undo_journal j, "
+            f"LATERAL jsonb_populate_record(NULL::collect.{self.table}, j.before_image) r "
+            "WHERE j.task_uid = %s AND j.seq = ANY(%s) AND t.id = j.row_id "
+            "AND t.row_version = j.after_version RETURNING j.seq",
+            (task_uid, seqs),
+        )
+        restored = {row[0] for row in cur.fetchall()}
+        changed = [e[1] for e in entries if e[0] not in restored]
+        conflicts = _record_conflicts(cur, task_uid, self.table, changed,
+                                      "changed by someone else after the task updated it")
+        return len(entries), conflicts, seqs[-1], len(entries) < limit
+
+
+@dataclass(frozen=True)
+class DeleteInserted:
+    """Delete ``table``'s rows the task inserted, unless changed or referenced since.
+
+    ``referenced_by`` lists ``(table, column)`` pairs whose rows (not the task's own, which
+    earlier steps removed) keep a row alive.
+    """
+
+    table: str
+    referenced_by: tuple[tuple[str, str], ...] = ()
+
+    def count(self, cur: Cursor, task_uid: uuid.UUID) -> int:
+        cur.execute(f"SELECT count(*) FROM collect.{self.table} WHERE task_uid = %s", (task_uid,))
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+    def chunk(
+        self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
+    ) -> tuple[int, int, Any, bool]:
+        after = after or 0
+        cur.execute(
+            f"SELECT id, row_version FROM collect.{self.table} WHERE task_uid = %s AND id > %s "
+            "ORDER BY id LIMIT %s FOR UPDATE",
+            (task_uid, after, limit),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return 0, 0, after, True
+        ids = [r[0] for r in rows]
+        changed = [r[0] for r in rows if r[1] != 1]
+        unchanged = [r[0] for r in rows if r[1] == 1]
+        referenced: list[int] = []
+        for ref_table, ref_column in self.referenced_by:
+            cur.execute(
+                f"SELECT DISTINCT {ref_column} FROM collect.{ref_table} "
+                f"WHERE {ref_column} = ANY(%s)",
+                (unchanged,),
+            )
+            referenced.extend(r[0] for r in cur.fetchall())
+        keep = set(referenced)
+        doomed = [i for i in unchanged if i not in keep]
+        if doomed:
+            cur.execute(f"DELETE FROM collect.{self.table} WHERE id = ANY(%s)", (doomed,))
+        conflicts = _record_conflicts(cur, task_uid, self.table, changed,
+                                      "changed by someone else after the task inserted it")
+        conflicts += _record_conflicts(cur, task_uid, self.table, sorted(keep),
+                                       "still referenced by rows the task did not write")
+        return len(rows), conflicts, ids[-1], len(rows) < limit
+
+
+@dataclass(frozen=True)
+class DeleteOwned:
+    """Delete rows of a ``longtask`` table owned by the task alone, keyed by ``key``."""
+
+    table: str
+    key: str
+
+    def count(self, cur: Cursor, task_uid: uuid.UUID) -> int:
+        cur.execute(f"SELECT count(*) FROM longtask.{self.table} WHERE task_uid = %s",
+                    (task_uid,))
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+    def chunk(
+        self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
+    ) -> tuple[int, int, Any, bool]:
+        cur.execute(
+            f"DELETE FROM longtask.{self.table} WHERE task_uid = %s AND {self.key} IN ("
+            f"SELECT {self.key} FROM longtask.{self.table} WHERE task_uid = %s "
+            f"ORDER BY {self.key} LIMIT %s) RETURNING {self.key}",
+            (task_uid, task_uid, limit),
+        )
+        keys = sorted(r[0] for r in cur.fetchall())
+        return len(keys), 0, keys[-1] if keys else after, len(keys) < limit
+
+
+class Rollback:
+    """A task's rollback as :class:`~longtask.runner.engine.Work` over ordered steps."""
+
+    max_row_errors: int | None = None
+
+    def __init__(self, task_uid: uuid.UUID, steps: Sequence[Step], read_conn: Any,
+                 stop: StopToken) -> None:
+        self.task_uid = task_uid
+        self.steps = list(steps)
+        self.read_conn = read_conn
+        self.stop = stop
+        self._step = 0
+        self._after: Any = None
+
+    def open(self, cursor: Mapping[str, Any] | None) -> int | None:
+        if cursor:
+            self._step = int(cursor["step"])
+            self._after = cursor.get("after")
+        with self.read_conn.cursor() as cur:
+            return sum(step.count(cur, self.task_uid) for step in self.steps) if not cursor \
+                else None
+
+    def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
+        units = conflicts = 0
+        while self._step < len(self.steps) and units < limit:
+            self.stop.check()
+            step = self.steps[self._step]
+            done_units, step_conflicts, after, finished = step.chunk(
+                cur, self.task_uid, self._after, limit - units
+            )
+            units += done_units
+            conflicts += step_conflicts
+            if finished:
+                self._step += 1
+                self._after = None
+            else:
+                self._after = after
+        return ChunkResult(
+            rows=units,
+            cursor={"step": self._step, "after": self._after},
+            exhausted=self._step >= len(self.steps),
+            conflicts=conflicts,
+        )

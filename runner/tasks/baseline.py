@@ -1,0 +1,232 @@
+"""BaselineUpload: load a CSV into a form's baseline records, undoably.
+
+Rules (also in the README):
+
+- Columns are matched to form fields by header name (see
+  :func:`longtask.values.normalize_header`); the key column (``keyColumn``) holds the
+  external id. A missing key column or required field, an unknown column, an unnamed column
+  or two columns with the same name are refused before anything is written.
+- Each value is checked against its field's type; a bad value, a blank external id or a
+  structurally broken row is a row error (line, column, reason) and the row is skipped.
+- Duplicate external ids inside the file: the first occurrence wins, later ones are row
+  errors, whichever chunk they fall in.
+- ``mode: insert``: an external id that already exists is a row error, the stored row is
+  left alone. ``mode: upsert``: it is updated, and its before-image goes to the undo
+  journal in the same transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from longtask.runner.csvsource import Position, Record
+from longtask.runner.engine import ChunkResult, Cursor, RowError, StopToken, TaskDefinition
+from longtask.runner.errors import FileUnreadable, HeaderError
+from longtask.runner.tasks import common
+
+from longtask.settings import RunnerSettings
+from longtask.tasktypes import BaselineUploadParams, UploadMode
+from longtask.values import InvalidValue, make_parser, normalize_header
+
+_STAGE = "longtask_stage_baseline"
+
+
+class BaselineUpload:
+    """The run of a BaselineUpload task (a :class:`~longtask.runner.engine.Work`)."""
+
+    def __init__(
+        self,
+        task: TaskDefinition,
+        params: BaselineUploadParams,
+        read_conn: common.Connection,
+        stop: StopToken,
+        settings: RunnerSettings,
+    ) -> None:
+        self.task = task
+        self.params = params
+        self.read_conn = read_conn
+        self.stop = stop
+        self.settings = settings
+        self._records: Iterator[Record] = iter(())
+        self._columns: list[tuple[int, str, Callable[[str], Any]]] = []
+        self._key_position = 0
+        self._width = 0
+        self._stage_ready = False
+        self._position = Position()
+
+    @property
+    def max_row_errors(self) -> int | None:
+        return self.params.max_row_errors
+
+    def open(self, cursor: Mapping[str, Any] | None) -> int | None:
+        conn = self.read_conn
+        self.org_id = common.organization_id(conn, self.task.organization)
+        form = common.load_form(conn, self.org_id, self.params.form)
+        self.form_id = form.id
+        info, csv_file = common.open_csv(conn, self.params.file_id, self.task.organization,
+                                         self.settings)
+        header = csv_file.header()
+        index = common.header_index(header, info.filename)
+        self._map_columns(index, header.names, form, info.filename)
+        self._width = len(header.names)
+        total = None
+        if cursor is None:
+            total = common.count_records(csv_file, header, self.stop)
+            if total == 0:
+                raise FileUnreadable(f"{info.filename} has a header but no data rows")
+            start = header.end
+        else:
+            start = Position.from_json(dict(cursor))
+        self._position = start
+        self._records = csv_file.records(start, self._width)
+        return total
+
+    def _map_columns(
+        self, index: dict[str, int], names: list[str], form: common.Form, filename: str
+    ) -> None:
+        key = normalize_header(self.params.key_column)
+        if key not in index:
+            raise HeaderError(
+                f"{filename}, line 1: the key column {self.params.key_column!r} is missing "
+                f"(columns: {', '.join(repr(n) for n in names)})"
+            )
+        self._key_position = index[key]
+        fields = {normalize_header(f.name): f for f in form.fields}
+        unknown = [names[i] for k, i in index.items() if k not in fields and k != key]
+        if unknown:
+            raise HeaderError(
+                f"{filename}, line 1: columns not in form {form.name!r}: "
+                f"{', '.join(repr(u) for u in unknown)}"
+            )
+        missing = [f.name for k, f in fields.items() if f.required and k not in index]
+        if missing:
+            raise HeaderError(
+                f"{filename}, line 1: required fields of form {form.name!r} have no column: "
+                f"{', '.join(repr(m) for m in missing)}"
+            )
+        self._columns = [
+            (index[k], f.name, make_parser(f)) for k, f in fields.items() if k in index
+        ]
+
+    def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
+        records = common.take(self._records, limit, self.stop)
+        errors: list[RowError] = []
+        staged = io.StringIO()
+        writer = csv.writer(staged)
+        seen: dict[str, int] = {}
+        for record in records:
+            if record.fields is None:
+                errors.append(RowError(record.line, record.error or "unreadable row"))
+                continue
+            row = self._parse(record, errors)
+            if row is None:
+                continue
+            external_id, data = row
+            if external_id in seen:
+                errors.append(RowError(
+                    record.line, f"duplicate external id {external_id!r}; first on line "
+                    f"{seen[external_id]}", self.params.key_column, external_id))
+                continue
+            seen[external_id] = record.line
+            writer.writerow((record.line, external_id, json.dumps(data, ensure_ascii=False)))
+        if seen:
+            self._ensure_stage(cur)
+            staged.seek(0)
+            cur.copy_expert(f"COPY {_STAGE} (line, external_id, data) FROM STDIN WITH (FORMAT csv)",
+                            staged)
+            self._write(cur, errors)
+        if records:
+            self._position = records[-1].end
+        return ChunkResult(rows=len(records), cursor=self._position.to_json(),
+                           exhausted=len(records) < limit, errors=errors)
+
+    def _parse(self, record: Record, errors: list[RowError]) -> tuple[str, dict[str, Any]] | None:
+        fields = record.fields
+        assert fields is not None
+        external_id = common.cell(fields, self._key_position).strip()
+        if not external_id:
+            errors.append(RowError(record.line, "the external id is blank",
+                                   self.params.key_column))
+            return None
+        data: dict[str, Any] = {}
+        ok = True
+        for position, name, parse in self._columns:
+            raw = common.cell(fields, position)
+            try:
+                value = parse(raw)
+            except InvalidValue as exc:
+                errors.append(RowError(record.line, exc.reason, name, raw))
+                ok = False
+                continue
+            if value is not None:
+                data[name] = value
+        return (external_id, data) if ok else None
+
+    def _ensure_stage(self, cur: Cursor) -> None:
+        if not self._stage_ready:
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (line bigint, external_id text, "
+                "data jsonb) ON COMMIT DELETE ROWS"
+            )
+            self._stage_ready = True
+
+    def _write(self, cur: Cursor, errors: list[RowError]) -> int:
+        """Apply the staged rows; conflicts become row errors. Returns rows written."""
+        uid = self.task.uid
+        key_col = self.params.key_column
+        # Rows this task already wrote (an earlier chunk) are duplicates inside the file.
+        cur.execute(
+            f"DELETE FROM {_STAGE} s USING collect.baseline_records b "
+            "WHERE b.organization_id = %s AND b.form_id = %s AND b.external_id = s.external_id "
+            "AND (b.task_uid = %s OR EXISTS (SELECT 1 FROM longtask.undo_journal j "
+            "  WHERE j.task_uid = %s AND j.table_name = 'baseline_records' AND j.row_id = b.id)) "
+            "RETURNING s.line, s.external_id",
+            (self.org_id, self.form_id, uid, uid),
+        )
+        for line, external_id in cur.fetchall():
+            errors.append(RowError(line, f"duplicate external id {external_id!r}; an earlier "
+                                   "line of this file has it", key_col, external_id))
+        written = 0
+        if self.params.mode is UploadMode.UPSERT:
+            cur.execute(
+                "INSERT INTO longtask.undo_journal (task_uid, table_name, row_id, before_image, "
+                "after_version) SELECT %s, 'baseline_records', b.id, to_jsonb(b), "
+                "b.row_version + 1 FROM collect.baseline_records b JOIN " + _STAGE + " s "
+                "ON b.external_id = s.external_id WHERE b.organization_id = %s "
+                "AND b.form_id = %s ORDER BY b.id FOR UPDATE OF b",
+                (uid, self.org_id, self.form_id),
+            )
+            cur.execute(
+                "UPDATE collect.baseline_records b SET data = s.data FROM " + _STAGE + " s "
+                "WHERE b.organization_id = %s AND b.form_id = %s "
+                "AND b.external_id = s.external_id",
+                (self.org_id, self.form_id),
+            )
+            written += cur.rowcount
+            cur.execute(
+                f"DELETE FROM {_STAGE} s USING collect.baseline_records b "
+                "WHERE b.organization_id = %s AND b.form_id = %s "
+                "AND b.external_id = s.external_id",
+                (self.org_id, self.form_id),
+            )
+        cur.execute(
+            "INSERT INTO collect.baseline_records (organization_id, form_id, external_id, data, "
+            f"task_uid) SELECT %s, %s, external_id, data, %s FROM {_STAGE} ORDER BY line "
+            "ON CONFLICT (organization_id, form_id, external_id) DO NOTHING RETURNING external_id",
+            (self.org_id, self.form_id, uid),
+        )
+        inserted = {row[0] for row in cur.fetchall()}
+        written += len(inserted)
+        cur.execute(f"SELECT line, external_id FROM {_STAGE}")
+        for line, external_id in cur.fetchall():
+            if external_id not in inserted:
+                errors.append(RowError(
+                    line, f"external id {external_id!r} already exists in form "
+                    f"{self.params.form!r} (mode insert leaves it alone; use mode upsert to "
+                    "update it)", key_col, external_id))
+        cur.execute(f"TRUNCATE {_STAGE}")  # the next chunk of this transaction starts clean
+        return written

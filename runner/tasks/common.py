@@ -1,0 +1,149 @@
+"""What the task types share: organization and form lookups, file opening, header mapping."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import psycopg2.extensions
+from longtask.runner import filestore
+from longtask.runner.csvsource import CsvFile, Header, Record
+from longtask.runner.engine import StopToken
+from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
+
+from longtask.settings import RunnerSettings
+from longtask.values import FieldSpec, FieldType, normalize_header
+
+Connection = psycopg2.extensions.connection
+
+STOP_CHECK_EVERY = 256  # rows between stop checks in a producer loop
+
+
+def organization_id(conn: Connection, slug: str) -> int:
+    """The id of organization ``slug``; :class:`TaskFailed` when there is none."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM collect.organizations WHERE slug = %s", (slug,))
+        row = cur.fetchone()
+    if row is None:
+        raise TaskFailed(f"organization {slug!r} does not exist")
+    return int(row[0])
+
+
+@dataclass(frozen=True)
+class Form:
+    """A form and its fields in position order."""
+
+    id: int
+    name: str
+    fields: list[FieldSpec]
+
+
+def load_form(conn: Connection, organization_id: int, name: str) -> Form:
+    """Form ``name`` of the organization with its fields; :class:`TaskFailed` if absent."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM collect.forms WHERE organization_id = %s AND name = %s",
+            (organization_id, name),
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise TaskFailed(f"form {name!r} does not exist in this organization")
+        form_id = int(row[0])
+        cur.execute(
+            "SELECT name, type, required, options FROM collect.form_fields "
+            "WHERE form_id = %s ORDER BY position",
+            (form_id,),
+        )
+        fields = [
+            FieldSpec(name=n, type=FieldType(t), required=bool(r), options=o)
+            for n, t, r, o in cur.fetchall()
+        ]
+    return Form(form_id, name, fields)
+
+
+def open_csv(
+    read_conn: Connection,
+    file_id: uuid.UUID,
+    organization: str,
+    settings: RunnerSettings,
+    *,
+    has_header: bool = True,
+) -> tuple[filestore.FileInfo, CsvFile]:
+    """Open a stored file as CSV; :class:`FileUnreadable` if it is missing."""
+    try:
+        info = filestore.info(read_conn, file_id, organization)
+    except filestore.FileNotFound as exc:
+        raise FileUnreadable(str(exc)) from None
+    head = next(filestore.read_blocks(read_conn, info), b"")
+
+    def source(offset: int) -> Iterator[bytes]:
+        return filestore.read_blocks(read_conn, info, offset)
+
+    return info, CsvFile(
+        source,
+        encoding=info.encoding,
+        head=head,
+        has_header=has_header,
+        max_field_chars=settings.max_field_chars,
+        max_line_bytes=settings.max_record_chars,
+        filename=info.filename,
+    )
+
+
+def header_index(header: Header, filename: str) -> dict[str, int]:
+    """Map each normalised header name to its 0-based column.
+
+    Raises :class:`HeaderError` for an empty name between named columns or for two columns
+    whose names are equal once normalised (say which columns, 1-based).
+    """
+    index: dict[str, int] = {}
+    for position, raw in enumerate(header.names):
+        key = normalize_header(raw)
+        if not key:
+            raise HeaderError(f"{filename}, line 1: column {position + 1} has no name")
+        if key in index:
+            raise HeaderError(
+                f"{filename}, line 1: columns {index[key] + 1} and {position + 1} have the same "
+                f"name {raw.strip()!r}; rename one of them"
+            )
+        index[key] = position
+    return index
+
+
+def count_records(csv_file: CsvFile, header: Header, stop: StopToken) -> int:
+    """Count the data records after ``header`` (the progress total); checks for stop."""
+    total = 0
+    width = len(header.names) or None
+    for total, _record in enumerate(csv_file.records(header.end, width), start=1):
+        if total % 4096 == 0:
+            stop.check()
+    return total
+
+
+def take(records: Iterator[Record], limit: int, stop: StopToken) -> list[Record]:
+    """Up to ``limit`` records from ``records``, checking for a stop as it goes."""
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) % STOP_CHECK_EVERY == 0:
+            stop.check()
+        if len(batch) >= limit:
+            break
+    return batch
+
+
+def column_of(ref: str, index: dict[str, int], what: str, filename: str) -> int:
+    """Resolve a column reference (header name or ``#N``) to a 0-based position."""
+    if ref.startswith("#") and ref[1:].isdigit():
+        return int(ref[1:]) - 1
+    key = normalize_header(ref)
+    if key not in index:
+        raise HeaderError(f"{filename}, line 1: no column named {ref!r} for the {what}")
+    return index[key]
+
+
+def cell(fields: Sequence[str], position: int) -> str:
+    """The cell at ``position``, or ``""`` when the row is shorter."""
+    return fields[position] if position < len(fields) else ""
+
