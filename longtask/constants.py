@@ -36,3 +36,13 @@ EXIT_DONE = 0  # the whole task (or rollback) is complete
 EXIT_FAILED = 3  # permanent failure: unreadable file, invalid params, too many row errors
 EXIT_STOPPED = 75  # stopped by SIGTERM before completion (EX_TEMPFAIL, sysexits.h)
 EXIT_FENCED = 76  # another runner took the lease: this one wrote nothing and stepped aside
+
+# Appended for the operator's Job manifests.
+ENV_DATABASE_URL = "LONGTASK_DATABASE_URL"  # read by DatabaseSettings (longtask/settings.py)
+ENV_PARALLELISM = "LONGTASK_PARALLELISM"  # spec.parallelism: concurrent chunk workers, >= 1
+
+# Finalizer the operator puts on a LongTask so a deleted task stops its runner cleanly.
+FINALIZER = f"{GROUP}/cleanup"
+
+# The runner's container name in both Jobs (``kubectl logs job/<name> -c runner``).
+RUNNER_CONTAINER = "runner"

@@ -1,6 +1,6 @@
 """The LongTask state vocabulary: desired states, observed phases, termination policy.
 
-One source of truth: the CRD's ``enum:`` lists mirror these (``tests/test_crd.py`` checks).
+One source of truth: the CRD's ``enum:`` lists mirror these (``tests/operator/test_crd.py`` checks).
 """
 
 from __future__ import annotations
@@ -71,3 +71,17 @@ class RollbackOutcome(StrEnum):
     STOPPED = "stopped"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class ConditionType(StrEnum):
+    """``status.conditions[].type``: the questions a person or a client asks of a task.
+
+    Each follows the ``metav1.Condition`` shape. ``Succeeded`` is a run-to-completion
+    condition in the style of Knative/Tekton: ``Unknown`` until the task ends, then ``True``
+    or ``False`` with the reason (``Failed``, ``RolledBack``, ...).
+    """
+
+    PROGRESSING = "Progressing"  # True while work (run, stop or rollback) is under way
+    PAUSED = "Paused"  # True while the task is paused and no runner pod is left
+    SUCCEEDED = "Succeeded"  # Unknown until final; True only for phase Succeeded
+    ROLLED_BACK = "RolledBack"  # present once a rollback was asked for; True when it is done
