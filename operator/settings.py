@@ -1,0 +1,85 @@
+"""The operator's settings, read from ``LONGTASK_OPERATOR_*`` environment variables.
+
+One pydantic-settings class for the process: what the Jobs it makes look like (runner image,
+database Secret, grace period, resources) and how it watches (namespaces, refresh interval).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# resource.Quantity's serialized form (k8s.io/apimachinery/pkg/api/resource, as published
+# in the Kubernetes OpenAPI schema); the CRD's spec.resources uses the same pattern.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+# DNS-1123 label (Kubernetes API conventions): Secret keys are looser, but names are not.
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator needs that is not in a LongTask.
+
+    ``runnerImage`` has no default: an operator that does not know which runner to start
+    should not start. Quantities are Kubernetes quantities (``100m``, ``512Mi``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LONGTASK_OPERATOR_", extra="ignore")
+
+    runner_image: str = Field(min_length=1, description="Image of the runner, e.g. repo/runner:1.2")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    # The Secret holding LONGTASK_DATABASE_URL for the runner pods, in the task's namespace.
+    database_secret_name: str = Field(default="longtask-database", pattern=_DNS_LABEL)
+    database_secret_key: str = Field(default="url", min_length=1)
+    # The runner needs no Kubernetes credentials: its own ServiceAccount, token not mounted.
+    runner_service_account: str = Field(default="longtask-runner", pattern=_DNS_LABEL)
+    # Seconds between SIGTERM and SIGKILL for a runner pod. A runner stops within one chunk
+    # (well under a second, DESIGN.md "Bounded chunks") plus its rollback of the open chunk;
+    # 30 s is the Kubernetes default and leaves room for a slow database.
+    termination_grace_seconds: int = Field(default=30, ge=1, le=3600)
+    # Job.spec.backoffLimit: crashes (not stops, not permanent failures) a run may survive.
+    # 6 is the Kubernetes default.
+    backoff_limit: int = Field(default=6, ge=0, le=100)
+    # Container resources when the LongTask gives none. No CPU limit by default: CPU limits
+    # throttle, and the runner's chunk timing adapts to whatever CPU it gets.
+    cpu_request: str = "100m"
+    memory_request: str = "256Mi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = "1Gi"
+    # Numeric user and group the runner runs as (the runner image's non-root user); a
+    # numeric id lets the kubelet enforce runAsNonRoot.
+    run_as_user: int = Field(default=10001, ge=1)
+    run_as_group: int = Field(default=10001, ge=1)
+    # Seconds between refreshes of status.progress from the runner's record while a task
+    # is not final ("refreshed every few seconds", issue 3).
+    progress_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Comma-separated namespaces to watch; empty means every namespace (cluster-wide).
+    watch_namespaces: str = ""
+
+    @field_validator("cpu_request", "memory_request", "cpu_limit", "memory_limit")
+    @classmethod
+    def _quantity(cls, value: str | None) -> str | None:
+        if value is not None and not _QUANTITY.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity such as '500m' or '1Gi'")
+        return value
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces to watch, in the order given; empty for cluster-wide."""
+        return tuple(ns.strip() for ns in self.watch_namespaces.split(",") if ns.strip())
+
+    def default_resources(self) -> dict[str, dict[str, str]]:
+        """``{"requests": {...}, "limits": {...}}`` for a LongTask that sets none."""
+        requests = {"cpu": self.cpu_request, "memory": self.memory_request}
+        limits = {
+            name: value
+            for name, value in (("cpu", self.cpu_limit), ("memory", self.memory_limit))
+            if value is not None
+        }
+        return {"requests": requests, "limits": limits}
