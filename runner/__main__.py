@@ -1,161 +1,22 @@
-"""``python -m longtask.runner run|rollback --task UID``: the program inside a task's Job.
+"""``python -m longtask.runner``: takes SIGTERM first, then loads and runs :mod:`.cli`.
 
-The task's type, organization and parameters come from the environment the operator's Job
-sets (``LONGTASK_TASK_*``), or from options of the same names; the database from
-``LONGTASK_DATABASE_URL``. Exit codes (``longtask.constants``): 0 done, 3 failed for good,
-75 stopped by a signal before the end, 76 fenced out by a newer runner, 1 crashed.
-
-The data work runs in a worker thread so the main thread is free to take SIGTERM at any
-moment: the handler sets the stop token, which cancels the statement in flight.
+The handler is installed before the heavier imports, so a stop that arrives while the
+program is still starting is remembered (and honoured) rather than killing it half-way.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import os
 import signal
-import socket
-import sys
-import threading
-import uuid
-from types import FrameType
-from typing import Any
 
-import psycopg2
-from longtask.runner import logs
-from longtask.runner.engine import Engine, Mode, StopToken, TaskDefinition, register
-from longtask.runner.errors import Fenced, Stopped, TaskFailed
-from longtask.runner.tasks import build_work
-
-from longtask import constants
-from longtask.db import connect
-from longtask.settings import DatabaseSettings, RunnerSettings
-
-log = logging.getLogger("longtask.runner")
+_early_signals: list[int] = []
+signal.signal(signal.SIGTERM, lambda signum, _frame: _early_signals.append(signum))
 
 
-def _parser() -> argparse.ArgumentParser:
-    env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m longtask.runner",
-                                description="Run or roll back one LongTask.")
-    p.add_argument("mode", choices=["run", "rollback"])
-    p.add_argument("--task", default=env(constants.ENV_TASK_UID), help="the task's uid")
-    p.add_argument("--type", default=env(constants.ENV_TASK_TYPE))
-    p.add_argument("--organization", default=env(constants.ENV_TASK_ORGANIZATION))
-    p.add_argument("--params", default=env(constants.ENV_TASK_PARAMS, "{}"),
-                   help="the task's parameters as a JSON object")
-    p.add_argument("--name", default=env(constants.ENV_TASK_NAME))
-    p.add_argument("--namespace", default=env(constants.ENV_TASK_NAMESPACE))
-    p.add_argument("--rate-limit", type=float, default=env(constants.ENV_RATE_LIMIT),
-                   help="rows per second at most")
-    p.add_argument("--database-url", default=None, help="default: $LONGTASK_DATABASE_URL")
-    p.add_argument("--log-level", default=env("LONGTASK_LOG_LEVEL", "INFO"))
-    return p
+def main() -> None:
+    """Console-script entry point."""
+    from longtask.runner.cli import main as cli_main
 
-
-def definition_from(args: argparse.Namespace) -> TaskDefinition:
-    """Build the task definition from parsed options; ``SystemExit(2)`` when incomplete."""
-    missing = [name for name in ("task", "type", "organization") if not getattr(args, name)]
-    if missing:
-        raise SystemExit(f"missing --{', --'.join(missing)} (or their LONGTASK_TASK_* variables)")
-    try:
-        params = json.loads(args.params)
-        uid = uuid.UUID(args.task)
-    except ValueError as exc:
-        raise SystemExit(f"invalid --task or --params: {exc}") from None
-    if not isinstance(params, dict):
-        raise SystemExit("--params must be a JSON object")
-    return TaskDefinition(uid=uid, type=args.type, organization=args.organization,
-                          params=params, name=args.name, namespace=args.namespace,
-                          rate_limit=float(args.rate_limit) if args.rate_limit else None)
-
-
-def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
-            settings: RunnerSettings | None = None) -> int:
-    """Run ``mode`` of ``task`` to an end; returns the process exit code."""
-    settings = settings or RunnerSettings()
-    holder = os.environ.get(constants.ENV_POD_NAME) or f"{socket.gethostname()}:{os.getpid()}"
-    conn = read_conn = None
-    engine: Engine | None = None
-    try:
-        conn = connect(url, application_name=f"longtask-runner-{mode}")
-        read_conn = connect(url, application_name=f"longtask-runner-{mode}-read")
-        read_conn.autocommit = True
-        stop.bind(conn)
-        register(conn, task)
-        engine = Engine(conn, task.uid, mode, stop=stop, holder=holder, settings=settings)
-        record = engine.acquire()
-        work = build_work(task, mode, read_conn, stop, settings)
-        engine.run(work, record)
-        log.info("task_complete", extra={"task": str(task.uid), "mode": mode})
-        return constants.EXIT_DONE
-    except Stopped as exc:
-        log.info("task_stopped", extra={"task": str(task.uid), "mode": mode, "reason": str(exc)})
-        if engine is not None:
-            engine.record_stop(str(exc))
-        return constants.EXIT_STOPPED
-    except Fenced as exc:
-        log.warning("task_fenced", extra={"task": str(task.uid), "mode": mode,
-                                          "reason": str(exc)})
-        return constants.EXIT_FENCED
-    except TaskFailed as exc:
-        log.error("task_failed", extra={"task": str(task.uid), "mode": mode, "reason": str(exc)})
-        if engine is not None and engine.epoch:
-            engine.record_failure(str(exc))
-        elif conn is not None:
-            _record_early_failure(conn, task.uid, mode, str(exc))
-        return constants.EXIT_FAILED
-    finally:
-        stop.bind(None)
-        for c in (conn, read_conn):
-            if c is not None:
-                c.close()
-
-
-def _record_early_failure(conn: Any, uid: uuid.UUID, mode: Mode, message: str) -> None:
-    status, msg = ("run_status", "message") if mode == "run" else (
-        "rollback_status", "rollback_message")
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"UPDATE longtask.tasks SET {status} = 'failed', {msg} = %s, "
-                "updated_at = clock_timestamp() WHERE uid = %s",
-                (message, uid),
-            )
-        conn.commit()
-    except psycopg2.Error as exc:
-        log.warning("failure_not_recorded", extra={"task": str(uid), "error": str(exc)})
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: parse, install the signal handlers, run the worker, exit with its code."""
-    args = _parser().parse_args(argv)
-    logs.setup(args.log_level.upper())
-    task = definition_from(args)
-    url = args.database_url or DatabaseSettings().database_url  # type: ignore[call-arg]
-    stop = StopToken()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.request(f"{signal.Signals(signum).name} received")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    outcome: list[int] = []
-
-    def work() -> None:
-        try:
-            outcome.append(execute(task, args.mode, url, stop))
-        except BaseException:
-            log.exception("runner_crashed", extra={"task": str(task.uid)})
-            outcome.append(1)
-
-    worker = threading.Thread(target=work, name="longtask-worker")
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.5)  # wakes for signals: their handlers run on this thread
-    sys.exit(outcome[0] if outcome else 1)
+    cli_main(early_signals=_early_signals)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg2.extensions
 import psycopg2.extras
 from longtask.runner import filestore
-from longtask.runner.__main__ import execute
+from longtask.runner.cli import execute
 from longtask.runner.engine import StopToken, TaskDefinition
 
 from longtask.db import connect
@@ -149,3 +149,18 @@ def row_errors(db: Connection, uid: uuid.UUID) -> list[tuple[int, str | None, st
 def sha256(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def org_id(db: Connection, slug: str) -> int:
+    """The id of organization ``slug``."""
+    with db.cursor() as cur:
+        cur.execute("SELECT id FROM collect.organizations WHERE slug = %s", (slug,))
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+
+def record_or_none(db: Connection, uid: uuid.UUID, column: str) -> Any:
+    """One column of the task's record, or None while the task has no record."""
+    with db.cursor() as cur:
+        cur.execute(f"SELECT {column} FROM longtask.tasks WHERE uid = %s", (uid,))
+        row = cur.fetchone()
+    return None if row is None else row[0]
