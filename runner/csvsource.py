@@ -200,7 +200,7 @@ class CsvFile:
             self._source(start.offset), self.encoding, self.separator, self.max_line_bytes,
             start.offset, start.line,
         )
-        reader = csv.reader(feed.lines(), strict=False)
+        reader = csv.reader(feed.lines(), strict=True)
         count = start.record
         while True:
             first_line = feed.line

@@ -316,6 +316,17 @@ class Engine:
                 finished = result.exhausted
                 if finished:
                     eta = 0.0
+                limit = work.max_row_errors
+                failure = None
+                if limit is not None and new_errors > limit:
+                    # The chunk's rows and errors are kept (a rollback undoes them); the
+                    # task ends failed in the same transaction.
+                    failure = (
+                        f"{new_errors} rows are bad, more than the {limit} this task allows "
+                        "(maxRowErrors); see the task's row errors, fix the file and start "
+                        "again"
+                    )
+                end_status = "failed" if failure else "succeeded" if finished else None
                 cur.execute(
                     f"UPDATE longtask.tasks SET {c.cursor} = %s, {c.done} = %s, "
                     "row_errors = %s, chunks = chunks + 1, rate_per_second = %s, "
@@ -323,14 +334,15 @@ class Engine:
                     "updated_at = clock_timestamp()"
                     + (", rollback_conflicts = rollback_conflicts + %s" if self.mode == "rollback"
                        else "")
-                    + (f", {c.status} = 'succeeded', "
+                    + (f", {c.status} = %s, message = %s, "
                        + ("finished_at" if self.mode == "run" else "rollback_finished_at")
-                       + " = clock_timestamp()" if finished else "")
+                       + " = clock_timestamp()" if end_status else "")
                     + " WHERE uid = %s",
                     (
                         psycopg2.extras.Json(dict(result.cursor)), new_done, new_errors,
                         self._rate, eta,
                         *((result.conflicts,) if self.mode == "rollback" else ()),
+                        *((end_status, failure) if end_status else ()),
                         self.uid,
                     ),
                 )
@@ -355,12 +367,8 @@ class Engine:
         self._log.debug("chunk_committed", extra={"seq": seq, "rows": result.rows,
                                                   "errors": len(result.errors),
                                                   "stored_errors": stored})
-        limit = work.max_row_errors
-        if limit is not None and new_errors > limit:
-            raise TooManyRowErrors(
-                f"{new_errors} rows are bad, more than the {limit} this task allows "
-                "(maxRowErrors); see the task's row errors, fix the file and start again"
-            )
+        if failure:
+            raise TooManyRowErrors(failure)
         return result, rate_limit
 
     def _next_seq(self, cur: Cursor) -> int:
