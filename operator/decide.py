@@ -289,6 +289,7 @@ class Reason(StrEnum):
     ROLLBACK_JOB_RECREATED = "RollbackJobRecreated"
     ROLLED_BACK = "RolledBack"
     ROLLBACK_FAILED = "RollbackFailed"
+    ROLLBACK_INTERRUPTED = "RollbackInterrupted"
     # requests that change nothing
     ACTION_IGNORED = "ActionIgnored"
 
@@ -929,3 +930,49 @@ def _conditions(
             )
         )
     return tuple(result)
+
+
+# --------------------------------------------------------------------------- deletion
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """What a deleted LongTask's finalizer does now, and whether it may be removed.
+
+    ``done``: no runner pod is left and no Job of the task stands, so the finalizer can go
+    and a new LongTask of the same name cannot meet this one's Jobs.
+    """
+
+    actions: tuple[Action, ...]
+    done: bool
+
+
+def decide_deletion(task: Task, status: TaskStatus, observed: Observed) -> Cleanup:
+    """Stop a deleted task's runners cleanly: delete both Jobs (foreground), wait for the pods.
+
+    Deleting is not undoing: the rows written stay (terminate, then delete after
+    ``RolledBack``, to remove them). A rollback cut short is said in a Warning event; its
+    undo journal stays in the database, so ``python -m longtask.runner rollback --task
+    <uid>`` can finish it.
+    """
+    actions: list[Action] = [
+        DeleteJob(job.name, "Foreground")
+        for job in (observed.run_job, observed.rollback_job)
+        if job is not None and not job.deleting
+    ]
+    if actions and status.phase is Phase.ROLLING_BACK:
+        record = observed.record
+        where = f" at {record.rollback_done} rows undone" if record is not None else ""
+        actions.append(
+            PostEvent(
+                "Warning",
+                Reason.ROLLBACK_INTERRUPTED,
+                f"deleted while rolling back{where}: the rows not yet undone stay; run "
+                f"'python -m longtask.runner rollback --task {task.uid}' to finish",
+            )
+        )
+    done = observed.runner_pods == 0 and observed.run_job is None and observed.rollback_job is None
+    key = _key(task)
+    if done and key is not None:
+        actions.append(ReleaseKey(key))
+    return Cleanup(tuple(actions), done)

@@ -26,6 +26,7 @@ from longtask.operator.decide import (
     RunnerRecord,
     SuspendJob,
     decide,
+    decide_deletion,
 )
 from longtask.operator.model import Task, TaskSpec, TaskStatus
 
@@ -692,3 +693,33 @@ def test_every_phase_and_state_gives_a_well_formed_decision(
     assert new is not Phase.FAILED or phase is Phase.FAILED, (
         f"{phase} with {state} failed with nothing failing: {d.status.message}"
     )
+
+
+# --------------------------------------------------------------------------- deletion
+
+
+def test_deleting_a_running_task_deletes_its_job_and_waits_for_the_pod() -> None:
+    obs = Observed(run_job=run_job(active=1), runner_pods=1)
+    cleanup = decide_deletion(task(), status(Phase.RUNNING), obs)
+    got = (cleanup.actions, cleanup.done)
+    assert got == ((DeleteJob(RUN_JOB, "Foreground"),), False), got
+
+
+def test_deletion_is_done_once_no_pod_and_no_job_is_left() -> None:
+    cleanup = decide_deletion(task(), status(Phase.PAUSED), Observed())
+    assert (cleanup.actions, cleanup.done) == ((ReleaseKey(KEY),), True), cleanup
+
+
+def test_deletion_waits_for_a_job_still_being_deleted() -> None:
+    cleanup = decide_deletion(
+        task(), status(Phase.PAUSED), Observed(run_job=run_job(deleting=True))
+    )
+    assert (cleanup.actions, cleanup.done) == ((), False), cleanup
+
+
+def test_deleting_during_rollback_warns_that_the_rollback_is_cut_short() -> None:
+    rec = record(RunOutcome.STOPPED, rollback_status=RollbackOutcome.RUNNING, rollback_done=30)
+    obs = Observed(rollback_job=rollback_job(active=1), runner_pods=1, record=rec)
+    cleanup = decide_deletion(task("Terminated"), status(Phase.ROLLING_BACK), obs)
+    warnings = [a for a in cleanup.actions if isinstance(a, PostEvent) and a.type == "Warning"]
+    assert len(warnings) == 1 and "30 rows undone" in warnings[0].message, cleanup.actions
