@@ -9,49 +9,49 @@ Rules, per field type (``collect.form_fields.type``):
 
 * Every cell: surrounding whitespace (any Unicode space, NBSP, zero-width space, BOM) is
   removed. What is left empty is blank: ``None``, or "required value is missing" when the
-  field is required. Words such as ``NA`` or ``null`` are not blank (they can be real text).
+  field is required. Words such as ``NA`` or ``null`` are not blank (they can be real
+  text).
 * ``text``: ``str``, NFC-normalised (Unicode canonical composition, no change of meaning),
-  internal line breaks kept and written as ``\\n``. A NUL character is refused
-  (PostgreSQL cannot store it).
-* ``integer``: ``int``. Digits with an optional sign; any Unicode decimal digits
-  (``१२`` is 12). Thousands separators are accepted when the groups are well formed:
-  ``1,234,567``, Indian ``12,34,567``, ``1 234 567`` (space, NBSP, thin or narrow space),
-  and ``1.234.567``. A fraction of zeros (``7.0``, from a float conversion) is accepted;
-  any other fraction is refused ("not a whole number"). Leading zeros are dropped
-  (``007`` is 7), so codes whose zeros matter (census codes) belong in text fields.
-  Scientific notation is accepted only when every digit is written (``1.234E+3``; not
-  ``1.2E+3``, which a spreadsheet may have rounded). Limit: ±(2**53 - 1), the range a
-  JSON number keeps exactly (I-JSON, RFC 7493 section 2.2).
+  internal line breaks kept and written as ``\\n``. A NUL character is refused (PostgreSQL
+  cannot store it).
+* ``integer``: ``int``. Digits with an optional sign; any Unicode decimal digits (``१२`` is
+  12). Thousands separators are accepted when the groups are well formed: ``1,234,567``,
+  Indian ``12,34,567``, ``1 234 567`` (space, NBSP, thin or narrow space), ``1.234.567``
+  and ``1'234'567``. A fraction of zeros (``7.0``, from a float conversion) is accepted;
+  any other fraction is refused ("not a whole number"). Leading zeros are dropped (``007``
+  is 7), so codes whose zeros matter (census codes) belong in text fields. Scientific
+  notation is accepted only when every digit is written (``1.234E+3``; not ``1.2E+3``,
+  which a spreadsheet may have rounded). Limit: ±(2**53 - 1), the range a JSON number keeps
+  exactly (I-JSON, RFC 7493 section 2.2).
 * ``decimal``: a JSON *string* holding the canonical decimal form of the value (read with
   ``decimal.Decimal``, never a float, so no digit is lost): plain notation, no ``+``, no
-  leading or trailing zeros, ``0`` for zero (``"012.50"`` gives ``"12.5"``,
-  ``"1.5E-3"`` gives ``"0.0015"``). Separators as for integers. The decimal mark is ``.``
-  or ``,``: when a cell has both, the last one is the mark (``1,234.5``, ``1.234,5``);
-  a single comma not followed by exactly three digits is a decimal comma (``12,5``). A
-  lone ``1,234`` could be either, so it is refused as ambiguous unless the field option
+  leading or trailing zeros, ``0`` for zero (``"012.50"`` gives ``"12.5"``, ``"1.5E-3"``
+  gives ``"0.0015"``). Separators as for integers. The decimal mark is ``.`` or ``,``: when
+  a cell has both, the last one is the mark (``1,234.5``, ``1.234,5``); a single comma not
+  followed by exactly three digits is a decimal comma (``12,5``). A lone ``1,234`` could be
+  either, so it is refused as ambiguous unless the field option
   ``{"decimalSeparator": "."}`` or ``","`` says which (for integer fields it can only be
   1234). ``NaN`` and infinities are refused.
 * ``boolean``: ``bool`` from, case-insensitively, true/false, t/f, yes/no, y/n, 1/0,
   oui/non, vrai/faux, हाँ/नहीं.
 * ``date``: ISO 8601 ``YYYY-MM-DD`` string. Read: ISO 8601 (``2019-07-18``, also week
   dates), ISO basic ``YYYYMMDD`` (the NHS epraccur form), year-first ``2019/07/18``, day
-  and month names in English or French (``18 Jul 2019``, ``July 18, 2019``,
-  ``18 juillet 2019``), and ``D/M/YYYY`` or ``M/D/YYYY`` (separators ``/ . -``). The last
-  is read only when the value can be read one way (``18/07/2019``, ``07/18/2019``,
-  ``03/03/2019``); ``03/04/2019`` is refused as ambiguous unless the field option
-  ``{"dayfirst": true}`` (or ``false``) or ``{"format": "%d/%m/%Y"}`` (``strptime``
-  codes) says how. Two-digit years are refused (no guessing of the century) unless a
-  ``format`` with ``%y`` is given. A time of day other than midnight is refused.
-  Impossible dates (``2019-02-30``) are refused. A bare 5-digit number (a spreadsheet
-  serial day) is refused with a hint.
-* ``datetime``: ISO 8601 string in UTC with its offset, ``2019-07-18T15:47:36.297000+00:00``
-  (microseconds only when not zero). Read: ISO 8601 with ``T`` or a space, with or without
-  seconds and fraction (up to 9 digits, cut to microseconds), offset ``Z``, ``+05:30``,
-  ``+0530`` or ``+05``; any date form accepted by ``date`` followed by ``H:MM[:SS[.f]]``
-  and optional ``AM``/``PM``; a date alone means midnight. A value without an offset is
-  local time in the field option ``timeZone`` (IANA name, default ``UTC``); a local time
-  that falls in a daylight-saving gap, or in the repeated hour, is refused (write the
-  offset).
+  and month names in English or French (``18 Jul 2019``, ``July 18, 2019``, ``18 juillet
+  2019``), and ``D/M/YYYY`` or ``M/D/YYYY`` (separators ``/ . -``). The last is read only
+  when the value can be read one way (``18/07/2019``, ``07/18/2019``, ``03/03/2019``);
+  ``03/04/2019`` is refused as ambiguous unless the field option ``{"dayfirst": true}`` (or
+  ``false``) or ``{"format": "%d/%m/%Y"}`` (``strptime`` codes) says how. Two-digit years
+  are refused (no guessing of the century) unless a ``format`` with ``%y`` is given. A time
+  of day other than midnight is refused. Impossible dates (``2019-02-30``) are refused. A
+  bare 5-digit number (a spreadsheet serial day) is refused with a hint.
+* ``datetime``: ISO 8601 string in UTC with its offset,
+  ``2019-07-18T15:47:36.297000+00:00`` (microseconds only when not zero). Read: ISO 8601
+  with ``T`` or a space, with or without seconds and fraction (up to 9 digits, cut to
+  microseconds), offset ``Z``, ``+05:30``, ``+0530`` or ``+05`` (from -12:00 to +14:00);
+  any date form accepted by ``date`` followed by ``H:MM[:SS[.f]]`` and optional
+  ``AM``/``PM``; a date alone means midnight. A value without an offset is local time in
+  the field option ``timeZone`` (IANA name, default ``UTC``); a local time that falls in a
+  daylight-saving gap, or in the repeated hour, is refused (write the offset).
 * ``phone``: E.164 string (ITU-T E.164), see :func:`normalize_phone`; region from the field
   option ``{"region": "SN"}``, else the parser's default region.
 * ``select_one``: the choice's name. Field option ``{"choices": [...]}``, each a name or
@@ -179,7 +179,6 @@ _PLAIN_NUMBER = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?")
 _SIGN = re.compile(r"[+\-\u2212]")
 # Digits and the characters that may separate their groups.
 _NUMBER_BODY = re.compile(r"[\d.,\s']+")
-_SPACES = re.compile(r"\s")
 _WESTERN_GROUPS = re.compile(r"\d{1,3}(?:(?P<sep>[,.\s'])\d{3})(?:(?P=sep)\d{3})*")
 _INDIAN_GROUPS = re.compile(r"\d{1,2}(?:,\d{2})*,\d{3}")
 
@@ -454,8 +453,11 @@ def _named_date(s: str, year: str, month_name: str, day: str) -> dt.date:
 def _strptime(s: str, fmt: str, what: str) -> dt.datetime:
     try:
         return dt.datetime.strptime(s, fmt)
-    except ValueError:
-        raise InvalidValue(f"{what} {_show(s)} does not match the format {fmt!r}") from None
+    except ValueError as exc:
+        why = str(exc)
+    if "match format" in why or "unconverted data" in why:
+        raise InvalidValue(f"{what} {_show(s)} does not match the format {fmt!r}")
+    raise InvalidValue(f"{what} {_show(s)} does not exist ({why})")
 
 
 def _date_options(options: Mapping[str, Any]) -> tuple[str | None, bool | None]:
@@ -480,11 +482,12 @@ def _date_parser(options: Mapping[str, Any]) -> Parser:
                 pass  # read again below, for a precise reason
         if fmt is not None and not _ISO_DATE.fullmatch(s):
             return _strptime(s, fmt, "date").date().isoformat()
-        midnight = _MIDNIGHT.search(s)
-        if midnight is not None:
-            s = s[: midnight.start()]
-        elif _TIME_TAIL.search(s):
-            raise InvalidValue(f"date {_show(s)} has a time of day; use a datetime field")
+        if ":" in s:
+            midnight = _MIDNIGHT.search(s)
+            if midnight is not None:
+                s = s[: midnight.start()]
+            elif _TIME_TAIL.search(s):
+                raise InvalidValue(f"date {_show(s)} has a time of day; use a datetime field")
         return _read_date(s, dayfirst).isoformat()
 
     return parse_date
@@ -493,6 +496,7 @@ def _date_parser(options: Mapping[str, Any]) -> Parser:
 # ------------------------------------------------------------------------ datetimes
 
 _UTC = dt.UTC
+_MIN_OFFSET, _MAX_OFFSET = dt.timedelta(hours=-12), dt.timedelta(hours=14)
 
 
 def _offset(text: str, s: str) -> dt.tzinfo:
@@ -502,7 +506,7 @@ def _offset(text: str, s: str) -> dt.tzinfo:
     sign = -1 if text[0] in "-\u2212" else 1
     digits = text[1:].replace(":", "")
     hours, minutes = int(digits[:2]), int(digits[2:] or 0)
-    if hours > 14 or minutes > 59 or (hours == 14 and minutes):
+    if hours > 23 or minutes > 59:
         raise InvalidValue(f"offset {text} is out of range (-12:00 to +14:00): {_show(s)}")
     return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
 
@@ -538,6 +542,9 @@ def _datetime_parser(options: Mapping[str, Any]) -> Parser:
 
     def to_utc(value: dt.datetime, s: str) -> str:
         try:
+            offset = value.utcoffset()
+            if offset is not None and not _MIN_OFFSET <= offset <= _MAX_OFFSET:
+                raise InvalidValue(f"offset of {_show(s)} is out of range (-12:00 to +14:00)")
             if value.tzinfo is None:
                 value = (
                     value.replace(tzinfo=_UTC) if zone is _UTC else _local_to_utc(value, zone, s)
@@ -549,9 +556,11 @@ def _datetime_parser(options: Mapping[str, Any]) -> Parser:
     def parse_datetime(s: str) -> JSONValue:
         if len(s) >= 10 and s[4] == "-":
             try:
-                return to_utc(from_iso(s), s)
+                value = from_iso(s)
             except ValueError:
                 pass  # read again below, for a precise reason
+            else:
+                return to_utc(value, s)
         if fmt is not None:
             return to_utc(_strptime(s, fmt, "date-time"), s)
         return to_utc(_read_datetime(s, dayfirst), s)
@@ -610,7 +619,14 @@ def _parse_valid(candidate: str, region: str) -> str | None:
         number = phonenumbers.parse(candidate, region)
     except phonenumbers.NumberParseException:
         return None
-    if number.extension or not phonenumbers.is_valid_number(number):
+    if number.extension:
+        return None
+    # The region's own check first: it is cheaper than is_valid_number, which tries every
+    # region of the country code, and it implies it.
+    if not (
+        phonenumbers.is_valid_number_for_region(number, region)
+        or phonenumbers.is_valid_number(number)
+    ):
         return None
     return str(phonenumbers.format_number(number, _E164))
 
@@ -894,13 +910,21 @@ def _select_multiple_parser(options: Mapping[str, Any]) -> Parser:
 
         return parse_free_multiple
     choices = _Choices(*listed)
-    order = choices.order
+    exact = choices.exact.get
+    position = choices.order.__getitem__
 
     def parse_select_multiple(s: str) -> JSONValue:
-        whole = choices.find(s)
+        whole = exact(s)
         if whole is not None:
             return [whole]
-        picked = sorted({choices.get(item, s) for item in split(s) if item}, key=order.__getitem__)
+        items = [item for item in split(s) if item]
+        names = [exact(item) for item in items]
+        if None in names:  # the forgiving comparisons, off the common path
+            whole = choices.find(s)
+            if whole is not None:
+                return [whole]
+            names = [choices.get(item, s) for item in items]
+        picked = sorted({name for name in names if name}, key=position)
         return list[JSONValue](picked)
 
     return parse_select_multiple
