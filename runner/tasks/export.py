@@ -103,7 +103,9 @@ class Export:
             return int(cur.fetchone()[0])  # type: ignore[index]
 
     def _range(self) -> tuple[sql.Composable, list[Any]]:
-        cond = sql.SQL("form_id = %s AND submitted_at >= %s AND submitted_at < %s")
+        cond: sql.Composable = sql.SQL(
+            "form_id = %s AND submitted_at >= %s AND submitted_at < %s"
+        )
         args: list[Any] = [self.form_id, self.start, self.end]
         if self._after is not None:
             cond = sql.SQL("{} AND (submitted_at, id) > (%s::timestamptz, %s)").format(cond)
@@ -119,7 +121,7 @@ class Export:
             [*args, limit - 1],
         )
         boundary = cur.fetchone()
-        upper = sql.SQL("")
+        upper: sql.Composable = sql.SQL("")
         upper_args: list[Any] = []
         if boundary is not None:
             upper = sql.SQL(" AND (submitted_at, id) <= (%s::timestamptz, %s)")

@@ -10,10 +10,10 @@ import codecs
 
 import pytest
 import runner_support as s
-
-from longtask import constants
 from longtask.runner import filestore
 from longtask.runner.errors import FileUnreadable
+
+from longtask import constants
 from longtask.settings import RunnerSettings
 
 FIELDS = [("name", "text", True), ("age", "integer", False), ("joined", "date", False),
@@ -138,7 +138,7 @@ def test_unnamed_column_in_the_middle_is_refused(db, db_url, people):
 
 
 def test_trailing_empty_columns_from_spreadsheets_are_accepted(db, db_url, people):
-    code, task = upload(db_url, b"id,name,,\nA1,Asha,,\nA2,Binta,\n")
+    code, _task = upload(db_url, b"id,name,,\nA1,Asha,,\nA2,Binta,\n")
     assert code == constants.EXIT_DONE
     assert set(loaded(db)) == {"A1", "A2"}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,114 @@ def test_run_refuses_to_start_once_rollback_began(db, db_url, karnataka):
     with db.cursor() as cur:
         cur.execute("SELECT count(*) FROM collect.baseline_records")
         assert cur.fetchone()[0] == 0
+
+
+PEOPLE = [("name", "text", True), ("age", "integer", False)]
+
+
+@pytest.fixture
+def people(db):  # type: ignore[no-untyped-def]
+    org = s.create_org(db)
+    s.create_form(db, org, "people", PEOPLE)
+    return org
+
+
+def seed_people(db, org: int, rows: dict[str, dict[str, object]]) -> None:  # type: ignore[no-untyped-def]
+    with db.cursor() as cur:
+        for ext, data in rows.items():
+            cur.execute("INSERT INTO collect.baseline_records (organization_id, form_id, "
+                        "external_id, data) SELECT %s, id, %s, %s FROM collect.forms "
+                        "WHERE name = 'people'", (org, ext, s.psycopg2.extras.Json(data)))
+
+
+def people_rows(db) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+    with db.cursor() as cur:
+        cur.execute("SELECT external_id, data FROM collect.baseline_records")
+        return dict(cur.fetchall())
+
+
+def test_upsert_updates_existing_rows_and_rollback_restores_them(db, db_url, people):
+    seed_people(db, people, {"A1": {"name": "Old Asha", "age": 30}, "Z9": {"name": "Zed"}})
+    before = s.snapshot(db)
+    file_id = s.store_bytes(db_url, b"id,name,age\nA1,Asha,31\nB2,Binta,25\n")
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id",
+                                     "mode": "upsert"})
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert people_rows(db) == {"A1": {"name": "Asha", "age": 31}, "B2": {"name": "Binta",
+                                                                         "age": 25},
+                               "Z9": {"name": "Zed"}}
+
+    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.snapshot(db) == before
+    assert people_rows(db)["A1"] == {"name": "Old Asha", "age": 30}
+
+
+def test_insert_mode_leaves_existing_ids_alone_as_row_errors(db, db_url, people):
+    seed_people(db, people, {"A1": {"name": "Old Asha"}})
+    file_id = s.store_bytes(db_url, b"id,name\nA1,Asha\nB2,Binta\n")
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"})
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert people_rows(db)["A1"] == {"name": "Old Asha"}
+    [(line, column, reason)] = s.row_errors(db, task.uid)
+    assert (line, column) == (2, "id") and "already exists" in reason
+
+
+def test_rollback_leaves_rows_changed_by_others_and_reports_them(db, db_url, people):
+    seed_people(db, people, {"A1": {"name": "Old Asha"}})
+    file_id = s.store_bytes(db_url, b"id,name\nA1,Asha\nB2,Binta\nC3,Chen\n")
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id",
+                                     "mode": "upsert"})
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    with db.cursor() as cur:
+        cur.execute("UPDATE collect.baseline_records SET data = '{\"name\": \"Asha K\"}' "
+                    "WHERE external_id = 'A1'")
+        cur.execute("UPDATE collect.baseline_records SET data = '{\"name\": \"Binta D\"}' "
+                    "WHERE external_id = 'B2' RETURNING id")
+        b2 = cur.fetchone()[0]
+
+    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+
+    assert people_rows(db) == {"A1": {"name": "Asha K"}, "B2": {"name": "Binta D"}}
+    with db.cursor() as cur:
+        cur.execute("SELECT table_name, row_id, reason FROM longtask.rollback_conflicts "
+                    "ORDER BY reason")
+        conflicts = cur.fetchall()
+    assert [c[2] for c in conflicts] == ["changed by someone else after the task inserted it",
+                                        "changed by someone else after the task updated it"]
+    assert conflicts[0][1] == b2
+    assert s.record(db, task.uid)["rollback_conflicts"] == 2
+
+
+@pytest.mark.timeout(180)
+def test_rollback_after_a_stop_mid_run_and_a_crash_mid_rollback(db, db_url, people, tmp_path):
+    seed_people(db, people, {f"E{i}": {"name": f"Existing {i}"} for i in range(300)})
+    before = s.snapshot(db)
+    body = "".join(f"E{i},Updated {i},{i}\n" for i in range(300))
+    body += "".join(f"N{i},New {i},{i % 90}\n" for i in range(20_000))
+    file_id = s.store_bytes(db_url, ("id,name,age\n" + body).encode())
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id",
+                                     "mode": "upsert"}, rate_limit=4000)
+    run = s.spawn(db_url, task, log=tmp_path / "run.log")
+    deadline = time.monotonic() + 60
+    while (s.record_or_none(db, task.uid, "done") or 0) < 2000:
+        assert time.monotonic() < deadline and run.poll() is None, "no progress"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)  # a pause: the Job is suspended
+    assert run.wait(timeout=30) == constants.EXIT_STOPPED
+    assert s.snapshot(db) != before
+
+    slow = dataclasses.replace(task, rate_limit=None)
+    rollback = s.spawn(db_url, slow, "rollback", log=tmp_path / "rollback.log",
+                       env={"LONGTASK_RUNNER_CHUNK_MAX_ROWS": "100",
+                            "LONGTASK_RUNNER_CHUNK_INITIAL_ROWS": "100"})
+    while (s.record_or_none(db, task.uid, "rollback_done") or 0) < 300:
+        assert time.monotonic() < deadline + 60 and rollback.poll() is None, "no rollback"
+        time.sleep(0.01)
+    rollback.send_signal(signal.SIGKILL)  # the rollback pod crashes half-way
+    rollback.wait(timeout=30)
+    assert s.record(db, task.uid)["rollback_status"] == "running"
+
+    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.snapshot(db) == before
+    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE, "idempotent"
+    assert s.snapshot(db) == before
