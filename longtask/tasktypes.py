@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -123,6 +124,13 @@ class BulkTeamCreateParams(_Params):
         description="ISO 3166-1 alpha-2 region for phone numbers written without +country code",
     )
     has_header: bool = True
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region known to the phone-number library")
+        return value
     team_column: str = "team"
     manager_phone_column: str = "manager_phone"
     member_phones_column: str | None = "member_phones"

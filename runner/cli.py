@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
     outcome: list[int] = []
 
     def work() -> None:
+        # Signals must reach the main thread: one delivered to this thread would only set
+        # a flag, and the handler would wait until the main thread next woke.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
             outcome.append(execute(task, args.mode, url, stop))
         except BaseException:
@@ -161,4 +164,9 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
     worker.start()
     while worker.is_alive():
         worker.join(0.5)  # wakes for signals: their handlers run on this thread
-    sys.exit(outcome[0] if outcome else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is committed or rolled back and every connection closed: skip the
+    # interpreter's slow module teardown so a stopped pod goes away at once.
+    os._exit(outcome[0] if outcome else 1)

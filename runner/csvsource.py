@@ -22,6 +22,7 @@ speaks):
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -188,6 +189,28 @@ class CsvFile:
             return Header(names, Position(record.end.offset, record.end.line, 0))
         raise FileUnreadable(f"{self.filename} is empty: it has no header line")
 
+    def count(self, start: Position) -> int:
+        """Data records from ``start`` to the end, counted at C speed (the progress total).
+
+        Counts as :meth:`records` does (blank rows skipped, broken records counted once);
+        only a file with overlong lines or undecodable bytes may count slightly differently,
+        which affects the progress total alone.
+        """
+        text = io.TextIOWrapper(_BlockStream(self._source(start.offset)), encoding=self.encoding,
+                                errors="replace", newline=None if self.separator == b"\r" else "")
+        reader = csv.reader(text, strict=True)
+        total = 0
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return total
+            except csv.Error:
+                total += 1
+                continue
+            if any(f.strip() for f in fields):
+                total += 1
+
     def records(self, start: Position, width: int | None = None) -> Iterator[Record]:
         """Data records from ``start``; with ``width`` (header size) field counts are checked."""
         for record in self._read(start, skip_blank=True):
@@ -242,3 +265,25 @@ def _check_width(record: Record, width: int) -> Record:
         record.line, None,
         f"row has {len(fields)} fields but the header has {width}", record.end,
     )
+
+
+class _BlockStream(io.RawIOBase):
+    """A readable raw stream over an iterator of byte blocks."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            try:
+                self._pending = next(self._blocks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size

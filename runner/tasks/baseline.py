@@ -17,20 +17,19 @@ Rules (also in the README):
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import orjson
 from longtask.runner.csvsource import Position, Record
 from longtask.runner.engine import ChunkResult, Cursor, RowError, StopToken, TaskDefinition
-from longtask.runner.errors import FileUnreadable, HeaderError
+from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 from longtask.runner.tasks import common
 
 from longtask.settings import RunnerSettings
 from longtask.tasktypes import BaselineUploadParams, UploadMode
-from longtask.values import InvalidValue, make_parser, normalize_header
+from longtask.values import InvalidFieldSpec, InvalidValue, make_parser, normalize_header
 
 _STAGE = "longtask_stage_baseline"
 
@@ -108,17 +107,20 @@ class BaselineUpload:
                 f"{filename}, line 1: required fields of form {form.name!r} have no column: "
                 f"{', '.join(repr(m) for m in missing)}"
             )
-        self._columns = [
-            (index[k], f.name, make_parser(f)) for k, f in fields.items() if k in index
-        ]
+        try:
+            self._columns = [
+                (index[k], f.name, make_parser(f)) for k, f in fields.items() if k in index
+            ]
+        except InvalidFieldSpec as exc:
+            raise TaskFailed(f"form {form.name!r} cannot be loaded into: {exc}") from None
 
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
         records = common.take(self._records, limit, self.stop)
         errors: list[RowError] = []
-        staged = io.StringIO()
-        writer = csv.writer(staged)
-        seen: dict[str, int] = {}
-        for record in records:
+        rows: dict[str, tuple[int, str]] = {}  # external id -> (line, data as JSON text)
+        for count, record in enumerate(records):
+            if count % common.STOP_CHECK_EVERY == 0:
+                self.stop.check()
             if record.fields is None:
                 errors.append(RowError(record.line, record.error or "unreadable row"))
                 continue
@@ -126,19 +128,14 @@ class BaselineUpload:
             if row is None:
                 continue
             external_id, data = row
-            if external_id in seen:
+            if external_id in rows:
                 errors.append(RowError(
                     record.line, f"duplicate external id {external_id!r}; first on line "
-                    f"{seen[external_id]}", self.params.key_column, external_id))
+                    f"{rows[external_id][0]}", self.params.key_column, external_id))
                 continue
-            seen[external_id] = record.line
-            writer.writerow((record.line, external_id, json.dumps(data, ensure_ascii=False)))
-        if seen:
-            self._ensure_stage(cur)
-            staged.seek(0)
-            cur.copy_expert(f"COPY {_STAGE} (line, external_id, data) FROM STDIN WITH (FORMAT csv)",
-                            staged)
-            self._write(cur, errors)
+            rows[external_id] = (record.line, orjson.dumps(data).decode())
+        if rows:
+            self._write(cur, rows, errors)
         if records:
             self._position = records[-1].end
         return ChunkResult(rows=len(records), cursor=self._position.to_json(),
@@ -147,15 +144,17 @@ class BaselineUpload:
     def _parse(self, record: Record, errors: list[RowError]) -> tuple[str, dict[str, Any]] | None:
         fields = record.fields
         assert fields is not None
-        external_id = common.cell(fields, self._key_position).strip()
-        if not external_id:
-            errors.append(RowError(record.line, "the external id is blank",
-                                   self.params.key_column))
+        # Records come width-checked (csvsource), so every position is in range.
+        external_id = fields[self._key_position].strip()
+        if not external_id or "\x00" in external_id:
+            reason = "the external id is blank" if not external_id else (
+                "the external id holds a NUL character")
+            errors.append(RowError(record.line, reason, self.params.key_column))
             return None
         data: dict[str, Any] = {}
         ok = True
         for position, name, parse in self._columns:
-            raw = common.cell(fields, position)
+            raw = fields[position]
             try:
                 value = parse(raw)
             except InvalidValue as exc:
@@ -170,63 +169,86 @@ class BaselineUpload:
         if not self._stage_ready:
             cur.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (line bigint, external_id text, "
-                "data jsonb) ON COMMIT DELETE ROWS"
+                "data jsonb, target_id bigint) ON COMMIT DELETE ROWS"
             )
             self._stage_ready = True
 
-    def _write(self, cur: Cursor, errors: list[RowError]) -> int:
-        """Apply the staged rows; conflicts become row errors. Returns rows written."""
+    def _write(self, cur: Cursor, rows: dict[str, tuple[int, str]],
+               errors: list[RowError]) -> None:
+        """Insert or update ``rows``; ids already present become row errors or updates."""
         uid = self.task.uid
         key_col = self.params.key_column
-        # Rows this task already wrote (an earlier chunk) are duplicates inside the file.
+        upsert = self.params.mode is UploadMode.UPSERT
+        # One index scan finds the ids that exist; in upsert mode their rows are locked
+        # until the chunk commits, so the before-images journaled below stay true.
         cur.execute(
-            f"DELETE FROM {_STAGE} s USING collect.baseline_records b "
-            "WHERE b.organization_id = %s AND b.form_id = %s AND b.external_id = s.external_id "
-            "AND (b.task_uid = %s OR EXISTS (SELECT 1 FROM longtask.undo_journal j "
-            "  WHERE j.task_uid = %s AND j.table_name = 'baseline_records' AND j.row_id = b.id)) "
-            "RETURNING s.line, s.external_id",
-            (self.org_id, self.form_id, uid, uid),
+            "SELECT b.external_id, b.id, b.task_uid = %s OR EXISTS ("
+            "  SELECT 1 FROM longtask.undo_journal j WHERE j.task_uid = %s "
+            "  AND j.table_name = 'baseline_records' AND j.row_id = b.id) "
+            "FROM collect.baseline_records b WHERE b.organization_id = %s AND b.form_id = %s "
+            "AND b.external_id = ANY(%s)" + (" FOR UPDATE OF b" if upsert else ""),
+            (uid, uid, self.org_id, self.form_id, list(rows)),
         )
-        for line, external_id in cur.fetchall():
-            errors.append(RowError(line, f"duplicate external id {external_id!r}; an earlier "
-                                   "line of this file has it", key_col, external_id))
-        written = 0
-        if self.params.mode is UploadMode.UPSERT:
-            cur.execute(
-                "INSERT INTO longtask.undo_journal (task_uid, table_name, row_id, before_image, "
-                "after_version) SELECT %s, 'baseline_records', b.id, to_jsonb(b), "
-                "b.row_version + 1 FROM collect.baseline_records b JOIN " + _STAGE + " s "
-                "ON b.external_id = s.external_id WHERE b.organization_id = %s "
-                "AND b.form_id = %s ORDER BY b.id FOR UPDATE OF b",
-                (uid, self.org_id, self.form_id),
-            )
-            cur.execute(
-                "UPDATE collect.baseline_records b SET data = s.data FROM " + _STAGE + " s "
-                "WHERE b.organization_id = %s AND b.form_id = %s "
-                "AND b.external_id = s.external_id",
-                (self.org_id, self.form_id),
-            )
-            written += cur.rowcount
-            cur.execute(
-                f"DELETE FROM {_STAGE} s USING collect.baseline_records b "
-                "WHERE b.organization_id = %s AND b.form_id = %s "
-                "AND b.external_id = s.external_id",
-                (self.org_id, self.form_id),
-            )
-        cur.execute(
-            "INSERT INTO collect.baseline_records (organization_id, form_id, external_id, data, "
-            f"task_uid) SELECT %s, %s, external_id, data, %s FROM {_STAGE} ORDER BY line "
-            "ON CONFLICT (organization_id, form_id, external_id) DO NOTHING RETURNING external_id",
-            (self.org_id, self.form_id, uid),
-        )
-        inserted = {row[0] for row in cur.fetchall()}
-        written += len(inserted)
-        cur.execute(f"SELECT line, external_id FROM {_STAGE}")
-        for line, external_id in cur.fetchall():
-            if external_id not in inserted:
+        targets: dict[str, int] = {}
+        for external_id, row_id, ours in cur.fetchall():
+            line = rows[external_id][0]
+            if ours:  # this task wrote it from an earlier line of the file
+                errors.append(RowError(line, f"duplicate external id {external_id!r}; an "
+                                       "earlier line of this file has it", key_col, external_id))
+            elif not upsert:
                 errors.append(RowError(
                     line, f"external id {external_id!r} already exists in form "
                     f"{self.params.form!r} (mode insert leaves it alone; use mode upsert to "
                     "update it)", key_col, external_id))
+            else:
+                targets[external_id] = row_id
+                continue
+            del rows[external_id]
+        if not rows:
+            return
+        self._ensure_stage(cur)
+        cur.copy_expert(
+            f"COPY {_STAGE} (line, external_id, data, target_id) FROM STDIN",
+            io.StringIO("".join(
+                f"{line}\t{_copy_text(external_id)}\t{_copy_text(data)}\t"
+                f"{targets.get(external_id, _COPY_NULL)}\n"
+                for external_id, (line, data) in rows.items()
+            )),
+        )
+        if targets:
+            ids = list(targets.values())
+            cur.execute(
+                "INSERT INTO longtask.undo_journal (task_uid, table_name, row_id, before_image, "
+                "after_version) SELECT %s, 'baseline_records', b.id, to_jsonb(b), "
+                "b.row_version + 1 FROM collect.baseline_records b WHERE b.id = ANY(%s) "
+                "ORDER BY b.id",
+                (uid, ids),
+            )
+            cur.execute(
+                f"UPDATE collect.baseline_records b SET data = s.data FROM {_STAGE} s "
+                "WHERE b.id = ANY(%s) AND s.target_id = b.id",
+                (ids,),
+            )
+        cur.execute(
+            "INSERT INTO collect.baseline_records (organization_id, form_id, external_id, data, "
+            f"task_uid) SELECT %s, %s, external_id, data, %s FROM {_STAGE} "
+            "WHERE target_id IS NULL ORDER BY line "
+            "ON CONFLICT (organization_id, form_id, external_id) DO NOTHING RETURNING external_id",
+            (self.org_id, self.form_id, uid),
+        )
+        inserted = {row[0] for row in cur.fetchall()}
+        for external_id, (line, _data) in rows.items():
+            if external_id not in targets and external_id not in inserted:
+                errors.append(RowError(line, f"external id {external_id!r} was created by "
+                                       "someone else while this chunk ran", key_col,
+                                       external_id))
         cur.execute(f"TRUNCATE {_STAGE}")  # the next chunk of this transaction starts clean
-        return written
+
+
+_COPY_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    """``value`` escaped for COPY's text format (backslash, tab, newline, carriage return)."""
+    return value.translate(_COPY_ESCAPES)

@@ -17,7 +17,7 @@ from longtask.values import FieldSpec, FieldType, normalize_header
 
 Connection = psycopg2.extensions.connection
 
-STOP_CHECK_EVERY = 256  # rows between stop checks in a producer loop
+STOP_CHECK_EVERY = 32  # rows between stop checks in a producer loop (~100 µs a row)
 
 
 def organization_id(conn: Connection, slug: str) -> int:
@@ -113,11 +113,9 @@ def header_index(header: Header, filename: str) -> dict[str, int]:
 
 def count_records(csv_file: CsvFile, header: Header, stop: StopToken) -> int:
     """Count the data records after ``header`` (the progress total); checks for stop."""
-    total = 0
-    width = len(header.names) or None
-    for total, _record in enumerate(csv_file.records(header.end, width), start=1):
-        if total % 4096 == 0:
-            stop.check()
+    stop.check()
+    total = csv_file.count(header.end)
+    stop.check()
     return total
 
 

@@ -105,7 +105,9 @@ class BulkTeamCreate:
         records = common.take(self._records, limit, self.stop)
         errors: list[RowError] = []
         rows: dict[str, tuple[int, str, list[str]]] = {}
-        for record in records:
+        for count, record in enumerate(records):
+            if count % common.STOP_CHECK_EVERY == 0:
+                self.stop.check()
             if record.fields is None:
                 errors.append(RowError(record.line, record.error or "unreadable row"))
                 continue
