@@ -1,0 +1,792 @@
+"""A real Kubernetes control plane on one machine, for the tests and the local demo.
+
+Starts, on loopback ports chosen here:
+
+- ``etcd``;
+- ``kube-apiserver`` with TLS (certificates made here), ``Node,RBAC`` authorization, the
+  default admission plugins plus ``NodeRestriction``, and service-account token signing;
+- ``kube-controller-manager`` with the Job, CronJob, garbage-collector, namespace,
+  service-account, pod-GC and TTL controllers, each under its own service account;
+- the process kubelet (:mod:`devcluster.kubelet`), which registers a Ready node, binds
+  pending pods to it and runs their containers as local processes.
+
+The binaries come from ``hack/build-kube.sh`` (``make kube``). Everything started is
+stopped on :meth:`KubeCluster.stop`, at interpreter exit, and — through the parent-death
+signal — when the starting process dies; each component runs in its own process group.
+
+Command line::
+
+    python -m devcluster.kube up      # start in the background, print the env to use
+    python -m devcluster.kube env     # print `export KUBECONFIG=...` for a running one
+    python -m devcluster.kube down    # stop it
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+GO_MOD = REPO / "hack" / "kube" / "go.mod"
+NODE_NAME = "longtask-node"
+SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_IP = "10.0.0.1"
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+ADMIN_USER = "longtask-admin"
+CONTROLLERS = (
+    "job-controller", "cronjob-controller", "ttl-after-finished-controller",
+    "garbage-collector-controller", "namespace-controller", "serviceaccount-controller",
+    "serviceaccount-token-controller", "root-ca-certificate-publisher-controller",
+    "pod-garbage-collector-controller", "clusterrole-aggregation-controller",
+    "deployment-controller", "replicaset-controller", "service-cidr-controller",
+)
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+# Stop order: the kubelet first (it stops the pods), then the controllers, then storage.
+_STOP_ORDER = ("kubelet", "kube-controller-manager", "kube-apiserver", "etcd")
+
+T = TypeVar("T")
+
+
+class KubeBinariesMissing(RuntimeError):
+    """The control-plane binaries are not built: run ``make kube`` (hack/build-kube.sh)."""
+
+
+class KubeStartError(RuntimeError):
+    """A component exited or did not become ready in time; the message has its log tail."""
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def pinned_versions() -> dict[str, str]:
+    """``{"kubernetes": "v1.x.y", "etcd": "v3.x.y"}`` as pinned in hack/kube/go.mod."""
+    text = GO_MOD.read_text()
+    found: dict[str, str] = {}
+    for key, module in (("kubernetes", "k8s.io/kubernetes"), ("etcd", "go.etcd.io/etcd/server/v3")):
+        match = re.search(rf"^\s*{re.escape(module)}\s+(v\S+)", text, re.MULTILINE)
+        if match is None:
+            raise KubeBinariesMissing(f"{GO_MOD} pins no version of {module}")
+        found[key] = match.group(1)
+    return found
+
+
+def bin_dir() -> Path:
+    """Where hack/build-kube.sh puts the binaries (``$LONGTASK_KUBE_BIN_DIR`` overrides)."""
+    override = os.environ.get("LONGTASK_KUBE_BIN_DIR")
+    if override:
+        return Path(override)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "longtask" / f"kube-{pinned_versions()['kubernetes']}" / "bin"
+
+
+def find_binaries() -> dict[str, Path]:
+    """Paths of etcd, kube-apiserver, kube-controller-manager; :class:`KubeBinariesMissing`."""
+    folder = bin_dir()
+    paths = {name: folder / name for name in BINARIES}
+    missing = [name for name, path in paths.items() if not os.access(path, os.X_OK)]
+    if missing:
+        raise KubeBinariesMissing(
+            f"{', '.join(missing)} not found in {folder}: build them with 'make kube' "
+            "(hack/build-kube.sh, about 20 minutes the first time)"
+        )
+    return paths
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+@dataclass(frozen=True)
+class _Issued:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
+
+def _issue(common_name: str, *, groups: Sequence[str] = (), issuer: _Issued | None = None,
+           ca: bool = False, dns_names: Sequence[str] = (), ips: Sequence[str] = (),
+           server: bool = False, client: bool = False) -> _Issued:
+    """An ECDSA P-256 certificate; self-signed when ``issuer`` is None."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+                        + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.cert.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=not ca,
+            data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+    )
+    usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
+        [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    signer = issuer.key if issuer else key
+    return _Issued(builder.sign(signer, hashes.SHA256()), key)
+
+
+def _write(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    path.write_bytes(data)
+    path.chmod(mode)
+    return path
+
+
+# --------------------------------------------------------------------------- processes
+
+_PR_SET_PDEATHSIG = 1
+_libc: Any = None
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the thread that started it dies.
+
+    Also unblocks SIGTERM/SIGINT, which a supervisor blocks for ``sigwait`` and a child
+    would otherwise inherit blocked.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _spawn(argv: Sequence[str], log_path: Path, *, env: Mapping[str, str] | None = None,
+           tie_to_parent: bool = True, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session (its own process group), output to ``log_path``."""
+    global _libc
+    if tie_to_parent and _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, env=dict(env) if env is not None else None,
+            cwd=cwd, preexec_fn=_die_with_parent if tie_to_parent else None,
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _stop_group(pid: int, *, timeout: float = 10.0, wait: Callable[[float], bool]) -> None:
+    """SIGTERM the process group led by ``pid``, SIGKILL it after ``timeout`` seconds.
+
+    ``wait(seconds)`` returns True once the leader has exited.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    if not wait(timeout):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        wait(5.0)
+    # Whatever the leader left in its group (it stops its own children on SIGTERM).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _popen_waiter(proc: subprocess.Popen[bytes]) -> Callable[[float], bool]:
+    def wait(seconds: float) -> bool:
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    return wait
+
+
+def _pid_waiter(pid: int) -> Callable[[float], bool]:
+    def wait(seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+    return wait
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for name in _STOP_ORDER:
+        proc = procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            _stop_group(proc.pid, timeout=15.0 if name == "kubelet" else 10.0,
+                        wait=_popen_waiter(proc))
+        elif proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_for(check: Callable[[], T | None], *, timeout: float, what: str,
+             interval: float = 0.2) -> T:
+    """Call ``check`` until it returns something other than None/False, or time runs out.
+
+    Returns that value; raises ``TimeoutError`` naming ``what`` (and the last value seen)
+    after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f}s for {what}; last seen: {value!r}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- cluster
+
+if TYPE_CHECKING:
+    _Finalizer = weakref.finalize[[dict[str, subprocess.Popen[bytes]]], "KubeCluster"]
+
+
+@dataclass
+class KubeCluster:
+    """A running control plane. ``kubeconfig`` holds the admin identity (system:masters)."""
+
+    workdir: Path
+    server: str
+    kubeconfig: Path
+    ca_file: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+    remove_workdir: bool = False
+    _finalizer: _Finalizer | None = field(default=None, repr=False)
+
+    @property
+    def pod_log_dir(self) -> Path:
+        """Folder holding ``<namespace>_<pod>_<uid>/<container>.log`` for every pod run."""
+        return self.workdir / "kubelet" / "pods"
+
+    def pod_log(self, namespace: str, pod: str, container: str | None = None) -> str:
+        """The combined stdout/stderr of one container of a pod ('' when none was written).
+
+        ``container`` defaults to the only (or first) container that logged.
+        """
+        text = ""
+        for folder in sorted(self.pod_log_dir.glob(f"{namespace}_{pod}_*")):
+            files = sorted(folder.glob(f"{container or '*'}.log"))
+            if files:
+                text += files[0].read_text(errors="replace")
+        return text
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point kubectl and the clients at this cluster."""
+        return {"KUBECONFIG": str(self.kubeconfig)}
+
+    def api_client(self) -> Any:
+        """A new ``kubernetes.client.ApiClient`` with the admin identity."""
+        from kubernetes import config
+        new_client: Any = config.new_client_from_config
+        return new_client(config_file=str(self.kubeconfig))
+
+    def kubeconfig_for(self, name: str) -> Path:
+        """The kubeconfig of one component identity: ``controller-manager``, ``node``,
+        ``scheduler`` or ``admin``."""
+        return self.workdir / f"{name}.kubeconfig"
+
+    def stop(self) -> None:
+        """Stop every component (kubelet first, so pods get SIGTERM) and remove the folder
+        when it was a temporary one."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        _stop_all(self.processes)
+        if self.remove_workdir and not os.environ.get("LONGTASK_KUBE_KEEP"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _kubeconfig(server: str, ca_pem: bytes, user: str, cert: _Issued) -> dict[str, Any]:
+    import base64
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "longtask", "cluster": {
+            "server": server, "certificate-authority-data": b64(ca_pem)}}],
+        "users": [{"name": user, "user": {
+            "client-certificate-data": b64(cert.cert_pem),
+            "client-key-data": b64(cert.key_pem)}}],
+        "contexts": [{"name": "longtask", "context": {
+            "cluster": "longtask", "user": user, "namespace": "default"}}],
+        "current-context": "longtask",
+    }
+
+
+def _write_pki(workdir: Path, server: str) -> dict[str, Path]:
+    """CA, serving cert, service-account keys and one kubeconfig per identity."""
+    pki = workdir / "pki"
+    pki.mkdir(parents=True, exist_ok=True)
+    ca = _issue("longtask-ca", ca=True)
+    serving = _issue("kube-apiserver", issuer=ca, server=True, ips=("127.0.0.1", SERVICE_IP),
+                     dns_names=("localhost", "kubernetes", "kubernetes.default",
+                                "kubernetes.default.svc",
+                                "kubernetes.default.svc.cluster.local"))
+    # The aggregation layer's front proxy, as on a kubeadm cluster: without it the
+    # controller manager's delegated authentication complains of a missing CA bundle.
+    proxy_ca = _issue("longtask-front-proxy-ca", ca=True)
+    proxy_client = _issue("front-proxy-client", issuer=proxy_ca, client=True)
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    paths = {
+        "proxy-ca": _write(pki / "front-proxy-ca.crt", proxy_ca.cert_pem, 0o644),
+        "proxy-cert": _write(pki / "front-proxy-client.crt", proxy_client.cert_pem, 0o644),
+        "proxy-key": _write(pki / "front-proxy-client.key", proxy_client.key_pem),
+        "ca": _write(pki / "ca.crt", ca.cert_pem, 0o644),
+        "serving-cert": _write(pki / "apiserver.crt", serving.cert_pem, 0o644),
+        "serving-key": _write(pki / "apiserver.key", serving.key_pem),
+        "sa-key": _write(pki / "sa.key", sa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())),
+        "sa-pub": _write(pki / "sa.pub", sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644),
+    }
+    identities = {
+        "admin": (ADMIN_USER, ("system:masters",)),
+        "controller-manager": ("system:kube-controller-manager", ()),
+        "scheduler": ("system:kube-scheduler", ()),
+        "node": (f"system:node:{NODE_NAME}", ("system:nodes",)),
+    }
+    for name, (user, groups) in identities.items():
+        cert = _issue(user, groups=groups, issuer=ca, client=True)
+        config = _kubeconfig(server, ca.cert_pem, user, cert)
+        paths[name] = _write(workdir / f"{name}.kubeconfig",
+                             yaml.safe_dump(config, sort_keys=False).encode())
+    return paths
+
+
+def _https_get(url: str, ca_file: Path, *, timeout: float = 2.0) -> tuple[int, str]:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=timeout) as resp:
+            return int(resp.status), resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return int(err.code), err.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as resp:
+            return int(resp.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start(*, workdir: Path | None = None, timeout: float = 90.0,
+          image_commands: Mapping[str, Sequence[str]] | None = None,
+          restart_backoff: float = 1.0, tie_to_parent: bool = True) -> KubeCluster:
+    """Start etcd, kube-apiserver, kube-controller-manager and the process kubelet.
+
+    Returns once the apiserver is ready, the node is Ready and the ``default`` service
+    account exists (the controllers are working). ``workdir`` (default: a new temporary
+    folder, removed on stop) holds certificates, kubeconfigs, etcd data and logs.
+    ``image_commands`` maps an image to the command the kubelet runs for containers of that
+    image that set no ``command``. ``restart_backoff`` is the kubelet's first crash-loop
+    delay in seconds (a kubelet's is 10).
+
+    Raises :class:`KubeBinariesMissing`, or :class:`KubeStartError` (with the failing
+    component's log tail) when something exits or is not ready after ``timeout`` seconds.
+    """
+    binaries = find_binaries()
+    started = time.monotonic()
+    remove = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="longtask-kube-")) if workdir is None else workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    etcd_port, peer_port, api_port, cm_port = (free_port() for _ in range(4))
+    server = f"https://127.0.0.1:{api_port}"
+    paths = _write_pki(workdir, server)
+    cluster = KubeCluster(workdir=workdir, server=server, kubeconfig=paths["admin"],
+                          ca_file=paths["ca"], remove_workdir=remove)
+    procs = cluster.processes
+    cluster._finalizer = weakref.finalize(cluster, _stop_all, procs)
+
+    def launch(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        procs[name] = _spawn(argv, logs / f"{name}.log", env=env, tie_to_parent=tie_to_parent,
+                             cwd=workdir)
+        log.info("started %s (pid %d)", name, procs[name].pid)
+
+    def check_running() -> None:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise KubeStartError(f"{name} exited with code {proc.returncode}; "
+                                     f"its log ({logs / (name + '.log')}) ends with:\n"
+                                     f"{_tail(logs / (name + '.log'))}")
+
+    def until(check: Callable[[], bool], what: str, component: str) -> None:
+        deadline = started + timeout
+        while not check():
+            check_running()
+            if time.monotonic() > deadline:
+                raise KubeStartError(
+                    f"{what} not ready after {timeout:.0f}s; the log of {component} ends "
+                    f"with:\n{_tail(logs / (component + '.log'))}")
+            time.sleep(0.1)
+
+    try:
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        launch("etcd", [
+            str(binaries["etcd"]), "--name=default", f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync",
+            "--log-level=warn", "--quota-backend-bytes=2147483648",
+        ])
+        launch("kube-apiserver", [
+            str(binaries["kube-apiserver"]),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--tls-cert-file={paths['serving-cert']}",
+            f"--tls-private-key-file={paths['serving-key']}",
+            f"--client-ca-file={paths['ca']}",
+            f"--requestheader-client-ca-file={paths['proxy-ca']}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={paths['proxy-cert']}",
+            f"--proxy-client-key-file={paths['proxy-key']}",
+            "--authorization-mode=Node,RBAC",
+            # The default set (NamespaceLifecycle, LimitRanger, ServiceAccount, PodSecurity,
+            # ResourceQuota, the webhooks and admission policies, ...) plus what a real
+            # cluster adds for its kubelets.
+            "--enable-admission-plugins=NodeRestriction",
+            f"--service-account-issuer={SA_ISSUER}",
+            f"--service-account-key-file={paths['sa-pub']}",
+            f"--service-account-signing-key-file={paths['sa-key']}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # The only endpoint is 127.0.0.1, which Endpoints validation refuses.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true", "--profiling=false",
+            f"--cert-dir={workdir / 'apiserver-certs'}",
+        ])
+        until(lambda: _http_ok(f"{etcd_url}/health"), "etcd", "etcd")
+        until(lambda: _https_get(f"{server}/readyz", paths["ca"])[0] == 200,
+              "kube-apiserver", "kube-apiserver")
+        cm_kubeconfig = str(paths["controller-manager"])
+        launch("kube-controller-manager", [
+            str(binaries["kube-controller-manager"]),
+            f"--kubeconfig={cm_kubeconfig}",
+            f"--authentication-kubeconfig={cm_kubeconfig}",
+            f"--authorization-kubeconfig={cm_kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={cm_port}",
+            f"--cert-dir={workdir / 'controller-manager-certs'}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={paths['sa-key']}",
+            f"--root-ca-file={paths['ca']}",
+            "--leader-elect=false", "--cluster-name=longtask",
+        ])
+        kubelet_argv = [
+            sys.executable, "-m", "devcluster.kubelet",
+            f"--kubeconfig={paths['node']}", f"--scheduler-kubeconfig={paths['scheduler']}",
+            f"--node-name={NODE_NAME}", f"--root-dir={workdir / 'kubelet'}",
+            f"--restart-backoff={restart_backoff}",
+        ]
+        for image, command in (image_commands or {}).items():
+            kubelet_argv.append(f"--image-command={image}={json.dumps(list(command))}")
+        launch("kubelet", kubelet_argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        until(lambda: _node_ready(server, paths["ca"], paths["admin"]), "the node",
+              "kubelet")
+        until(lambda: _default_sa_exists(server, paths["ca"], paths["admin"]),
+              "the default service account", "kube-controller-manager")
+    except BaseException:
+        cluster.stop()
+        raise
+    log.info("cluster ready at %s in %.1fs (workdir %s)", server, time.monotonic() - started,
+             workdir)
+    return cluster
+
+
+def _admin_get(server: str, ca: Path, kubeconfig: Path, path: str) -> tuple[int, Any]:
+    """GET ``path`` as the admin (client certificate from the kubeconfig's folder)."""
+    pki = kubeconfig.parent / "pki"
+    cert, key = pki / "admin.crt", pki / "admin.key"
+    if not cert.exists():
+        config = yaml.safe_load(kubeconfig.read_text())
+        import base64
+        user = config["users"][0]["user"]
+        _write(cert, base64.b64decode(user["client-certificate-data"]))
+        _write(key, base64.b64decode(user["client-key-data"]))
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(str(cert), str(key))
+    try:
+        with urllib.request.urlopen(server + path, context=context, timeout=2.0) as resp:
+            return int(resp.status), json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return int(err.code), None
+    except (urllib.error.URLError, OSError):
+        return 0, None
+
+
+def _node_ready(server: str, ca: Path, kubeconfig: Path) -> bool:
+    code, node = _admin_get(server, ca, kubeconfig, f"/api/v1/nodes/{NODE_NAME}")
+    if code != 200:
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in node.get("status", {}).get("conditions", []))
+
+
+def _default_sa_exists(server: str, ca: Path, kubeconfig: Path) -> bool:
+    code, _ = _admin_get(server, ca, kubeconfig,
+                         "/api/v1/namespaces/default/serviceaccounts/default")
+    return code == 200
+
+
+def apply_crds(api_client: Any, folder: Path = REPO / "crds", *,
+               timeout: float = 30.0) -> list[str]:
+    """Server-side apply every CustomResourceDefinition in ``folder/*.yaml``.
+
+    Returns the CRD names, once each is Established; raises ``TimeoutError`` naming the
+    ones that are not after ``timeout`` seconds, ``ApiException`` when one is refused.
+    """
+    from kubernetes import client
+
+    api: Any = client.ApiextensionsV1Api(api_client)
+    names: list[str] = []
+    for path in sorted(folder.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            name = doc["metadata"]["name"]
+            _ = api.patch_custom_resource_definition(
+                name, doc, field_manager="longtask-devcluster", force=True,
+                _content_type="application/apply-patch+yaml", _preload_content=False).data
+            names.append(name)
+
+    def established() -> list[str]:
+        pending = []
+        for name in names:
+            crd = json.loads(api.read_custom_resource_definition(
+                name, _preload_content=False).data)
+            conditions = crd.get("status", {}).get("conditions") or []
+            if not any(c["type"] == "Established" and c["status"] == "True"
+                       for c in conditions):
+                pending.append(name)
+        return pending
+
+    wait_for(lambda: not established(), timeout=timeout,
+             what=f"CRDs to be Established ({', '.join(names)})")
+    return names
+
+
+@contextlib.contextmanager
+def running(**kwargs: Any) -> Iterator[KubeCluster]:
+    """Context manager: :func:`start` (same keyword arguments), stopped on exit."""
+    cluster = start(**kwargs)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def default_dir() -> Path:
+    """The folder of the command-line cluster (``$LONGTASK_KUBE_DIR`` overrides)."""
+    override = os.environ.get("LONGTASK_KUBE_DIR")
+    if override:
+        return Path(override)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "longtask" / "cluster"
+
+
+def _state_path(folder: Path) -> Path:
+    return folder / "state.json"
+
+
+def _read_state(folder: Path) -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads(_state_path(folder).read_text())
+    except (OSError, ValueError):
+        return None
+    return state
+
+
+def _serve(folder: Path, timeout: float) -> int:
+    """Run a cluster in ``folder`` until SIGTERM/SIGINT, recording pids in state.json."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        cluster = start(workdir=folder, timeout=timeout)
+    except (KubeStartError, KubeBinariesMissing, TimeoutError) as err:
+        log.error("%s", err)
+        return 1
+    state = {
+        "supervisor": os.getpid(),
+        "server": cluster.server,
+        "kubeconfig": str(cluster.kubeconfig),
+        "pids": {name: proc.pid for name, proc in cluster.processes.items()},
+        "ready": True,
+    }
+    tmp = _state_path(folder).with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(_state_path(folder))
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    cluster.stop()
+    _state_path(folder).unlink(missing_ok=True)
+    return 0
+
+
+def _up(folder: Path, timeout: float) -> int:
+    state = _read_state(folder)
+    if state and _alive(int(state["supervisor"])):
+        print(f"already running at {state['server']}")
+        print(f"export KUBECONFIG={state['kubeconfig']}")
+        return 0
+    if folder.exists():
+        _down(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    started = time.monotonic()
+    supervisor = _spawn([sys.executable, "-m", "devcluster.kube", "serve", "--dir", str(folder),
+                         "--timeout", str(timeout)], folder / "supervisor.log",
+                        tie_to_parent=False, cwd=REPO)
+    deadline = started + timeout + 30
+    while True:
+        state = _read_state(folder)
+        if state and state.get("ready"):
+            break
+        if supervisor.poll() is not None or time.monotonic() > deadline:
+            print(f"the cluster did not start; {folder / 'supervisor.log'} ends with:\n"
+                  f"{_tail(folder / 'supervisor.log')}", file=sys.stderr)
+            if supervisor.poll() is None:
+                _stop_group(supervisor.pid, wait=_popen_waiter(supervisor))
+            return 1
+        time.sleep(0.2)
+    print(f"cluster ready at {state['server']} in {time.monotonic() - started:.1f}s "
+          f"(logs in {folder / 'logs'})")
+    print(f"export KUBECONFIG={state['kubeconfig']}")
+    return 0
+
+
+def _down(folder: Path) -> int:
+    state = _read_state(folder)
+    if not state:
+        print(f"no cluster recorded in {folder}")
+        return 0
+    supervisor = int(state["supervisor"])
+    if _alive(supervisor) and "devcluster.kube" in _cmdline(supervisor):
+        _stop_group(supervisor, timeout=45.0, wait=_pid_waiter(supervisor))
+    binaries = {"kubelet": "devcluster.kubelet"}
+    for name in _STOP_ORDER:
+        pid = state.get("pids", {}).get(name)
+        marker = binaries.get(name, name)
+        if pid and _alive(int(pid)) and marker in _cmdline(int(pid)):
+            _stop_group(int(pid), wait=_pid_waiter(int(pid)))
+    _state_path(folder).unlink(missing_ok=True)
+    print("cluster stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``up`` | ``down`` | ``env`` (and ``serve``, which ``up`` runs in the background)."""
+    parser = argparse.ArgumentParser(prog="python -m devcluster.kube",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("command", choices=("up", "down", "env", "serve"))
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="cluster folder (default: $LONGTASK_KUBE_DIR or "
+                             "~/.cache/longtask/cluster)")
+    parser.add_argument("--timeout", type=float, default=90.0, help="start timeout, seconds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    folder: Path = (args.dir or default_dir()).resolve()
+    if args.command == "serve":
+        return _serve(folder, args.timeout)
+    if args.command == "up":
+        return _up(folder, args.timeout)
+    if args.command == "down":
+        return _down(folder)
+    state = _read_state(folder)
+    if not state or not _alive(int(state["supervisor"])):
+        print(f"no running cluster in {folder}; start one with: python -m devcluster.kube up",
+              file=sys.stderr)
+        return 1
+    print(f"export KUBECONFIG={state['kubeconfig']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
