@@ -20,6 +20,8 @@ from devcluster import postgres
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
+pytest_plugins = ["devcluster.pytest_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data" / "real"
 _TEMPLATE = "longtask_template"

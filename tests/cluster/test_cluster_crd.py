@@ -1,0 +1,76 @@
+"""CustomResourceDefinitions: the server validates objects against their schema."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from devcluster.kube import REPO
+
+pytestmark = pytest.mark.cluster
+
+GROUP = "test.longtask.dev"
+
+
+@pytest.fixture
+def widget_crd(tmp_path: Path, apply_crds: Callable[..., list[str]],
+               apiextensions_v1: Any) -> Iterator[str]:
+    """A namespaced CRD ``<plural>.test.longtask.dev`` whose spec.size is an integer >= 1."""
+    plural = f"widgets{secrets.token_hex(3)}"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {"group": GROUP, "scope": "Namespaced",
+                 "names": {"plural": plural, "singular": plural,
+                           "kind": plural.capitalize()},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                         "type": "object", "required": ["size"],
+                         "properties": {"size": {"type": "integer", "minimum": 1}}}}}}}]},
+    }
+    (tmp_path / "widget.yaml").write_text(yaml.safe_dump(crd))
+    apply_crds(tmp_path)
+    try:
+        yield plural
+    finally:
+        apiextensions_v1.delete_custom_resource_definition(f"{plural}.{GROUP}")
+
+
+def widget(plural: str, size: object) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/v1", "kind": plural.capitalize(),
+            "metadata": {"name": "w"}, "spec": {"size": size}}
+
+
+def test_an_object_that_breaks_the_schema_is_refused_by_the_server_with_422(
+        widget_crd: str, custom_objects: Any, kube_namespace: str) -> None:
+    with pytest.raises(ApiException) as refused:
+        custom_objects.create_namespaced_custom_object(
+            GROUP, "v1", kube_namespace, widget_crd, widget(widget_crd, 0))
+
+    assert refused.value.status == 422, f"expected 422, got {refused.value.status}"
+    details = json.loads(refused.value.body)
+    assert "spec.size" in details["message"], f"expected a spec.size error: {details}"
+
+
+def test_an_object_that_meets_the_schema_is_stored(
+        widget_crd: str, custom_objects: Any, kube_namespace: str) -> None:
+    custom_objects.create_namespaced_custom_object(
+        GROUP, "v1", kube_namespace, widget_crd, widget(widget_crd, 3))
+
+    stored = custom_objects.get_namespaced_custom_object(
+        GROUP, "v1", kube_namespace, widget_crd, "w")
+    assert stored["spec"] == {"size": 3}
+
+
+def test_the_project_crds_are_accepted_and_established(project_crds: list[str]) -> None:
+    files = sorted((REPO / "crds").glob("*.yaml"))
+    documents = [d for f in files for d in yaml.safe_load_all(f.read_text())
+                 if d and d.get("kind") == "CustomResourceDefinition"]
+    assert sorted(project_crds) == sorted(d["metadata"]["name"] for d in documents)
