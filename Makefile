@@ -3,12 +3,17 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-deps lint typecheck test test-fast bench demo clean
+.PHONY: setup system-deps kube lint typecheck test test-fast bench demo clean
 
-setup: system-deps $(STAMP)
+setup: system-deps kube $(STAMP)
 
 system-deps:
 	@hack/install-system-deps.sh
+
+# etcd, kube-apiserver and kube-controller-manager for the cluster tests, built once into a
+# cache outside git (about 15 minutes the first time; hack/KUBE.md).
+kube:
+	@hack/build-kube.sh
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

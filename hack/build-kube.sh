@@ -5,13 +5,15 @@
 #
 # The binaries go to a cache outside git, reused while its stamp matches the pins:
 #   ${LONGTASK_KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/longtask/kube-<version>/bin}
-# The Go build cache for it lives beside (…/longtask/go-build) so it can be removed at once.
+# The Go build cache for it (about 3.6 GB) lives beside, in …/longtask/go-build, and is
+# removed after a successful build unless LONGTASK_KUBE_KEEP_GOCACHE=1 (a failed build keeps
+# it, so that a retry starts where it stopped).
 #
 #   hack/build-kube.sh               build when the cache is missing or stale
 #   hack/build-kube.sh --force       rebuild
 #   hack/build-kube.sh --print-bin-dir
 #
-# A cold build takes about 20 minutes on 2 cores (see hack/KUBE.md); concurrent runs wait
+# A cold build takes about 15 minutes on 2 cores (see hack/KUBE.md); concurrent runs wait
 # for each other on a lock file instead of building twice.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -73,7 +75,7 @@ export GOCACHE="${LONGTASK_KUBE_GOCACHE:-$cache_root/go-build}"
 export CGO_ENABLED=0
 # -trimpath and -s -w keep the binaries small and independent of this checkout's path;
 # the -X flags give the servers their real version (kubectl version, discovery).
-export GOFLAGS="-trimpath -mod=readonly"
+export GOFLAGS="-trimpath -mod=readonly -buildvcs=false"
 minor="${kube_version#v1.}"; minor="${minor%%.*}"
 ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -85,7 +87,7 @@ staging="$(mktemp -d "$bin_dir/../build.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 started=$(date +%s)
 echo "build-kube: building etcd $etcd_version and Kubernetes $kube_version into $bin_dir"
-echo "build-kube: a cold build takes about 20 minutes on 2 cores; the Go build cache is $GOCACHE"
+echo "build-kube: a cold build takes about 15 minutes on 2 cores; the Go build cache is $GOCACHE"
 cd "$moddir"
 go mod download
 go build -ldflags "$ldflags" -o "$staging/" \
@@ -93,5 +95,8 @@ go build -ldflags "$ldflags" -o "$staging/" \
 go build -ldflags "-s -w" -o "$staging/etcd" go.etcd.io/etcd/server/v3
 for b in "${binaries[@]}"; do mv -f "$staging/$b" "$bin_dir/$b"; done
 echo "$stamp_text" > "$stamp"
+if [ "${LONGTASK_KUBE_KEEP_GOCACHE:-0}" != 1 ] && [ -z "${LONGTASK_KUBE_GOCACHE:-}" ]; then
+  rm -rf "$GOCACHE"
+fi
 elapsed=$(( $(date +%s) - started ))
 echo "build-kube: done in $((elapsed / 60))m$((elapsed % 60))s: $(du -sh "$bin_dir" | cut -f1) of binaries in $bin_dir"
