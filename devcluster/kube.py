@@ -117,7 +117,7 @@ def find_binaries() -> dict[str, Path]:
     if missing:
         raise KubeBinariesMissing(
             f"{', '.join(missing)} not found in {folder}: build them with 'make kube' "
-            "(hack/build-kube.sh, about 20 minutes the first time)"
+            "(hack/build-kube.sh, about 15 minutes the first time)"
         )
     return paths
 
@@ -189,28 +189,32 @@ _PR_SET_PDEATHSIG = 1
 _libc: Any = None
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM this child when the thread that started it dies.
-
-    Also unblocks SIGTERM/SIGINT, which a supervisor blocks for ``sigwait`` and a child
-    would otherwise inherit blocked.
-    """
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _preexec(death_signal: signal.Signals | None) -> Callable[[], None]:
+    """A preexec_fn that unblocks SIGTERM/SIGINT (a supervisor blocks them for ``sigwait``
+    and a child would inherit them blocked) and, given ``death_signal``, asks the kernel to
+    send it to the child when the thread that started it dies."""
+    def preexec() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        if death_signal is not None and _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, death_signal)
+    return preexec
 
 
 def _spawn(argv: Sequence[str], log_path: Path, *, env: Mapping[str, str] | None = None,
-           tie_to_parent: bool = True, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a new session (its own process group), output to ``log_path``."""
+           death_signal: signal.Signals | None = signal.SIGKILL,
+           cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session (its own process group), output to ``log_path``.
+
+    ``death_signal`` (None: none) reaches the child if the starting thread dies first.
+    """
     global _libc
-    if tie_to_parent and _libc is None:
+    if death_signal is not None and _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     with log_path.open("ab") as out:
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env=dict(env) if env is not None else None,
-            cwd=cwd, preexec_fn=_die_with_parent if tie_to_parent else None,
+            cwd=cwd, preexec_fn=_preexec(death_signal),
         )
 
 
@@ -461,7 +465,9 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
     folder, removed on stop) holds certificates, kubeconfigs, etcd data and logs.
     ``image_commands`` maps an image to the command the kubelet runs for containers of that
     image that set no ``command``. ``restart_backoff`` is the kubelet's first crash-loop
-    delay in seconds (a kubelet's is 10).
+    delay in seconds (a kubelet's is 10). With ``tie_to_parent`` the components die with
+    the calling thread (servers by SIGKILL, the kubelet by SIGTERM so it stops its pods):
+    call from a thread that lives as long as the cluster should, such as the main one.
 
     Raises :class:`KubeBinariesMissing`, or :class:`KubeStartError` (with the failing
     component's log tail) when something exits or is not ready after ``timeout`` seconds.
@@ -482,8 +488,11 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
     cluster._finalizer = weakref.finalize(cluster, _stop_all, procs)
 
     def launch(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
-        procs[name] = _spawn(argv, logs / f"{name}.log", env=env, tie_to_parent=tie_to_parent,
-                             cwd=workdir)
+        # If this process dies, the servers are killed outright; the kubelet gets SIGTERM
+        # so that it can stop its pods' processes first.
+        death = signal.SIGTERM if name == "kubelet" else signal.SIGKILL
+        procs[name] = _spawn(argv, logs / f"{name}.log", env=env, cwd=workdir,
+                             death_signal=death if tie_to_parent else None)
         log.info("started %s (pid %d)", name, procs[name].pid)
 
     def check_running() -> None:
@@ -564,6 +573,7 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
             f"--kubeconfig={paths['node']}", f"--scheduler-kubeconfig={paths['scheduler']}",
             f"--node-name={NODE_NAME}", f"--root-dir={workdir / 'kubelet'}",
             f"--restart-backoff={restart_backoff}",
+            f"--kubelet-version={pinned_versions()['kubernetes']}-process",
         ]
         for image, command in (image_commands or {}).items():
             kubelet_argv.append(f"--image-command={image}={json.dumps(list(command))}")
@@ -723,7 +733,7 @@ def _up(folder: Path, timeout: float) -> int:
     started = time.monotonic()
     supervisor = _spawn([sys.executable, "-m", "devcluster.kube", "serve", "--dir", str(folder),
                          "--timeout", str(timeout)], folder / "supervisor.log",
-                        tie_to_parent=False, cwd=REPO)
+                        death_signal=None, cwd=REPO)
     deadline = started + timeout + 30
     while True:
         state = _read_state(folder)

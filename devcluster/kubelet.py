@@ -626,7 +626,8 @@ class Kubelet:
     """The node: registration, heartbeats, binding, and one :class:`PodWorker` per pod."""
 
     def __init__(self, node_api: Any, scheduler_api: Any, node_name: str, root: Path,
-                 image_commands: Mapping[str, Sequence[str]], restart_backoff: float) -> None:
+                 image_commands: Mapping[str, Sequence[str]], restart_backoff: float,
+                 version: str = "v0.0.0-process") -> None:
         # The generated client's annotations demand model objects; this code sends JSON.
         self.core: Any = client.CoreV1Api(node_api)
         self.coordination: Any = client.CoordinationV1Api(node_api)
@@ -635,6 +636,7 @@ class Kubelet:
         self.root = root
         self.image_commands = dict(image_commands)
         self.restart_backoff = restart_backoff
+        self.version = version
         self.stopping = threading.Event()
         self.workers: dict[str, PodWorker] = {}
         self.workers_lock = threading.Lock()
@@ -675,7 +677,7 @@ class Kubelet:
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": os.uname().release, "osImage": "process kubelet",
-                "containerRuntimeVersion": "process://1", "kubeletVersion": "v0.0.0-process",
+                "containerRuntimeVersion": "process://1", "kubeletVersion": self.version,
                 "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
             },
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
@@ -902,6 +904,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--image-command", type=_image_command, action="append", default=[],
                         help='IMAGE=["cmd","arg"]: what to run for a container of IMAGE '
                              "that sets no command")
+    parser.add_argument("--kubelet-version", default="v0.0.0-process",
+                        help="the version the node reports")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
@@ -910,7 +914,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     node_api = new_client(config_file=args.kubeconfig)
     scheduler_api = new_client(config_file=args.scheduler_kubeconfig)
     Kubelet(node_api, scheduler_api, args.node_name, args.root_dir,
-            dict(args.image_command), args.restart_backoff).run()
+            dict(args.image_command), args.restart_backoff, args.kubelet_version).run()
 
 
 if __name__ == "__main__":
