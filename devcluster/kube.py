@@ -331,6 +331,7 @@ class KubeCluster:
     ca_file: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     remove_workdir: bool = False
+    kubelet_argv: list[str] = field(default_factory=list, repr=False)
     _finalizer: _Finalizer | None = field(default=None, repr=False)
 
     @property
@@ -364,6 +365,25 @@ class KubeCluster:
         """The kubeconfig of one component identity: ``controller-manager``, ``node``,
         ``scheduler`` or ``admin``."""
         return self.workdir / f"{name}.kubeconfig"
+
+    def restart_kubelet(self, *, timeout: float = 30.0) -> None:
+        """Kill the kubelet outright (SIGKILL; its pods' processes die with it, as with a node
+        whose runtime lost them) and start a new one, which finds those pods' containers
+        gone. Returns once the new kubelet has registered; ``KubeStartError`` otherwise."""
+        old = self.processes.pop("kubelet")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(old.pid, signal.SIGKILL)
+        old.wait(timeout=10)
+        log_path = self.workdir / "logs" / "kubelet.log"
+        registered = log_path.read_text(errors="replace").count(" registered")
+        self.processes["kubelet"] = _spawn(self.kubelet_argv, log_path,
+                                           env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                           death_signal=signal.SIGTERM, cwd=self.workdir)
+        try:
+            wait_for(lambda: log_path.read_text(errors="replace").count(" registered")
+                     > registered, timeout=timeout, what="the new kubelet to register")
+        except TimeoutError as err:
+            raise KubeStartError(f"{err}; its log ends with:\n{_tail(log_path)}") from err
 
     def stop(self) -> None:
         """Stop every component (kubelet first, so pods get SIGTERM) and remove the folder
@@ -577,6 +597,7 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
         ]
         for image, command in (image_commands or {}).items():
             kubelet_argv.append(f"--image-command={image}={json.dumps(list(command))}")
+        cluster.kubelet_argv = kubelet_argv
         launch("kubelet", kubelet_argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         until(lambda: _node_ready(server, paths["ca"], paths["admin"]), "the node",
               "kubelet")

@@ -147,3 +147,20 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return not os.path.exists(f"/proc/{pid}")
+
+
+def test_a_pod_whose_process_vanished_with_the_kubelet_is_reported_failed_with_137(
+        core_v1: Any, kube_namespace: str, kube_cluster: KubeCluster) -> None:
+    core_v1.create_namespaced_pod(kube_namespace, pod(
+        "orphan", ["python3", "-c", "import time; time.sleep(300)"]))
+    wait_for(lambda: (pod_json(core_v1, kube_namespace, "orphan") or {}).get(
+        "status", {}).get("phase") == "Running", timeout=30, what="the pod to run")
+
+    kube_cluster.restart_kubelet()
+
+    obj = wait_for(lambda: terminal_phase(core_v1, kube_namespace, "orphan"), timeout=30,
+                   what="the restarted kubelet to report the lost container")
+    state = obj["status"]["containerStatuses"][0]["state"]
+    assert obj["status"]["phase"] == "Failed", f"expected Failed, got {obj['status']}"
+    assert state["terminated"]["exitCode"] == 137, f"expected exit code 137, got {state}"
+    assert state["terminated"]["reason"] == "ContainerStatusUnknown", f"got {state}"
