@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -63,6 +64,9 @@ PASS_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV
             "PYTHONDONTWRITEBYTECODE", "COVERAGE_PROCESS_START")
 PYTHON_NAMES = {"python", "python3", f"python3.{sys.version_info.minor}"}
 MAX_BACKOFF = 300.0
+# Errors of a call that may pass when tried again (the server restarting, a dropped
+# connection); ApiException carries the HTTP status when there was an answer.
+CALL_ERRORS = (ApiException, OSError, urllib3.exceptions.HTTPError)
 
 _libc: Any = None
 
@@ -188,6 +192,8 @@ class EnvResolver:
             raise ContainerConfigError(
                 f'{kind} "{name}" not found' if err.status == 404
                 else f'cannot read {kind} "{name}": {err.status} {err.reason}') from err
+        except (OSError, urllib3.exceptions.HTTPError) as err:
+            raise ContainerConfigError(f'cannot read {kind} "{name}": {err}') from err
 
     def resolve(self, pod: Json, container: Json) -> dict[str, str]:
         """The environment of ``container``; raises :class:`ContainerConfigError`."""
@@ -293,7 +299,6 @@ class PodWorker(threading.Thread):
         self.wake = threading.Event()
         self.removed = threading.Event()
         self.finished = False
-        self.deleted = False
         self.start_time = pod.get("status", {}).get("startTime") or now_iso()
         self.transitions: dict[str, tuple[str, str]] = {}
         self.containers = [Container(spec) for spec in pod["spec"].get("containers", [])]
@@ -600,22 +605,21 @@ class PodWorker(threading.Thread):
             "reason": reason or None,
             "message": message or None,
         }
-        try:
-            _done(self.kubelet.core.patch_namespaced_pod_status(
-                self.pod_name, self.namespace, {"status": status},
-                _content_type="application/merge-patch+json", _preload_content=False))
-        except ApiException as err:
-            if err.status != 404:
-                log.warning("pod %s/%s: status update failed: %s %s", self.namespace,
-                            self.pod_name, err.status, err.reason)
-        else:
-            log.debug("pod %s/%s: %s", self.namespace, self.pod_name, phase)
+        for attempt in range(8):  # a lost terminal status would leave the pod Running
+            try:
+                _done(self.kubelet.core.patch_namespaced_pod_status(
+                    self.pod_name, self.namespace, {"status": status},
+                    _content_type="application/merge-patch+json", _preload_content=False))
+                return
+            except CALL_ERRORS as err:
+                if isinstance(err, ApiException) and err.status == 404:
+                    return
+                log.warning("pod %s/%s: status update failed (attempt %d): %s",
+                            self.namespace, self.pod_name, attempt + 1, err)
+            if self.removed.wait(min(0.25 * 2 ** attempt, 5.0)):
+                return
 
     def _complete_deletion(self) -> None:
-        with self.lock:
-            if self.deleted:
-                return
-            self.deleted = True
         self.kubelet.delete_now(self.namespace, self.pod_name, self.uid)
 
 
@@ -704,7 +708,7 @@ class Kubelet:
                 self._heartbeat()
                 log.info("node %s registered", self.node_name)
                 return
-            except (ApiException, OSError) as err:
+            except CALL_ERRORS as err:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"cannot register node {self.node_name}: {err}") from err
                 log.info("waiting for the API server: %s", err)
@@ -733,7 +737,7 @@ class Kubelet:
         while not self.stopping.wait(10.0):
             try:
                 self._heartbeat()
-            except (ApiException, OSError) as err:
+            except CALL_ERRORS as err:
                 log.warning("node heartbeat failed: %s", err)
 
     # -- watches
@@ -761,7 +765,7 @@ class Kubelet:
                         handle(kind, event["raw_object"])
                     elif kind == "ERROR":
                         break
-            except (ApiException, OSError, ValueError) as err:
+            except (*CALL_ERRORS, ValueError) as err:
                 if self.stopping.is_set():
                     return
                 log.warning("watch %s: %s; listing again", field_selector, err)
@@ -785,12 +789,11 @@ class Kubelet:
             try:
                 _done(self.scheduler.create_namespaced_pod_binding(
                     meta["name"], meta["namespace"], binding, _preload_content=False))
-            except ApiException as err:
-                if err.status in (404, 409):
+            except CALL_ERRORS as err:
+                if isinstance(err, ApiException) and err.status in (404, 409):
                     failed.discard(meta["uid"])
                     return
-                log.warning("binding %s/%s failed: %s %s", meta["namespace"], meta["name"],
-                            err.status, err.reason)
+                log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], err)
                 failed.add(meta["uid"])
                 return
             failed.discard(meta["uid"])
@@ -846,11 +849,11 @@ class Kubelet:
             _done(self.core.delete_namespaced_pod(name, namespace, body=options,
                                                   grace_period_seconds=0,
                                                   _preload_content=False))
-        except ApiException as err:
-            if err.status not in (404, 409):
+        except CALL_ERRORS as err:
+            if not (isinstance(err, ApiException) and err.status in (404, 409)):
                 self.deleted.discard(uid)
-                log.warning("deleting pod %s/%s failed: %s %s", namespace, name, err.status,
-                            err.reason)
+                log.warning("deleting pod %s/%s failed (tried again on its next change): %s",
+                            namespace, name, err)
                 return
         log.info("pod %s/%s deleted", namespace, name)
 
