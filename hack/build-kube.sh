@@ -28,6 +28,7 @@ if [ -z "$kube_version" ] || [ -z "$etcd_version" ]; then
   exit 1
 fi
 
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/longtask"
 bin_dir="${LONGTASK_KUBE_BIN_DIR:-$cache_root/kube-$kube_version/bin}"
 binaries=(etcd kube-apiserver kube-controller-manager)
