@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
     task = definition_from(args)
     url = args.database_url or DatabaseSettings().database_url  # type: ignore[call-arg]
     stop = StopToken()
+    # The reading thread is CPU-bound; a short switch interval lets the signal handler and
+    # the worker take the GIL within a millisecond when a stop arrives.
+    sys.setswitchinterval(0.001)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.request(f"{signal.Signals(signum).name} received")

@@ -67,6 +67,7 @@ class StopToken:
         self.reason = reason
         self.requested_at = time.time()
         self._event.set()
+        log.info("stop_requested", extra={"reason": reason})
         with self._lock:
             conn = self._conn
         if conn is not None and not conn.closed:
@@ -123,6 +124,10 @@ class Work(Protocol):
 
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
         """Do up to ``limit`` units inside the open transaction ``cur`` belongs to."""
+        ...
+
+    def close(self) -> None:
+        """Release what :meth:`open` took (threads, iterators); safe to call twice."""
         ...
 
     @property
@@ -260,6 +265,14 @@ class Engine:
         if record[c.status] == "failed":
             raise TaskFailed(record.get("message") or "the task failed earlier")
         self.stop.check()
+        try:
+            self._run(work, record)
+        finally:
+            work.close()
+            self._log.debug("work_closed")
+
+    def _run(self, work: Work, record: Mapping[str, Any]) -> None:
+        c = self.cols
         total = work.open(record[c.cursor])
         if total is not None and record[c.total] is None:
             self._set_total(total)
@@ -358,6 +371,7 @@ class Engine:
             conn.commit()
         except psycopg2.errors.QueryCanceled:
             conn.rollback()
+            self._log.debug("chunk_cancelled")
             if self.stop.is_set():
                 raise Stopped(self.stop.reason or "stop requested") from None
             raise
@@ -434,12 +448,14 @@ class Engine:
                 with self.conn.cursor() as cur:
                     cur.execute(
                         f"UPDATE longtask.tasks SET {c.status} = %s, stop_reason = %s, "
+                        "stop_requested_at = to_timestamp(%s), "
                         f"{msg_col} = coalesce(%s, {msg_col}), "
                         "heartbeat_at = clock_timestamp(), updated_at = clock_timestamp() "
                         + (", finished_at = clock_timestamp()"
                            if status == "failed" and self.mode == "run" else "")
                         + f" WHERE uid = %s AND epoch = %s AND {c.status} = 'running'",
-                        (status, reason, message, self.uid, self.epoch),
+                        (status, reason, self.stop.requested_at, message, self.uid,
+                         self.epoch),
                     )
                 self.conn.commit()
                 return

@@ -190,6 +190,9 @@ class Rollback:
             return sum(step.count(cur, self.task_uid) for step in self.steps) if not cursor \
                 else None
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
         units = conflicts = 0
         while self._step < len(self.steps) and units < limit:

@@ -18,10 +18,11 @@ Rules (also in the README):
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+import psycopg2.errors
 from longtask.runner.csvsource import Position, Record
 from longtask.runner.engine import ChunkResult, Cursor, RowError, StopToken, TaskDefinition
 from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
@@ -50,12 +51,11 @@ class BaselineUpload:
         self.read_conn = read_conn
         self.stop = stop
         self.settings = settings
-        self._records: Iterator[Record] = iter(())
+        self._prefetch: common.Prefetcher[tuple[str, str]] | None = None
         self._columns: list[tuple[int, str, Callable[[str], Any]]] = []
         self._key_position = 0
         self._width = 0
         self._stage_ready = False
-        self._position = Position()
 
     @property
     def max_row_errors(self) -> int | None:
@@ -80,9 +80,13 @@ class BaselineUpload:
             start = header.end
         else:
             start = Position.from_json(dict(cursor))
-        self._position = start
-        self._records = csv_file.records(start, self._width)
+        self._prefetch = common.Prefetcher(csv_file.records(start, self._width), self._parse,
+                                           self.stop, start)
         return total
+
+    def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
 
     def _map_columns(
         self, index: dict[str, int], names: list[str], form: common.Form, filename: str
@@ -115,33 +119,29 @@ class BaselineUpload:
             raise TaskFailed(f"form {form.name!r} cannot be loaded into: {exc}") from None
 
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
-        records = common.take(self._records, limit, self.stop)
+        assert self._prefetch is not None, "open() first"
+        batch = self._prefetch.take(limit)
         errors: list[RowError] = []
         rows: dict[str, tuple[int, str]] = {}  # external id -> (line, data as JSON text)
-        for count, record in enumerate(records):
-            if count % common.STOP_CHECK_EVERY == 0:
-                self.stop.check()
-            if record.fields is None:
-                errors.append(RowError(record.line, record.error or "unreadable row"))
+        for parsed in batch.records:
+            errors.extend(parsed.errors)
+            if parsed.item is None:
                 continue
-            row = self._parse(record, errors)
-            if row is None:
-                continue
-            external_id, data = row
+            external_id, data = parsed.item
             if external_id in rows:
                 errors.append(RowError(
-                    record.line, f"duplicate external id {external_id!r}; first on line "
+                    parsed.line, f"duplicate external id {external_id!r}; first on line "
                     f"{rows[external_id][0]}", self.params.key_column, external_id))
                 continue
-            rows[external_id] = (record.line, orjson.dumps(data).decode())
+            rows[external_id] = (parsed.line, data)
+        self.stop.check()
         if rows:
             self._write(cur, rows, errors)
-        if records:
-            self._position = records[-1].end
-        return ChunkResult(rows=len(records), cursor=self._position.to_json(),
-                           exhausted=len(records) < limit, errors=errors)
+        return ChunkResult(rows=len(batch.records), cursor=batch.end.to_json(),
+                           exhausted=batch.exhausted, errors=errors)
 
-    def _parse(self, record: Record, errors: list[RowError]) -> tuple[str, dict[str, Any]] | None:
+    def _parse(self, record: Record, errors: list[RowError]) -> tuple[str, str] | None:
+        """(external id, data as JSON text) of a record, or None with its row errors."""
         fields = record.fields
         assert fields is not None
         # Records come width-checked (csvsource), so every position is in range.
@@ -163,7 +163,7 @@ class BaselineUpload:
                 continue
             if value is not None:
                 data[name] = value
-        return (external_id, data) if ok else None
+        return (external_id, orjson.dumps(data).decode()) if ok else None
 
     def _ensure_stage(self, cur: Cursor) -> None:
         if not self._stage_ready:
@@ -176,9 +176,11 @@ class BaselineUpload:
     def _write(self, cur: Cursor, rows: dict[str, tuple[int, str]],
                errors: list[RowError]) -> None:
         """Insert or update ``rows``; ids already present become row errors or updates."""
+        upsert = self.params.mode is UploadMode.UPSERT
+        if not upsert and self._copy(cur, rows):
+            return  # the common case: none of the ids exists yet
         uid = self.task.uid
         key_col = self.params.key_column
-        upsert = self.params.mode is UploadMode.UPSERT
         # One index scan finds the ids that exist; in upsert mode their rows are locked
         # until the chunk commits, so the before-images journaled below stay true.
         cur.execute(
@@ -204,9 +206,43 @@ class BaselineUpload:
                 targets[external_id] = row_id
                 continue
             del rows[external_id]
-        if not rows:
-            return
+        updates = {k: v for k, v in rows.items() if k in targets}
+        inserts = {k: v for k, v in rows.items() if k not in targets}
+        if updates:
+            self._update(cur, updates, targets)
+        if inserts and not self._copy(cur, inserts):
+            self._insert_checked(cur, inserts, errors)
+
+    def _copy(self, cur: Cursor, rows: dict[str, tuple[int, str]]) -> bool:
+        """COPY ``rows`` straight into the table under a savepoint.
+
+        Returns False, having written nothing, when an id already exists (someone else's,
+        or this task's from an earlier chunk): the caller then sorts the rows out.
+        """
+        cur.execute("SAVEPOINT baseline_copy")
+        try:
+            cur.copy_expert(
+                "COPY collect.baseline_records (organization_id, form_id, external_id, "
+                "data, task_uid) FROM STDIN",
+                io.StringIO("".join(
+                    f"{self.org_id}\t{self.form_id}\t{_copy_text(external_id)}\t"
+                    f"{_copy_text(data)}\t{self.task.uid}\n"
+                    for external_id, (_line, data) in rows.items()
+                )),
+                size=_COPY_BUFFER,
+            )
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT baseline_copy")
+            cur.execute("RELEASE SAVEPOINT baseline_copy")
+            return False
+        cur.execute("RELEASE SAVEPOINT baseline_copy")
+        return True
+
+    def _stage(self, cur: Cursor, rows: dict[str, tuple[int, str]],
+               targets: dict[str, int]) -> None:
+        """Load ``rows`` into the session's staging table (emptied at commit)."""
         self._ensure_stage(cur)
+        cur.execute(f"TRUNCATE {_STAGE}")
         cur.copy_expert(
             f"COPY {_STAGE} (line, external_id, data, target_id) FROM STDIN",
             io.StringIO("".join(
@@ -215,36 +251,44 @@ class BaselineUpload:
                 for external_id, (line, data) in rows.items()
             )),
         )
-        if targets:
-            ids = list(targets.values())
-            cur.execute(
-                "INSERT INTO longtask.undo_journal (task_uid, table_name, row_id, before_image, "
-                "after_version) SELECT %s, 'baseline_records', b.id, to_jsonb(b), "
-                "b.row_version + 1 FROM collect.baseline_records b WHERE b.id = ANY(%s) "
-                "ORDER BY b.id",
-                (uid, ids),
-            )
-            cur.execute(
-                f"UPDATE collect.baseline_records b SET data = s.data FROM {_STAGE} s "
-                "WHERE b.id = ANY(%s) AND s.target_id = b.id",
-                (ids,),
-            )
+
+    def _update(self, cur: Cursor, rows: dict[str, tuple[int, str]],
+                targets: dict[str, int]) -> None:
+        """Journal the before-images of existing rows, then update them (upsert mode)."""
+        self._stage(cur, rows, targets)
+        ids = [targets[k] for k in rows]
+        cur.execute(
+            "INSERT INTO longtask.undo_journal (task_uid, table_name, row_id, before_image, "
+            "after_version) SELECT %s, 'baseline_records', b.id, to_jsonb(b), "
+            "b.row_version + 1 FROM collect.baseline_records b WHERE b.id = ANY(%s) "
+            "ORDER BY b.id",
+            (self.task.uid, ids),
+        )
+        cur.execute(
+            f"UPDATE collect.baseline_records b SET data = s.data FROM {_STAGE} s "
+            "WHERE b.id = ANY(%s) AND s.target_id = b.id",
+            (ids,),
+        )
+
+    def _insert_checked(self, cur: Cursor, rows: dict[str, tuple[int, str]],
+                        errors: list[RowError]) -> None:
+        """Insert ``rows`` one statement at a time against concurrent writers."""
+        self._stage(cur, rows, {})
         cur.execute(
             "INSERT INTO collect.baseline_records (organization_id, form_id, external_id, data, "
-            f"task_uid) SELECT %s, %s, external_id, data, %s FROM {_STAGE} "
-            "WHERE target_id IS NULL ORDER BY line "
+            f"task_uid) SELECT %s, %s, external_id, data, %s FROM {_STAGE} ORDER BY line "
             "ON CONFLICT (organization_id, form_id, external_id) DO NOTHING RETURNING external_id",
-            (self.org_id, self.form_id, uid),
+            (self.org_id, self.form_id, self.task.uid),
         )
         inserted = {row[0] for row in cur.fetchall()}
         for external_id, (line, _data) in rows.items():
-            if external_id not in targets and external_id not in inserted:
+            if external_id not in inserted:
                 errors.append(RowError(line, f"external id {external_id!r} was created by "
-                                       "someone else while this chunk ran", key_col,
-                                       external_id))
-        cur.execute(f"TRUNCATE {_STAGE}")  # the next chunk of this transaction starts clean
+                                       "someone else while this chunk ran",
+                                       self.params.key_column, external_id))
 
 
+_COPY_BUFFER = 1 << 20  # bytes handed to libpq at a time: few GIL round trips per chunk
 _COPY_NULL = "\\N"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 

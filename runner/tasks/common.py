@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import psycopg2.extensions
 from longtask.runner import filestore
-from longtask.runner.csvsource import CsvFile, Header, Record
-from longtask.runner.engine import StopToken
+from longtask.runner.csvsource import CsvFile, Header, Position, Record
+from longtask.runner.engine import RowError, StopToken
 from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 
 from longtask.settings import RunnerSettings
@@ -145,3 +149,131 @@ def cell(fields: Sequence[str], position: int) -> str:
     """The cell at ``position``, or ``""`` when the row is shorter."""
     return fields[position] if position < len(fields) else ""
 
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """One record after parsing: its ``item`` (None if bad), its row errors, its end."""
+
+    line: int
+    item: T | None
+    errors: list[RowError]
+    end: Position
+
+
+@dataclass
+class Batch(Generic[T]):
+    """Up to ``limit`` parsed records; ``exhausted`` once the file has no more."""
+
+    records: list[Parsed[T]]
+    end: Position
+    exhausted: bool
+
+
+_END = object()
+
+
+class Prefetcher(Generic[T]):
+    """Reads and parses records in a thread of its own, ahead of the chunk being written.
+
+    The database does a chunk's writes while this thread parses the next one (psycopg2
+    releases the GIL while a statement runs), so Python and PostgreSQL work side by side.
+    At most ``depth`` lists of ``batch`` records wait, bounding memory. ``parse(record,
+    errors)`` returns the item to write or None, appending row errors.
+    """
+
+    def __init__(
+        self,
+        records: Iterator[Record],
+        parse: Callable[[Record, list[RowError]], T | None],
+        stop: StopToken,
+        start: Position,
+        *,
+        batch: int = 64,
+        depth: int = 64,
+    ) -> None:
+        self._records = records
+        self._parse = parse
+        self._stop = stop
+        self._end = start
+        self._batch = batch
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._pending: list[Parsed[T]] = []
+        self._closed = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._produce, name="longtask-prefetch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            out: list[Parsed[T]] = []
+            for record in self._records:
+                if self._closed.is_set() or self._stop.is_set():
+                    return
+                errors: list[RowError] = []
+                if record.fields is None:
+                    errors.append(RowError(record.line, record.error or "unreadable row"))
+                    item = None
+                else:
+                    item = self._parse(record, errors)
+                out.append(Parsed(record.line, item, errors, record.end))
+                if len(out) >= self._batch:
+                    self._put(out)
+                    out = []
+            if out:
+                self._put(out)
+            self._put(_END)
+        except _Closed:
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            self._put_final(exc)
+
+    def _put(self, obj: object) -> None:
+        while True:
+            try:
+                self._queue.put(obj, timeout=0.05)
+                return
+            except queue.Full:
+                if self._closed.is_set() or self._stop.is_set():
+                    raise _Closed from None
+
+    def _put_final(self, obj: object) -> None:
+        with contextlib.suppress(_Closed):
+            self._put(obj)
+
+    def take(self, limit: int) -> Batch[T]:
+        """Up to ``limit`` parsed records in file order; raises :class:`Stopped` on a stop."""
+        taken: list[Parsed[T]] = []
+        while len(taken) < limit and not self._finished:
+            if not self._pending:
+                try:
+                    got = self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    self._stop.check()
+                    continue
+                if got is _END:
+                    self._finished = True
+                    break
+                if isinstance(got, BaseException):
+                    raise got
+                self._pending = got  # type: ignore[assignment]
+            room = limit - len(taken)
+            taken.extend(self._pending[:room])
+            self._pending = self._pending[room:]
+        self._stop.check()
+        if taken:
+            self._end = taken[-1].end
+        return Batch(taken, self._end, self._finished and not self._pending)
+
+    def close(self) -> None:
+        """Stop the reading thread and wait for it (a second at most)."""
+        self._closed.set()
+        self._thread.join(timeout=1)
+
+
+class _Closed(Exception):
+    """The consumer went away; the producer ends quietly."""

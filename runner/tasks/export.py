@@ -102,6 +102,9 @@ class Export:
             )
             return int(cur.fetchone()[0])  # type: ignore[index]
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def _range(self) -> tuple[sql.Composable, list[Any]]:
         cond: sql.Composable = sql.SQL(
             "form_id = %s AND submitted_at >= %s AND submitted_at < %s"

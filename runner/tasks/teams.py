@@ -14,7 +14,7 @@ Rules (also in the README):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from longtask.runner.csvsource import Position, Record
@@ -43,8 +43,7 @@ class BulkTeamCreate:
         self.read_conn = read_conn
         self.stop = stop
         self.settings = settings
-        self._records: Iterator[Record] = iter(())
-        self._position = Position()
+        self._prefetch: common.Prefetcher[tuple[str, str, list[str]]] | None = None
 
     @property
     def max_row_errors(self) -> int | None:
@@ -71,9 +70,13 @@ class BulkTeamCreate:
             start = header.end
         else:
             start = Position.from_json(dict(cursor))
-        self._position = start
-        self._records = csv_file.records(start, width)
+        self._prefetch = common.Prefetcher(csv_file.records(start, width), self._parse,
+                                           self.stop, start)
         return total
+
+    def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
 
     def _parse(self, record: Record, errors: list[RowError]) -> tuple[str, str, list[str]] | None:
         fields = record.fields
@@ -102,30 +105,25 @@ class BulkTeamCreate:
         return team, manager, members
 
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
-        records = common.take(self._records, limit, self.stop)
+        assert self._prefetch is not None, "open() first"
+        batch = self._prefetch.take(limit)
         errors: list[RowError] = []
         rows: dict[str, tuple[int, str, list[str]]] = {}
-        for count, record in enumerate(records):
-            if count % common.STOP_CHECK_EVERY == 0:
-                self.stop.check()
-            if record.fields is None:
-                errors.append(RowError(record.line, record.error or "unreadable row"))
+        for parsed in batch.records:
+            errors.extend(parsed.errors)
+            if parsed.item is None:
                 continue
-            parsed = self._parse(record, errors)
-            if parsed is None:
-                continue
-            team, manager, members = parsed
+            team, manager, members = parsed.item
             if team in rows:
-                errors.append(RowError(record.line, f"team {team!r} appears again; first on line "
-                                       f"{rows[team][0]}", self.params.team_column, team))
+                errors.append(RowError(parsed.line, f"team {team!r} appears again; first on "
+                                       f"line {rows[team][0]}", self.params.team_column, team))
                 continue
-            rows[team] = (record.line, manager, members)
+            rows[team] = (parsed.line, manager, members)
+        self.stop.check()
         if rows:
             self._write(cur, rows, errors)
-        if records:
-            self._position = records[-1].end
-        return ChunkResult(rows=len(records), cursor=self._position.to_json(),
-                           exhausted=len(records) < limit, errors=errors)
+        return ChunkResult(rows=len(batch.records), cursor=batch.end.to_json(),
+                           exhausted=batch.exhausted, errors=errors)
 
     def _write(self, cur: Cursor, rows: dict[str, tuple[int, str, list[str]]],
                errors: list[RowError]) -> None:

@@ -176,6 +176,7 @@ CREATE TABLE longtask.tasks (
     eta_seconds          double precision,
     message              text,
     stop_reason          text,
+    stop_requested_at    timestamptz,
     started_at           timestamptz,
     heartbeat_at         timestamptz,
     finished_at          timestamptz,
