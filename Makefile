@@ -33,7 +33,7 @@ bench: setup
 	$(PY) bench/runner_bench.py
 
 demo: setup
-	$(PY) -m longtask.runner.demo
+	$(PY) -m demo
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

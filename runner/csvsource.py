@@ -196,7 +196,8 @@ class CsvFile:
         only a file with overlong lines or undecodable bytes may count slightly differently,
         which affects the progress total alone.
         """
-        text = io.TextIOWrapper(_BlockStream(self._source(start.offset)), encoding=self.encoding,
+        raw = io.BufferedReader(_BlockStream(self._source(start.offset)), 1 << 16)
+        text = io.TextIOWrapper(raw, encoding=self.encoding,
                                 errors="replace", newline=None if self.separator == b"\r" else "")
         reader = csv.reader(text, strict=True)
         total = 0
