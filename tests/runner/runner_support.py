@@ -164,3 +164,17 @@ def record_or_none(db: Connection, uid: uuid.UUID, column: str) -> Any:
         cur.execute(f"SELECT {column} FROM longtask.tasks WHERE uid = %s", (uid,))
         row = cur.fetchone()
     return None if row is None else row[0]
+
+
+def count_rows(db: Connection, table: str) -> int:
+    """Rows in ``collect.<table>``."""
+    with db.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM collect.{table}")
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+
+def count_parts(db: Connection, uid: uuid.UUID) -> int:
+    """Export output parts the task has."""
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM longtask.export_parts WHERE task_uid = %s", (uid,))
+        return int(cur.fetchone()[0])  # type: ignore[index]

@@ -197,3 +197,77 @@ def test_rollback_after_a_stop_mid_run_and_a_crash_mid_rollback(db, db_url, peop
     assert s.snapshot(db) == before
     assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE, "idempotent"
     assert s.snapshot(db) == before
+
+
+ST_LOUIS = "St-Louis-Data-Collection-Campaign-Gth_Hs_Osm_11.csv"
+ST_LOUIS_TYPES = {
+    "Start": ("datetime", None), "Timestamp": ("datetime", None),
+    "Phone Number": ("phone", {"region": "SN"}),
+    "Facility Location / latitude": ("decimal", None),
+    "Facility Location / longitude": ("decimal", None),
+    "Which days is this facility open?": ("select_multiple", None),
+    "Available Services": ("select_multiple", None),
+    "Number of Beds": ("integer", None), "Number of Doctors": ("integer", None),
+    "Number of Nurses": ("integer", None),
+}
+
+
+def test_real_field_export_with_line_breaks_in_cells_loads_and_flags_bad_phones(
+        db, db_url, shared_data):
+    raw = (shared_data / ST_LOUIS).read_bytes()
+    header = next(__import__("csv").reader([raw.split(b"\n", 1)[0].decode()]))
+    org = s.create_org(db)
+    fields = [(n, *ST_LOUIS_TYPES.get(n, ("text", None))) for n in header if n != "UUID"]
+    s.create_form(db, org, "facilities", [(n, t, False, o) for n, t, o in fields])
+    file_id = s.store_bytes(db_url, raw, filename=ST_LOUIS)
+    task = s.task("BaselineUpload", {"form": "facilities", "fileId": file_id,
+                                     "keyColumn": "UUID"})
+
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+
+    rec = s.record(db, task.uid)
+    assert (rec["total"], rec["done"]) == (104, 104)
+    errors = s.row_errors(db, task.uid)
+    assert {column for _line, column, _reason in errors} == {"Phone Number"}
+    assert len(errors) == 4, "four '+33…' numbers lost their 221 (the bare 339641179 is fine)"
+    assert any("+221339614718" in reason for _l, _c, reason in errors), "the fix is suggested"
+    with db.cursor() as cur:
+        cur.execute("SELECT data FROM collect.baseline_records "
+                    "WHERE external_id = '68ab1fbb-38fd-4451-853e-4fc901a71998'")
+        first = cur.fetchone()[0]
+    assert first["Phone Number"] == "+221339612727"
+    assert first["Start"] == "2019-07-18T15:47:36.297000+00:00"
+    assert first["Which days is this facility open?"] == ["Mo", "Tu", "We", "Th", "Fr",
+                                                          "Sa", "Su"]
+    assert first["Open hours by day of the week / Enter open hours for each day:"] == (
+        "09:00-18:30\n08:00-11:00,12:30-15:00\nsunrise-sunset"), "quoted line breaks kept"
+    assert rec["row_errors"] == 4 and s.count_rows(db, "baseline_records") == 100
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM collect.baseline_records "
+                    "WHERE data->>'Phone Number' = '+221339641179'")
+        assert cur.fetchone()[0] == 1, "a bare Senegalese number gets its country code"
+
+
+def test_spreadsheet_mangled_phones_and_other_date_formats_load(db, db_url):
+    org = s.create_org(db)
+    s.create_form(db, org, "people", [("name", "text", True), ("phone", "phone", False),
+                                      ("born", "date", False, {"dayfirst": True})])
+    text = ("id,name,phone,born\n"
+            "A1,Asha,9.19876543210E+11,18/07/1990\n"   # scientific notation, all digits
+            "A2,Binta,98765-43210,1990-07-18\n"        # dashes
+            "A3,Chen,+91 98765 43211,18 Jul 1990\n"    # spaces, month name
+            "A4,Dara,9.19877E+11,03/04/1990\n"         # rounded by a spreadsheet
+            "A5,Emeka,919876543212.0,19900718\n")      # float artefact, YYYYMMDD
+    file_id = s.store_bytes(db_url, text.encode())
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"})
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    with db.cursor() as cur:
+        cur.execute("SELECT external_id, data->>'phone', data->>'born' "
+                    "FROM collect.baseline_records ORDER BY 1")
+        rows = cur.fetchall()
+    assert rows == [("A1", "+919876543210", "1990-07-18"), ("A2", "+919876543210",
+                                                            "1990-07-18"),
+                    ("A3", "+919876543211", "1990-07-18"), ("A5", "+919876543212",
+                                                            "1990-07-18")]
+    [(line, column, reason)] = s.row_errors(db, task.uid)
+    assert (line, column) == (5, "phone") and "rounded" in reason
