@@ -386,11 +386,11 @@ class PodWorker(threading.Thread):
             self._report("Failed", reason="InitContainersUnsupported",
                          message="the process kubelet does not run init containers")
             return
-        fresh = [c for c in self.containers if c.terminated is None]
-        if not self._resolve_env(fresh):
+        if not self._resolve_env(self.containers):
             return
-        for c in fresh:
-            self._start(c)
+        for c in self.containers:
+            if c.terminated is None:  # not one a previous kubelet saw end
+                self._start(c)
         self._report(self._phase())
         while True:
             if self.removed.is_set():
@@ -426,7 +426,7 @@ class PodWorker(threading.Thread):
             except ContainerConfigError as err:
                 log.info("pod %s/%s: %s", self.namespace, self.pod_name, err)
                 for c in containers:
-                    if c.env is None:
+                    if c.env is None and c.terminated is None:
                         c.state = {"waiting": {"reason": "CreateContainerConfigError",
                                                "message": str(err)}}
                 self._report("Pending")

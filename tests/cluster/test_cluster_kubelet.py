@@ -164,3 +164,24 @@ def test_a_pod_whose_process_vanished_with_the_kubelet_is_reported_failed_with_1
     assert obj["status"]["phase"] == "Failed", f"expected Failed, got {obj['status']}"
     assert state["terminated"]["exitCode"] == 137, f"expected exit code 137, got {state}"
     assert state["terminated"]["reason"] == "ContainerStatusUnknown", f"got {state}"
+
+
+def test_an_on_failure_pod_whose_process_vanished_is_restarted_by_the_new_kubelet(
+        core_v1: Any, kube_namespace: str, kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    program = (f"import os, pathlib, sys, time; p = pathlib.Path({str(counter)!r}); "
+               "n = len(p.read_text()) if p.exists() else 0; p.write_text('x' * (n + 1)); "
+               "sys.exit(0) if n else time.sleep(300)")
+    env = [{"name": "RUN", "value": "adopted"}]
+    core_v1.create_namespaced_pod(kube_namespace, pod(
+        "survivor", ["python3", "-c", program], restart="OnFailure", env=env))
+    wait_for(lambda: counter.exists(), timeout=30, what="the first run to start")
+
+    kube_cluster.restart_kubelet()
+
+    obj = wait_for(lambda: terminal_phase(core_v1, kube_namespace, "survivor"), timeout=30,
+                   what="the pod to end after its restart")
+    status = obj["status"]["containerStatuses"][0]
+    assert obj["status"]["phase"] == "Succeeded", f"expected Succeeded, got {obj['status']}"
+    assert status["restartCount"] == 1, f"expected one restart, got {status}"
+    assert status["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown", status
