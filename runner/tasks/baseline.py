@@ -24,42 +24,25 @@ from typing import Any
 import orjson
 import psycopg2.errors
 from longtask.runner.csvsource import Position, Record
-from longtask.runner.engine import ChunkResult, Cursor, RowError, StopToken, TaskDefinition
+from longtask.runner.engine import ChunkResult, Cursor, RowError
 from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 from longtask.runner.tasks import common
 
-from longtask.settings import RunnerSettings
 from longtask.tasktypes import BaselineUploadParams, UploadMode
 from longtask.values import InvalidFieldSpec, InvalidValue, make_parser, normalize_header
 
 _STAGE = "longtask_stage_baseline"
 
 
-class BaselineUpload:
+class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
     """The run of a BaselineUpload task (a :class:`~longtask.runner.engine.Work`)."""
 
-    def __init__(
-        self,
-        task: TaskDefinition,
-        params: BaselineUploadParams,
-        read_conn: common.Connection,
-        stop: StopToken,
-        settings: RunnerSettings,
-    ) -> None:
-        self.task = task
-        self.params = params
-        self.read_conn = read_conn
-        self.stop = stop
-        self.settings = settings
-        self._prefetch: common.Prefetcher[tuple[str, str]] | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._columns: list[tuple[int, str, Callable[[str], Any]]] = []
         self._key_position = 0
         self._width = 0
         self._stage_ready = False
-
-    @property
-    def max_row_errors(self) -> int | None:
-        return self.params.max_row_errors
 
     def open(self, cursor: Mapping[str, Any] | None) -> int | None:
         conn = self.read_conn
@@ -84,9 +67,6 @@ class BaselineUpload:
                                            self.stop, start)
         return total
 
-    def close(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.close()
 
     def _map_columns(
         self, index: dict[str, int], names: list[str], form: common.Form, filename: str

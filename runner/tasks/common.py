@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 import psycopg2.extensions
 from longtask.runner import filestore
 from longtask.runner.csvsource import CsvFile, Header, Position, Record
-from longtask.runner.engine import RowError, StopToken
+from longtask.runner.engine import RowError, StopToken, TaskDefinition
 from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 
 from longtask.settings import RunnerSettings
@@ -277,3 +277,40 @@ class Prefetcher(Generic[T]):
 
 class _Closed(Exception):
     """The consumer went away; the producer ends quietly."""
+
+
+P = TypeVar("P")
+Item = TypeVar("Item")
+
+
+class TaskWork(Generic[P, Item]):
+    """Base of every task type's run: what each is given, and its prefetching reader.
+
+    ``P`` is the type's parameter model; ``Item`` what its reader parses a record into.
+    """
+
+    def __init__(
+        self,
+        task: TaskDefinition,
+        params: P,
+        read_conn: Connection,
+        stop: StopToken,
+        settings: RunnerSettings,
+    ) -> None:
+        self.task = task
+        self.params = params
+        self.read_conn = read_conn
+        self.stop = stop
+        self.settings = settings
+        self._prefetch: Prefetcher[Item] | None = None
+
+    @property
+    def max_row_errors(self) -> int | None:
+        """The params' ``maxRowErrors``, for types that have one."""
+        limit = getattr(self.params, "max_row_errors", None)
+        return None if limit is None else int(limit)
+
+    def close(self) -> None:
+        """Stop the reading thread, if :meth:`open` started one."""
+        if self._prefetch is not None:
+            self._prefetch.close()

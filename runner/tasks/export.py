@@ -20,12 +20,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg2.extensions
-from longtask.runner.engine import ChunkResult, Cursor, StopToken, TaskDefinition
+from longtask.runner.engine import ChunkResult, Cursor
 from longtask.runner.errors import TaskFailed
 from longtask.runner.tasks import common
 from psycopg2 import sql
 
-from longtask.settings import RunnerSettings
 from longtask.tasktypes import ExportParams
 from longtask.values import FieldSpec, FieldType
 
@@ -49,25 +48,12 @@ def _expression(field: FieldSpec) -> sql.Composable:
     return sql.SQL("data->>{k}").format(k=key)
 
 
-class Export:
+class Export(common.TaskWork[ExportParams, None]):
     """The run of an Export task (a :class:`~longtask.runner.engine.Work`)."""
 
-    max_row_errors: int | None = None
-
-    def __init__(
-        self,
-        task: TaskDefinition,
-        params: ExportParams,
-        read_conn: common.Connection,
-        stop: StopToken,
-        settings: RunnerSettings,
-    ) -> None:
-        self.task = task
-        self.params = params
-        self.read_conn = read_conn
-        self.stop = stop
-        self.settings = settings
-        self.start, self.end = params.bounds()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start, self.end = self.params.bounds()
         self._after: tuple[str, int] | None = None
         self._part = 0
 
@@ -101,9 +87,6 @@ class Export:
                 (self.form_id, self.start, self.end),
             )
             return int(cur.fetchone()[0])  # type: ignore[index]
-
-    def close(self) -> None:
-        """Nothing to release."""
 
     def _range(self) -> tuple[sql.Composable, list[Any]]:
         cond: sql.Composable = sql.SQL(

@@ -18,36 +18,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from longtask.runner.csvsource import Position, Record
-from longtask.runner.engine import ChunkResult, Cursor, RowError, StopToken, TaskDefinition
+from longtask.runner.engine import ChunkResult, Cursor, RowError
 from longtask.runner.errors import FileUnreadable
 from longtask.runner.tasks import common
 
-from longtask.settings import RunnerSettings
 from longtask.tasktypes import BulkTeamCreateParams
 from longtask.values import InvalidValue, normalize_phone, parse_member_phones
 
 
-class BulkTeamCreate:
+class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[str]]]):
     """The run of a BulkTeamCreate task (a :class:`~longtask.runner.engine.Work`)."""
-
-    def __init__(
-        self,
-        task: TaskDefinition,
-        params: BulkTeamCreateParams,
-        read_conn: common.Connection,
-        stop: StopToken,
-        settings: RunnerSettings,
-    ) -> None:
-        self.task = task
-        self.params = params
-        self.read_conn = read_conn
-        self.stop = stop
-        self.settings = settings
-        self._prefetch: common.Prefetcher[tuple[str, str, list[str]]] | None = None
-
-    @property
-    def max_row_errors(self) -> int | None:
-        return self.params.max_row_errors
 
     def open(self, cursor: Mapping[str, Any] | None) -> int | None:
         p = self.params
@@ -74,9 +54,6 @@ class BulkTeamCreate:
                                            self.stop, start)
         return total
 
-    def close(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.close()
 
     def _parse(self, record: Record, errors: list[RowError]) -> tuple[str, str, list[str]] | None:
         fields = record.fields
