@@ -1,10 +1,11 @@
-"""The kopf handlers: each parses, calls :func:`.decide.decide`, and hands actions to :mod:`.kube`.
+"""The kopf handlers: each finds its task, calls :func:`.decide.decide`, acts through :mod:`.kube`.
 
-Run with ``kopf run -m longtask.operator.handlers`` (``--all-namespaces`` or
-``--namespace``). Not exercised yet: the control-plane tests of issue 3 will start it
-against the local cluster. All decisions of one concurrency key are serialized by a lock,
-and a decision's status is written before its actions, so the key's holder is visible
-before its Job exists.
+Run with ``python -m longtask.operator`` (see ``__main__``). A LongTask is reconciled when
+it appears, when the operator starts, when its ``spec`` changes, when one of its Jobs
+changes (a pod gone, a Job complete or failed) and on a timer that refreshes progress from
+the runner's record. All decisions of one concurrency key are serialized by a lock, and a
+decision's status is written before its actions, so the key's holder is visible before its
+Job exists.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 import psycopg2
-from kubernetes import config
+from kubernetes import client, config
 from longtask.operator import observe
 from longtask.operator.decide import (
     Action,
@@ -40,18 +41,22 @@ from longtask.operator.names import job_name
 from longtask.operator.records import Records
 from longtask.operator.settings import OperatorSettings
 
-from longtask.constants import FINALIZER, GROUP, PLURAL, VERSION
+from longtask.constants import FINALIZER, GROUP, LABEL_TASK_UID, PLURAL, VERSION
 from longtask.settings import DatabaseSettings
 
 log = logging.getLogger("longtask.operator")
 SETTINGS = OperatorSettings()  # type: ignore[call-arg]  # from LONGTASK_OPERATOR_* env
+# Seconds before kopf calls a handler again after it raised something unexpected (kopf's own
+# default is 60 s: far too long for a pause a person is waiting for).
+RETRY_SECONDS = 5.0
 _KEY_LOCKS: defaultdict[tuple[str, str], threading.RLock] = defaultdict(threading.RLock)
+_KEY_LOCKS_GUARD = threading.Lock()
 _STATE: dict[str, Any] = {}
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Every kopf setting the operator relies on, each with its reason."""
+    """Every kopf setting the operator relies on, each with its reason; then log in."""
     # Our own finalizer and annotation prefix: the resource carries no kopf.zalando.org keys.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -61,17 +66,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    # One active replica: the others wait (peering objects come with the chart).
-    settings.peering.name = "longtask"
-    settings.peering.mandatory = True
-    settings.peering.clusterwide = not SETTINGS.namespaces
-    # Events for transitions come from decide(); kopf's own go only for errors.
+    # Events for transitions are posted by the handlers themselves (synchronously, before
+    # the next action); kopf's own go only for its errors.
     settings.posting.level = logging.WARNING
+    # Peering (one active replica) and the watched namespaces come from OperatorSettings
+    # through kopf.run() in __main__, so the command line cannot disagree with them.
     config.load_config()  # type: ignore[no-untyped-call]  # in-cluster, else KUBECONFIG
-    from kubernetes import client
-
     _STATE["kube"] = Kube(client.ApiClient())
     _STATE["records"] = Records(DatabaseSettings().database_url)  # type: ignore[call-arg]
+    log.info(
+        "operator_started",
+        extra={"namespaces": list(SETTINGS.namespaces) or "*", "standalone": SETTINGS.standalone},
+    )
 
 
 @kopf.on.cleanup()
@@ -88,36 +94,59 @@ def api_server_version(**_: Any) -> str:
     return _kube().server_version()
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def on_change(body: kopf.Body, **_: Any) -> None:
-    """A LongTask appeared or its spec changed: reconcile it now."""
-    reconcile(dict(body))
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="resumed", backoff=RETRY_SECONDS)
+@kopf.on.create(GROUP, VERSION, PLURAL, id="created", backoff=RETRY_SECONDS)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="spec_changed", backoff=RETRY_SECONDS)
+def on_change(namespace: str | None, name: str, **_: Any) -> None:
+    """A LongTask appeared, the operator started, or its spec changed: reconcile it now."""
+    reconcile(_namespaced(namespace), name)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.progress_interval_seconds)
-def on_timer(body: kopf.Body, **_: Any) -> None:
+@kopf.timer(
+    GROUP, VERSION, PLURAL, interval=SETTINGS.progress_interval_seconds, backoff=RETRY_SECONDS
+)
+def on_timer(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
     """Every few seconds: progress from the runner's record, pods gone, keys freed."""
-    if not _is_final(body):
-        reconcile(dict(body))
+    if not _is_final(body) and not body.metadata.get("deletionTimestamp"):
+        reconcile(_namespaced(namespace), name)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_TASK_UID: kopf.PRESENT})
+def on_job_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+    """A task's Job changed (pod gone, complete, failed, deleted): reconcile its task now.
+
+    Without this, a pause or a terminate would wait for the timer to see the pod gone.
+    """
+    owner = observe.owner_name(body)
+    if owner is not None:
+        reconcile(_namespaced(namespace), owner)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="cleanup", backoff=RETRY_SECONDS)
 def on_delete(body: kopf.Body, **_: Any) -> None:
     """Stop the task's runners; keep the finalizer until no pod and no Job is left."""
-    task = Task.from_body(body)
-    cleanup = decide_deletion(task, TaskStatus.from_body(body.get("status")), _observe(task))
-    _carry_out(task, body, cleanup.actions)
+    fresh = dict(body)
+    task = Task.from_body(fresh)
+    cleanup = decide_deletion(task, TaskStatus.from_body(fresh.get("status")), _observe(task))
+    _carry_out(task, fresh, cleanup.actions)
     if not cleanup.done:
         raise kopf.TemporaryError("waiting for the task's runner pods and Jobs to go", delay=2)
+    log.info("task_released", extra={"task": task.name, "namespace": task.namespace})
 
 
-def reconcile(body: Mapping[str, Any]) -> None:
-    """Decide and act for one LongTask, under its concurrency key's lock."""
+def reconcile(namespace: str, name: str) -> None:
+    """Decide and act for one LongTask, under its concurrency key's lock.
+
+    The task is read fresh from the API server inside the lock, so two reconciles of one
+    key (a timer, a Job event, a freed key) never decide from the same stale status.
+    Raises ``kopf.TemporaryError`` when the runner's database cannot be read.
+    """
+    body = _kube().task(namespace, name)
+    if body is None:
+        return
     key = observe.concurrency_key(body) or body["metadata"]["uid"]
-    with _KEY_LOCKS[(body["metadata"]["namespace"], key)]:
-        fresh = _kube().task(body["metadata"]["namespace"], body["metadata"]["name"])
+    with _key_lock(namespace, key):
+        fresh = _kube().task(namespace, name)
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return
         task = Task.from_body(fresh)
@@ -126,7 +155,32 @@ def reconcile(body: Mapping[str, Any]) -> None:
         patch = status_patch(status, decision.status)
         if patch:
             _kube().patch_status(task.namespace, task.name, patch)
+        if decision.status.phase is not status.phase:
+            log.info(
+                "phase_changed",
+                extra={
+                    "task": task.name,
+                    "namespace": task.namespace,
+                    "from": status.phase,
+                    "to": decision.status.phase,
+                    "reason": decision.status.conditions[0].reason
+                    if decision.status.conditions
+                    else None,
+                },
+            )
         _carry_out(task, fresh, decision.actions)
+
+
+def _namespaced(namespace: str | None) -> str:
+    """LongTasks and Jobs are namespaced: kopf always names the namespace."""
+    if namespace is None:
+        raise kopf.PermanentError("a LongTask or Job without a namespace")
+    return namespace
+
+
+def _key_lock(namespace: str, key: str) -> threading.RLock:
+    with _KEY_LOCKS_GUARD:
+        return _KEY_LOCKS[(namespace, key)]
 
 
 def _observe(task: Task, status: TaskStatus | None = None) -> Observed:
@@ -167,23 +221,30 @@ def _observe(task: Task, status: TaskStatus | None = None) -> Observed:
 def _carry_out(task: Task, body: Mapping[str, Any], actions: tuple[Action, ...]) -> None:
     kube = _kube()
     released: list[str] = []
+    where = {"task": task.name, "namespace": task.namespace}
     for action in actions:
         match action:
-            case CreateRunJob(suspend=suspend):
+            case CreateRunJob(name=name, suspend=suspend):
                 _create(kube, build_run_job(task, SETTINGS, suspend=suspend), task.uid)
-            case CreateRollbackJob():
+                log.info("job_created", extra={**where, "job": name, "suspend": suspend})
+            case CreateRollbackJob(name=name):
                 _create(kube, build_rollback_job(task, SETTINGS), task.uid)
+                log.info("job_created", extra={**where, "job": name, "suspend": False})
             case SuspendJob(name=name):
                 kube.set_suspend(task.namespace, name, True)
+                log.info("job_suspended", extra={**where, "job": name})
             case ResumeJob(name=name):
                 kube.set_suspend(task.namespace, name, False)
+                log.info("job_resumed", extra={**where, "job": name})
             case DeleteJob(name=name, propagation=propagation):
                 kube.delete_job(task.namespace, name, propagation)
+                log.info("job_deleted", extra={**where, "job": name, "propagation": propagation})
             case PostEvent(type=type_, reason=reason, message=message):
-                kopf.event(_body(body), type=type_, reason=reason, message=message)
+                kube.post_event(body, type_, reason, message)
             case ReleaseKey(key=key):
                 released.append(key)
     for key in released:
+        log.info("key_released", extra={**where, "key": key})
         _admit_next(task.namespace, key)
 
 
@@ -197,19 +258,15 @@ def _create(kube: Kube, job: Mapping[str, Any], uid: str) -> None:
 def _admit_next(namespace: str, key: str) -> None:
     """A key was freed: reconcile the task that waits longest for it (it may now start)."""
     kube = _kube()
-    tasks = {t["metadata"]["name"]: t for t in kube.tasks(namespace)}
-    queue = observe.queue_for(key, tasks.values(), kube.run_jobs(namespace))
+    tasks = kube.tasks(namespace)
+    queue = observe.queue_for(key, tasks, kube.run_jobs(namespace))
     for name in queue.admitted:
-        reconcile(tasks[name])
+        reconcile(namespace, name)
 
 
 def _is_final(body: Mapping[str, Any]) -> bool:
     phase = TaskStatus.from_body(body.get("status")).phase
     return phase is not None and phase.is_final
-
-
-def _body(body: Mapping[str, Any]) -> kopf.Body:
-    return kopf.Body(cast(kopf.RawBody, dict(body)))
 
 
 def _kube() -> Kube:

@@ -8,15 +8,31 @@ this task's Job waits for it (:class:`JobNameTaken`).
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import socket
 from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
 from longtask.operator.observe import owner_uid
 
-from longtask.constants import GROUP, LABEL_MODE, LABEL_TASK_UID, PLURAL, VERSION
+from longtask.constants import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    LABEL_MODE,
+    LABEL_TASK_UID,
+    PLURAL,
+    VERSION,
+)
 
 CONFLICT, NOT_FOUND = 409, 404
+# ``source.component`` / ``reportingComponent`` of the Events the operator posts.
+COMPONENT = "longtask-operator"
+# An Event's message is cut to this many characters (events.k8s.io/v1 ``note`` limit: 1 kB).
+EVENT_MESSAGE_MAX = 1024
+log = logging.getLogger("longtask.operator")
 
 
 class JobNameTaken(RuntimeError):
@@ -116,4 +132,53 @@ class Kube:
         """Merge-patch ``status`` through the status subresource."""
         self._custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": dict(patch)}
+        )
+
+    def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about ``obj`` (a LongTask as read from the server).
+
+        Events are a record for people (``kubectl describe lt``); one that cannot be posted
+        is logged (``event_not_posted``) and does not stop the reconcile.
+        """
+        meta = obj["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", API_VERSION),
+                "kind": obj.get("kind", KIND),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:EVENT_MESSAGE_MAX],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._core.create_namespaced_event(meta["namespace"], event)
+        except client.ApiException as exc:
+            log.warning(
+                "event_not_posted",
+                extra={"task": meta["name"], "reason": reason, "status": exc.status},
+            )
+            return
+        log.info(
+            "event_posted",
+            extra={
+                "task": meta["name"],
+                "namespace": meta["namespace"],
+                "type": type_,
+                "reason": reason,
+                "note": message,
+            },
         )

@@ -30,17 +30,28 @@ def live_pods(pods: Iterable[Mapping[str, Any]]) -> int:
     return sum(1 for pod in pods if (pod.get("status") or {}).get("phase") not in _ENDED_POD_PHASES)
 
 
-def owner_uid(obj: Mapping[str, Any]) -> str | None:
-    """The uid of the LongTask that controls ``obj``, if one does."""
+def _controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
         if (
             ref.get("controller")
             and ref.get("kind") == KIND
             and ref.get("apiVersion") == API_VERSION
         ):
-            uid: str | None = ref.get("uid")
-            return uid
+            found: Mapping[str, Any] = ref
+            return found
     return None
+
+
+def owner_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the LongTask that controls ``obj``, if one does."""
+    ref = _controller(obj)
+    return None if ref is None else ref.get("uid")
+
+
+def owner_name(obj: Mapping[str, Any]) -> str | None:
+    """The name of the LongTask that controls ``obj`` (same namespace), if one does."""
+    ref = _controller(obj)
+    return None if ref is None else ref.get("name")
 
 
 def own_job(job: Mapping[str, Any] | None, task_uid: str) -> JobState | None:

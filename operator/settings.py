@@ -61,6 +61,16 @@ class OperatorSettings(BaseSettings):
     progress_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     # Comma-separated namespaces to watch; empty means every namespace (cluster-wide).
     watch_namespaces: str = ""
+    # One active replica (issue 3): replicas meet in kopf's peering object of this name
+    # (KopfPeering per watched namespace, ClusterKopfPeering when cluster-wide; the chart
+    # ships both CRDs) and all but one wait. ``standalone`` skips peering: for a single
+    # process that is sure to be alone, such as the tests and a local run.
+    peering_name: str = Field(default="longtask", pattern=_DNS_LABEL)
+    standalone: bool = False
+    # Where kopf serves the liveness probe, e.g. http://0.0.0.0:8080/healthz; none if empty.
+    liveness_endpoint: str = ""
+    # Level of the operator's JSON log lines (DEBUG, INFO, WARNING, ERROR).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("cpu_request", "memory_request", "cpu_limit", "memory_limit")
     @classmethod
