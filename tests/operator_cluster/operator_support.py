@@ -1,0 +1,397 @@
+"""Helpers for the operator's control-plane tests: the operator process, tasks, data, waits.
+
+Everything here talks to the real servers: the local Kubernetes API (admin client or
+``kubectl``), the operator as a child process, and the test's PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg2.extensions
+import psycopg2.extras
+from kubernetes.client.exceptions import ApiException
+from longtask.runner import filestore
+from longtask.runner.cli import execute
+from longtask.runner.engine import StopToken, TaskDefinition
+
+from devcluster.kube import KubeCluster, free_port
+from devcluster.pytest_fixtures import raw
+from longtask.constants import (
+    ANNOTATION_REASON,
+    ANNOTATION_REQUESTED_BY,
+    EXIT_DONE,
+    GROUP,
+    LABEL_MODE,
+    LABEL_TASK_UID,
+    PLURAL,
+    VERSION,
+)
+from longtask.db import connect
+
+Connection = psycopg2.extensions.connection
+T = TypeVar("T")
+
+KUBECTL = "/usr/bin/kubectl"
+RUNNER_IMAGE = "longtask/runner:cluster-test"  # a name only: the process kubelet runs commands
+KARNATAKA = "29-karnataka-constituency.csv"
+CODE_FIELDS = {"Assembly Constituency Code", "Block Code", "District Code"}
+ORG = "acme"
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def wait_until(check: Callable[[], T | None], *, timeout: float, what: str,
+               interval: float = 0.2, on_timeout: Callable[[], str] | None = None) -> T:
+    """Call ``check`` until it returns something other than None/False; ``AssertionError``
+    naming ``what``, the last value and ``on_timeout()`` (e.g. the operator's log) after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            extra = on_timeout() if on_timeout else ""
+            raise AssertionError(f"waited {timeout:.0f}s for {what}; last seen: {value!r}"
+                                 + (f"\n{extra}" if extra else ""))
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- the operator
+
+
+@dataclass
+class OperatorProcess:
+    """The operator (``python -m longtask.operator``) as a child process watching one
+    namespace, standalone (no peering), with its JSON log in ``log_path``."""
+
+    cluster: KubeCluster
+    namespace: str
+    db_url: str
+    log_path: Path
+    progress_interval: float = 1.0
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    starts: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        self.port = free_port()
+        return {
+            **os.environ,
+            **self.cluster.env(),
+            "LONGTASK_DATABASE_URL": self.db_url,
+            "LONGTASK_OPERATOR_RUNNER_IMAGE": RUNNER_IMAGE,
+            "LONGTASK_OPERATOR_WATCH_NAMESPACES": self.namespace,
+            "LONGTASK_OPERATOR_STANDALONE": "true",
+            "LONGTASK_OPERATOR_PROGRESS_INTERVAL_SECONDS": str(self.progress_interval),
+            "LONGTASK_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
+            "LONGTASK_OPERATOR_TERMINATION_GRACE_SECONDS": "10",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the process and wait until its liveness probe answers 200."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.starts += 1
+        with self.log_path.open("ab") as out:
+            out.write(f"--- start {self.starts}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "longtask.operator"], env=self.env(),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        wait_until(self._ready, timeout=timeout, what="the operator's liveness probe",
+                   on_timeout=self.tail)
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the operator exited with {self.proc.returncode}:\n"
+                                 f"{self.tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz",
+                                        timeout=2) as resp:
+                return int(resp.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL the operator: no cleanup, no goodbye, as a node loss or OOM kill."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM (kopf stops its handlers), SIGKILL after 10 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def tail(self, lines: int = 60) -> str:
+        """The last lines of the operator's log, for failure messages."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no operator log)"
+        return "operator log ends with:\n" + "\n".join(text[-lines:])
+
+    def log_events(self, name: str) -> list[dict[str, Any]]:
+        """The operator's JSON log lines whose message is ``name`` (e.g. ``job_created``)."""
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("message") == name:
+                    found.append(entry)
+        return found
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def create_org(db: Connection, slug: str = ORG) -> int:
+    """Insert organization ``slug``; its id."""
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO collect.organizations (slug, name) VALUES (%s, %s) "
+                    "RETURNING id", (slug, slug.title()))
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def create_village_form(db: Connection, org_id: int, name: str, header: list[str]) -> int:
+    """A form whose fields are the Karnataka file's columns, a few codes typed integer."""
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO collect.forms (organization_id, name) VALUES (%s, %s) "
+                    "RETURNING id", (org_id, name))
+        row = cur.fetchone()
+        assert row is not None
+        form_id = int(row[0])
+        fields = [n for n in header if n != "Village Code"]
+        for position, fname in enumerate(fields):
+            cur.execute(
+                "INSERT INTO collect.form_fields (form_id, position, name, type, required) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (form_id, position, fname, "integer" if fname in CODE_FIELDS else "text",
+                 fname == "Village Name"))
+    return form_id
+
+
+def store_file(db_url: str, data: bytes, filename: str, organization: str = ORG) -> uuid.UUID:
+    """Put ``data`` in the file store; the file's id."""
+    conn = connect(db_url)
+    try:
+        return filestore.store(conn, io.BytesIO(data), organization=organization,
+                               filename=filename).id
+    finally:
+        conn.close()
+
+
+def upload_directly(db_url: str, file_id: uuid.UUID, form: str) -> None:
+    """The same upload run by the runner's code in this process, with no Kubernetes and no
+    interruption: the reference an operated run must equal."""
+    definition = TaskDefinition(
+        uid=uuid.uuid4(), type="BaselineUpload", organization=ORG,
+        params={"form": form, "fileId": str(file_id), "keyColumn": "Village Code"},
+        name="reference", namespace="none")
+    code = execute(definition, "run", db_url, StopToken())
+    assert code == EXIT_DONE, f"the reference upload exited with {code}"
+
+
+def rows_of_task(db: Connection, uid: str) -> int:
+    """Baseline records written by task ``uid`` that are still there."""
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM collect.baseline_records WHERE task_uid = %s",
+                    (uid,))
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def form_checksum(db: Connection, form: str) -> tuple[int, str]:
+    """(rows, md5 of external id and data in id order) of one form's baseline records."""
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), coalesce(md5(string_agg(b.external_id || b.data::text, '|' "
+            "ORDER BY b.external_id)), '') FROM collect.baseline_records b "
+            "JOIN collect.forms f ON f.id = b.form_id WHERE f.name = %s", (form,))
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
+
+
+def record(db: Connection, uid: str) -> dict[str, Any] | None:
+    """The runner's row in ``longtask.tasks``, or None before the runner wrote it."""
+    with db.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SELECT * FROM longtask.tasks WHERE uid = %s", (uid,))
+        row = cur.fetchone()
+    return None if row is None else dict(row)
+
+
+def chunks(db: Connection, uid: str, mode: str = "run") -> list[dict[str, Any]]:
+    """The task's committed chunks of one mode, by sequence."""
+    with db.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SELECT seq, epoch, rows, commit_requested_at FROM longtask.chunks "
+                    "WHERE task_uid = %s AND mode = %s ORDER BY seq", (uid, mode))
+        return [dict(r) for r in cur.fetchall()]
+
+
+# --------------------------------------------------------------------------- LongTasks
+
+
+class Tasks:
+    """LongTasks of one namespace through the admin client (and ``kubectl``)."""
+
+    def __init__(self, cluster: KubeCluster, custom: Any, core: Any, batch: Any,
+                 namespace: str) -> None:
+        self.cluster = cluster
+        self.custom = custom
+        self.core = core
+        self.batch = batch
+        self.namespace = namespace
+
+    def create(self, name: str, spec: Mapping[str, Any],
+               annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Create a LongTask; the object as stored (its uid in ``metadata.uid``)."""
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LongTask",
+                "metadata": {"name": name, "annotations": dict(annotations or {})},
+                "spec": dict(spec)}
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body)
+        return created
+
+    def get(self, name: str) -> dict[str, Any]:
+        """The LongTask as the server has it now."""
+        body: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name)
+        return body
+
+    def phase(self, name: str) -> str | None:
+        """``status.phase``, None before the operator wrote one."""
+        phase: str | None = (self.get(name).get("status") or {}).get("phase")
+        return phase
+
+    def set_state(self, name: str, state: str, *, requested_by: str | None = None,
+                  reason: str | None = None) -> None:
+        """Change ``spec.state`` (and the who/why annotations) in one merge patch."""
+        patch: dict[str, Any] = {"spec": {"state": state}}
+        annotations = {k: v for k, v in ((ANNOTATION_REQUESTED_BY, requested_by),
+                                         (ANNOTATION_REASON, reason)) if v is not None}
+        if annotations:
+            patch["metadata"] = {"annotations": annotations}
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, patch)
+
+    def kubectl(self, *args: str) -> str:
+        """Run kubectl in the namespace; its stdout (``AssertionError`` on failure)."""
+        result = subprocess.run([KUBECTL, "-n", self.namespace, *args],
+                                env={**os.environ, **self.cluster.env()},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def wait_phase(self, name: str, *phases: str, timeout: float,
+                   operator: OperatorProcess | None = None) -> dict[str, Any]:
+        """Wait until the task is in one of ``phases``; the object then."""
+        def check() -> dict[str, Any] | None:
+            body = self.get(name)
+            return body if (body.get("status") or {}).get("phase") in phases else None
+
+        def explain() -> str:
+            status = self.get(name).get("status") or {}
+            seen = f"phase {status.get('phase')}: {status.get('message')}"
+            return seen + ("\n" + operator.tail() if operator else "")
+
+        return wait_until(check, timeout=timeout, what=f"{name} to be {'|'.join(phases)}",
+                          on_timeout=explain)
+
+    def watch_phases(self, name: str, until: set[str], timeout: float,
+                     operator: OperatorProcess | None = None) -> list[str]:
+        """Poll the task's phase every 50 ms until it is in ``until``; the distinct phases
+        seen in order (``Pending`` while the operator has written no status)."""
+        seen: list[str] = []
+
+        def check() -> bool:
+            phase = self.phase(name) or "Pending"
+            if not seen or seen[-1] != phase:
+                seen.append(phase)
+            return phase in until
+
+        wait_until(check, timeout=timeout, interval=0.05, what=f"{name} to reach {until}",
+                   on_timeout=lambda: f"phases seen: {seen}\n"
+                   + (operator.tail() if operator else ""))
+        return seen
+
+    def jobs(self, uid: str, mode: str | None = None) -> list[dict[str, Any]]:
+        """The task's Jobs (of one mode, or both), as JSON."""
+        selector = f"{LABEL_TASK_UID}={uid}" + (f",{LABEL_MODE}={mode}" if mode else "")
+        listed = raw(self.batch.list_namespaced_job(self.namespace, label_selector=selector,
+                                                     _preload_content=False))
+        return list(listed.get("items") or [])
+
+    def pods(self, uid: str, mode: str | None = None) -> list[dict[str, Any]]:
+        """The task's pods that still exist (terminating ones included), as JSON."""
+        selector = f"{LABEL_TASK_UID}={uid}" + (f",{LABEL_MODE}={mode}" if mode else "")
+        listed = raw(self.core.list_namespaced_pod(self.namespace, label_selector=selector,
+                                                   _preload_content=False))
+        return list(listed.get("items") or [])
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """Events about the LongTask ``name``, oldest first."""
+        listed = raw(self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name},"
+            "involvedObject.kind=LongTask", _preload_content=False))
+        items = list(listed.get("items") or [])
+        return sorted(items, key=lambda e: (e.get("firstTimestamp") or "",
+                                            e["metadata"].get("creationTimestamp") or "",
+                                            e["metadata"]["resourceVersion"].zfill(20)))
+
+    def release_all(self) -> None:
+        """Strip the finalizer from every LongTask left, so the namespace can go without an
+        operator (the test's operator is stopped by then)."""
+        listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace,
+                                                           PLURAL)
+        for item in listed.get("items") or []:
+            with contextlib.suppress(ApiException):
+                self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, item["metadata"]["name"],
+                    {"metadata": {"finalizers": None}})
+
+
+def baseline_spec(file_id: uuid.UUID, form: str, *, rate_limit: int | None = None,
+                  on_terminate: str | None = None, organization: str = ORG,
+                  state: str | None = None) -> dict[str, Any]:
+    """A BaselineUpload spec for the Karnataka village file keyed by ``Village Code``."""
+    spec: dict[str, Any] = {"type": "BaselineUpload", "organization": organization,
+                            "params": {"form": form, "fileId": str(file_id),
+                                       "keyColumn": "Village Code"}}
+    if rate_limit is not None:
+        spec["rateLimit"] = rate_limit
+    if on_terminate is not None:
+        spec["onTerminate"] = on_terminate
+    if state is not None:
+        spec["state"] = state
+    return spec
