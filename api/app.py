@@ -1,0 +1,97 @@
+"""The app factory: ``create_app(settings) -> FastAPI``, every dependency built once here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from longtask.api import files, health, problems, tasks
+from longtask.api.auth import TokenStore
+from longtask.api.db import Database, DatabaseUnavailable
+from longtask.api.kube import KubeError, KubeUnavailable, Tasks, load_api_client
+from longtask.api.metrics import Metrics, MetricsMiddleware
+from longtask.api.settings import PLACEHOLDER_HASHES, ApiSettings
+
+log = logging.getLogger("longtask.api")
+
+DESCRIPTION = """\
+Start, watch, pause, resume and terminate long-running data tasks (baseline uploads,
+exports, bulk team creation). Each task is a `LongTask` resource; this API edits its spec
+and reads its status. Authenticate with `Authorization: Bearer <token>`. Errors are
+RFC 9457 problem details.
+"""
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """The API for ``settings``: tokens are read now (a bad token file fails here);
+    Kubernetes and the database are reached on first use."""
+    refuse = PLACEHOLDER_HASHES if settings.refuses_placeholders else frozenset()
+    token_store = TokenStore(file=settings.tokens_file, text=settings.tokens, refuse=refuse)
+    kube_client = load_api_client(settings.kubeconfig, pool_size=max(32, settings.max_watches * 2))
+    task_client = Tasks(kube_client, settings.namespace, settings.kube_timeout_seconds)
+    database = Database(settings.database_url, settings.db_pool_size)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.info("api_started", extra={"namespace": settings.namespace,
+                                       "tokens": len(token_store)})
+        yield
+        database.close()
+        task_client.close()
+
+    app = FastAPI(title="LongTask API", version="v1", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.tokens = token_store
+    app.state.tasks = task_client
+    app.state.database = database
+    app.state.metrics = metrics
+    app.state.digests = tasks.DigestCache()
+    app.state.watch_slots = threading.BoundedSemaphore(settings.max_watches)
+
+    problems.install(app)
+    _dependency_errors(app)
+    app.include_router(health.router)
+    app.include_router(files.router)
+    app.include_router(tasks.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.middleware("http")
+    async def access_log(request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        # Never the Authorization header: only who it was, once known.
+        log.info("request", extra={
+            "method": request.method, "path": request.url.path,
+            "status": response.status_code,
+            "ms": round((time.perf_counter() - start) * 1000, 1),
+            "subject": getattr(request.state, "subject", None),
+        })
+        return response
+
+    return app
+
+
+def _dependency_errors(app: FastAPI) -> None:
+    """An unreachable dependency is 503 (retry later); a refused call is 502."""
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("dependency_unavailable", extra={"error": str(exc),
+                                                     "path": request.url.path})
+        return problems.problem_response(
+            request, 503, "dependency-unavailable", "Service Unavailable", str(exc),
+            headers={"Retry-After": "5"})
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        log.error("kubernetes_refused", extra={"error": str(exc), "path": request.url.path})
+        return problems.problem_response(request, 502, "kubernetes-refused", "Bad Gateway",
+                                         str(exc))
+
+    app.add_exception_handler(KubeUnavailable, unavailable)
+    app.add_exception_handler(DatabaseUnavailable, unavailable)
+    app.add_exception_handler(KubeError, refused)

@@ -1,0 +1,206 @@
+"""The API's database access: a small blocking connection pool and its SQL, named in one place.
+
+The API reads the runner's records (row errors, export parts) and the Collect reference
+tables, and writes only the file store (through :func:`longtask.runner.filestore.store`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg2
+import psycopg2.extensions
+
+from longtask import db as _db  # noqa: F401 - registers the UUID adapter
+
+Connection = psycopg2.extensions.connection
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached, or no pooled connection freed up in time."""
+
+
+class Queries:
+    """Every statement the API runs (procrastinate keeps its SQL the same way)."""
+
+    ORGANIZATION_EXISTS = "SELECT 1 FROM collect.organizations WHERE slug = %(org)s"
+    FORM_EXISTS = (
+        "SELECT 1 FROM collect.forms f JOIN collect.organizations o ON o.id = f.organization_id "
+        "WHERE o.slug = %(org)s AND f.name = %(form)s"
+    )
+    TASK_COUNTS = "SELECT row_errors FROM longtask.tasks WHERE uid = %(uid)s"
+    ROW_ERRORS_PAGE = (
+        "SELECT id, line, column_name, reason, value FROM longtask.row_errors "
+        "WHERE task_uid = %(uid)s AND (line, id) > (%(line)s, %(id)s) "
+        "ORDER BY line, id LIMIT %(limit)s"
+    )
+    ROW_ERRORS_STORED = "SELECT count(*) FROM longtask.row_errors WHERE task_uid = %(uid)s"
+    EXPORT_PARTS = (
+        "SELECT part, rows, length(data), sha256 FROM longtask.export_parts "
+        "WHERE task_uid = %(uid)s ORDER BY part"
+    )
+    EXPORT_PART_DATA = (
+        "SELECT data FROM longtask.export_parts WHERE task_uid = %(uid)s AND part = %(part)s"
+    )
+
+
+class Database:
+    """At most ``size`` connections, handed out one per request and reused.
+
+    ``connection()`` waits up to ``wait_seconds`` for a free one, then raises
+    :class:`DatabaseUnavailable` (answered 503); a connection that failed is discarded.
+    """
+
+    def __init__(self, url: str, size: int, *, connect_timeout: int = 5,
+                 wait_seconds: float = 10.0) -> None:
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._wait = wait_seconds
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def _open(self) -> Connection:
+        try:
+            conn = psycopg2.connect(self._url, application_name="longtask-api",
+                                    connect_timeout=self._connect_timeout)
+        except psycopg2.OperationalError as exc:
+            raise DatabaseUnavailable(f"database unreachable: {_first_line(exc)}") from None
+        with conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+        conn.commit()
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self, *, autocommit: bool = True) -> Iterator[Connection]:
+        """A connection for one unit of work, in autocommit mode unless asked otherwise."""
+        if not self._slots.acquire(timeout=self._wait):
+            raise DatabaseUnavailable("no database connection became free in time")
+        conn: Connection | None = None
+        broken = False
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self._open()
+            conn.autocommit = autocommit
+            try:
+                yield conn
+            except psycopg2.OperationalError as exc:
+                broken = True
+                raise DatabaseUnavailable(f"database failed: {_first_line(exc)}") from exc
+        finally:
+            if conn is not None:
+                self._give_back(conn, broken)
+            self._slots.release()
+
+    def _give_back(self, conn: Connection, broken: bool) -> None:
+        """Keep ``conn`` for reuse (rolled back, explicit-transaction mode) or close it."""
+        if not broken and not conn.closed:
+            try:
+                if not conn.autocommit:
+                    conn.rollback()
+                conn.autocommit = False
+            except psycopg2.Error:
+                broken = True
+            if not broken:
+                with self._lock:
+                    self._idle.append(conn)
+                return
+        with contextlib.suppress(psycopg2.Error):
+            conn.close()
+
+    def ping(self) -> None:
+        """``SELECT 1``; :class:`DatabaseUnavailable` when it fails."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of a driver message (libpq's later lines may echo connection details)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class RowErrorRow:
+    """One stored row error of a task."""
+
+    id: int
+    line: int
+    column: str | None
+    reason: str
+    value: str | None
+
+
+def organization_exists(conn: Connection, org: str) -> bool:
+    """Whether ``collect.organizations`` has the slug."""
+    with conn.cursor() as cur:
+        cur.execute(Queries.ORGANIZATION_EXISTS, {"org": org})
+        return cur.fetchone() is not None
+
+
+def form_exists(conn: Connection, org: str, form: str) -> bool:
+    """Whether the organization has a form of that name."""
+    with conn.cursor() as cur:
+        cur.execute(Queries.FORM_EXISTS, {"org": org, "form": form})
+        return cur.fetchone() is not None
+
+
+def row_error_counts(conn: Connection, uid: uuid.UUID) -> tuple[int, int]:
+    """``(counted, stored)`` row errors of the task; ``(0, 0)`` before it has a record."""
+    with conn.cursor() as cur:
+        cur.execute(Queries.TASK_COUNTS, {"uid": uid})
+        row = cur.fetchone()
+        counted = int(row[0]) if row else 0
+        cur.execute(Queries.ROW_ERRORS_STORED, {"uid": uid})
+        stored = int(cur.fetchone()[0])  # type: ignore[index]
+    return max(counted, stored), stored
+
+
+def row_errors_page(conn: Connection, uid: uuid.UUID, after: tuple[int, int],
+                    limit: int) -> list[RowErrorRow]:
+    """Up to ``limit`` row errors after ``(line, id)``, by line then id."""
+    with conn.cursor() as cur:
+        cur.execute(Queries.ROW_ERRORS_PAGE,
+                    {"uid": uid, "line": after[0], "id": after[1], "limit": limit})
+        return [RowErrorRow(int(i), int(line), c, r, v) for i, line, c, r, v in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class PartRow:
+    """One export part: its number, rows, size in bytes and the runner's SHA-256 of it."""
+
+    part: int
+    rows: int
+    size: int
+    sha256: str
+
+
+def export_parts(conn: Connection, uid: uuid.UUID) -> list[PartRow]:
+    """The export's parts in order (metadata only)."""
+    with conn.cursor() as cur:
+        cur.execute(Queries.EXPORT_PARTS, {"uid": uid})
+        return [PartRow(int(p), int(r), int(n), str(s)) for p, r, n, s in cur.fetchall()]
+
+
+def export_part_data(conn: Connection, uid: uuid.UUID, part: int) -> bytes:
+    """The bytes of one part (one part in memory at a time)."""
+    with conn.cursor() as cur:
+        cur.execute(Queries.EXPORT_PART_DATA, {"uid": uid, "part": part})
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"export part {part} disappeared")
+    return bytes(row[0])

@@ -1,0 +1,335 @@
+"""The validation dry run: what a task would do, found before it runs. Nothing is written.
+
+The checks are the runner's own: the task's work is built with
+:func:`longtask.runner.tasks.build_work` and opened (organization, form, file, header
+mapping, "no data rows": the same errors, in the same words, as a run would fail with),
+and each of the first rows is parsed by the task type's own row parser. On top, the first
+rows of each column are tried against the column's target type and the other columns'
+types, to warn about columns that look swapped or values that do not parse (a phone column
+shifted against its teams shows as phones that do not parse, or blanks, where a team has
+none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2.errors
+from longtask.api import db
+from longtask.api.files import describe
+from longtask.api.problems import FieldError, body_error
+from longtask.api.schemas import (
+    ColumnReport,
+    DryRunWarning,
+    RowErrorPublic,
+    TaskCreate,
+    ValidationReport,
+)
+from longtask.runner import filestore
+from longtask.runner.csvsource import Header, Record
+from longtask.runner.engine import RowError, StopToken, TaskDefinition
+from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
+from longtask.runner.tasks import build_work, common
+from longtask.runner.tasks.baseline import BaselineUpload
+from longtask.runner.tasks.export import Export
+from longtask.runner.tasks.teams import BulkTeamCreate
+
+from longtask import tasktypes
+from longtask.settings import RunnerSettings
+from longtask.values import (
+    FieldSpec,
+    FieldType,
+    InvalidFieldSpec,
+    InvalidValue,
+    make_parser,
+    normalize_header,
+    normalize_phone,
+    parse_member_phones,
+)
+
+log = logging.getLogger("longtask.api.dryrun")
+
+SAMPLES = 5
+SAMPLE_CHARS = 60
+# A column "fails" its type when fewer than half its values parse, and "fits" another
+# type when at least 80% do: far enough apart that a few bad cells do not raise a warning.
+FAILS_BELOW = 0.5
+FITS_FROM = 0.8
+
+Parse = Callable[[str], Any]
+
+
+@dataclass
+class _Column:
+    """What the dry run learns about one file column."""
+
+    position: int  # 0-based
+    header: str | None
+    target: str | None = None
+    type: str | None = None
+    parse: Parse | None = None
+    values: list[str] = field(default_factory=list)
+
+    def invalid(self, parse: Parse) -> int:
+        return sum(1 for v in self.values if not _parses(parse, v))
+
+    def share_valid(self, parse: Parse) -> float:
+        if not self.values:
+            return 1.0
+        return 1 - self.invalid(parse) / len(self.values)
+
+
+def _parses(parse: Parse, value: str) -> bool:
+    try:
+        parse(value)
+    except InvalidValue:
+        return False
+    return True
+
+
+class _Report:
+    """Collects errors (with field paths) and warnings as the checks run."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+        self.warnings: list[DryRunWarning] = []
+
+    def error(self, path: list[str | int], detail: str) -> None:
+        self.errors.append(body_error(path, detail) if path else FieldError(detail=detail))
+
+    def warn(self, code: str, detail: str, columns: list[str] | None = None) -> None:
+        self.warnings.append(DryRunWarning(code=code, detail=detail, columns=columns or []))
+
+
+def run(conn: db.Connection, request: TaskCreate, *, rows: int,
+        statement_timeout: float) -> ValidationReport:
+    """The dry run of ``request`` on ``conn`` (autocommit; its settings are restored)."""
+    report = _Report()
+    key = request.concurrency_key
+    try:
+        params = tasktypes.parse_params(request.type, request.params)
+        key = key or tasktypes.default_concurrency_key(request.type, request.organization,
+                                                       request.params)
+    except tasktypes.ParamsError as exc:
+        for path, message in exc.errors:
+            report.error(["params", *[p for p in path.split(".") if p]], message)
+        return _result(request, key, report)
+    if not db.organization_exists(conn, request.organization):
+        report.error(["organization"], f"organization {request.organization!r} does not exist")
+        return _result(request, key, report)
+    form = getattr(params, "form", None)
+    if form is not None and not db.form_exists(conn, request.organization, form):
+        report.error(["params", "form"],
+                     f"form {form!r} does not exist in organization {request.organization!r}")
+        return _result(request, key, report)
+    file_id: uuid.UUID | None = getattr(params, "file_id", None)
+    result = _result(request, key, report)
+    if file_id is not None:
+        try:
+            info = filestore.info(conn, file_id, request.organization)
+        except filestore.FileNotFound:
+            report.error(["params", "fileId"], f"no file {file_id} for organization "
+                         f"{request.organization!r}; upload it with POST /v1/files")
+            return _result(request, key, report)
+        result.file = describe(conn, info)
+    task = TaskDefinition(uid=uuid.uuid4(), type=request.type,
+                          organization=request.organization, params=request.params,
+                          name=request.name, namespace=None,
+                          rate_limit=float(request.rate_limit) if request.rate_limit else None)
+    with _statement_timeout(conn, statement_timeout):
+        work = build_work(task, "run", conn, StopToken(), RunnerSettings())
+        try:
+            result.rows_total = work.open(None)
+        except (HeaderError, FileUnreadable) as exc:
+            report.error(["params", "fileId"], str(exc))
+        except psycopg2.errors.QueryCanceled:
+            report.warn("count-timed-out", f"counting the rows took longer than "
+                        f"{statement_timeout:g} s; the task is large")
+        except TaskFailed as exc:
+            report.error(["params"], str(exc))
+        finally:
+            work.close()
+    if not report.errors:
+        if isinstance(work, BaselineUpload | BulkTeamCreate):
+            _sample_rows(conn, work, request.organization, rows, result, report)
+        elif isinstance(work, Export) and result.rows_total == 0:
+            report.warn("empty-range", "no submission of the form falls in the date range")
+    final = _result(request, key, report)
+    return result.model_copy(update={
+        "valid": final.valid, "errors": final.errors, "warnings": final.warnings})
+
+
+def _result(request: TaskCreate, key: str | None, report: _Report) -> ValidationReport:
+    return ValidationReport(
+        valid=not report.errors, type=request.type, organization=request.organization,
+        concurrency_key=key, errors=[e.model_dump(exclude_none=True) for e in report.errors],
+        warnings=list(report.warnings),
+    )
+
+
+@contextlib.contextmanager
+def _statement_timeout(conn: db.Connection, seconds: float) -> Iterator[None]:
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = %s", (f"{int(seconds * 1000)}ms",))
+    try:
+        yield
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("RESET statement_timeout")
+
+
+def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org: str,
+                 rows: int, result: ValidationReport, report: _Report) -> None:
+    """Parse the first ``rows`` records as the run would; fill columns, row errors, warnings."""
+    has_header = not isinstance(work, BulkTeamCreate) or work.params.has_header
+    _info, csv_file = common.open_csv(conn, work.params.file_id, org, work.settings,
+                                      has_header=has_header)
+    header = csv_file.header()
+    columns = (_baseline_columns(conn, work, header.names, org)
+               if isinstance(work, BaselineUpload) else _team_columns(work, header))
+    width = len(header.names) if has_header else None
+    errors: list[RowError] = []
+    read = 0
+    for record in csv_file.records(header.end, width):
+        if read >= rows:
+            break
+        read += 1
+        _observe(record, columns)
+        if record.fields is None:
+            errors.append(RowError(record.line, record.error or "unreadable row"))
+            continue
+        work._parse(record, errors)  # the runner's own row rules
+    result.rows_read = read
+    result.row_errors = [RowErrorPublic(line=e.line, column=e.column, reason=e.reason,
+                                        value=e.value) for e in errors]
+    listed = sorted(columns.values(), key=lambda c: c.position)
+    result.columns = [
+        ColumnReport(position=c.position + 1, header=c.header, target=c.target, type=c.type,
+                     samples=[_cut(v) for v in c.values[:SAMPLES]], values=len(c.values),
+                     invalid=c.invalid(c.parse) if c.parse else 0)
+        for c in listed
+    ]
+    _warn_swapped(listed, report)
+
+
+def _observe(record: Record, columns: dict[int, _Column]) -> None:
+    if record.fields is None:
+        return
+    for position, column in columns.items():
+        if position < len(record.fields):
+            value = record.fields[position].strip()
+            if value:
+                column.values.append(value)
+
+
+def _baseline_columns(conn: db.Connection, work: BaselineUpload, names: list[str],
+                      org: str) -> dict[int, _Column]:
+    form = common.load_form(conn, common.organization_id(conn, org), work.params.form)
+    fields = {normalize_header(f.name): f for f in form.fields}
+    key = normalize_header(work.params.key_column)
+    columns: dict[int, _Column] = {}
+    for position, name in enumerate(names):
+        column = _Column(position, name)
+        norm = normalize_header(name)
+        spec = fields.get(norm)
+        if norm == key:
+            column.target, column.type = f"{work.params.key_column} (key)", "text"
+        elif spec is not None:
+            column.target, column.type = spec.name, str(spec.type)
+            with contextlib.suppress(InvalidFieldSpec):
+                column.parse = make_parser(_optional(spec))
+        columns[position] = column
+    return columns
+
+
+def _team_columns(work: BulkTeamCreate, header: Header) -> dict[int, _Column]:
+    p = work.params
+    region = p.default_region
+    names = header.names
+    index = common.header_index(header, "file") if names else {}
+    roles: list[tuple[str | None, str, str, Parse | None]] = [
+        (p.team_column, "team", "text", None),
+        (p.manager_phone_column, "manager phone", "phone",
+         lambda v: normalize_phone(v, region)),
+        (p.member_phones_column, "member phones", "phones",
+         lambda v: parse_member_phones(v, region)),
+    ]
+    columns: dict[int, _Column] = {i: _Column(i, n) for i, n in enumerate(names)}
+    for ref, target, type_, parse in roles:
+        if ref is None:
+            continue
+        position = common.column_of(ref, index, target, "file")
+        column = columns.setdefault(position, _Column(position, None))
+        column.target, column.type, column.parse = target, type_, parse
+    return columns
+
+
+def _optional(spec: FieldSpec) -> FieldSpec:
+    return FieldSpec(spec.name, spec.type, False, spec.options)
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= SAMPLE_CHARS else value[: SAMPLE_CHARS - 1] + "…"
+
+
+def _label(column: _Column) -> str:
+    return column.header or f"#{column.position + 1}"
+
+
+def _warn_swapped(columns: list[_Column], report: _Report) -> None:
+    """Warn where a column's values fail its type but fit another column's type.
+
+    Two typed columns that each fit the other's type are reported once as swapped; a
+    column whose values fit a typed column's type while that column's own values fail it
+    (a text column holding phones, next to a phone column holding names) too.
+    """
+    typed = [c for c in columns if c.parse is not None and c.type != str(FieldType.TEXT)
+             and c.values]
+    reported: set[int] = set()
+    for column in typed:
+        assert column.parse is not None
+        if column.position in reported or column.share_valid(column.parse) >= FAILS_BELOW:
+            continue
+        partner = next(
+            (other for other in columns
+             if other is not column and other.values and other.position not in reported
+             and other.share_valid(column.parse) >= FITS_FROM
+             and (other.parse is None or other.type == str(FieldType.TEXT)
+                  or column.share_valid(other.parse) >= FITS_FROM)),
+            None,
+        )
+        bad = column.invalid(column.parse)
+        if partner is not None:
+            reported |= {column.position, partner.position}
+            report.warn(
+                "columns-swapped",
+                f"columns {_label(column)!r} and {_label(partner)!r} look swapped: "
+                f"{bad} of {len(column.values)} values of {_label(column)!r} are not "
+                f"{column.type} values, while {_label(partner)!r} holds {column.type} values",
+                [_label(column), _label(partner)],
+            )
+        else:
+            reported.add(column.position)
+            report.warn(
+                "invalid-values",
+                f"{bad} of {len(column.values)} values in column {_label(column)!r} are not "
+                f"valid {column.type} values (target {column.target})",
+                [_label(column)],
+            )
+    for column in typed:
+        assert column.parse is not None
+        if column.position in reported:
+            continue
+        bad = column.invalid(column.parse)
+        if bad:
+            report.warn(
+                "invalid-values",
+                f"{bad} of {len(column.values)} values in column {_label(column)!r} are not "
+                f"valid {column.type} values (target {column.target})",
+                [_label(column)],
+            )

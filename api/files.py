@@ -1,0 +1,173 @@
+"""``/v1/files``: upload a CSV into the file store (streamed), read a stored file's facts."""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from longtask.api import db, uploads
+from longtask.api.deps import (
+    DatabaseDep,
+    MetricsDep,
+    OperatorDep,
+    SettingsDep,
+    ViewerDep,
+    organization_for,
+)
+from longtask.api.problems import ApiProblem, FieldError, Problem, invalid, not_found
+from longtask.api.schemas import FilePublic
+from longtask.runner import filestore
+from longtask.runner.csvsource import CsvFile
+from longtask.runner.errors import FileUnreadable, HeaderError
+from longtask.runner.tasks import common
+
+log = logging.getLogger("longtask.api.files")
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+_SLACK = 1 << 20  # multipart headers and boundaries on top of the file's own bytes
+_DRAIN = 8 << 20  # body bytes read after a refusal so the client sees the answer
+_PROBLEMS: dict[int | str, dict[str, object]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (400, 401, 403, 413, 415, 422)
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary",
+                                    "description": "The CSV file"}},
+        }}},
+    }
+}
+
+
+def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
+    """A stored file's facts, with its header and a row count from its first block.
+
+    Only the first block (1 MiB) is read: the count is exact when the file fits in it,
+    else the records in that block scaled by the file's size.
+    """
+    head = next(filestore.read_blocks(conn, info), b"")
+    warnings: list[str] = []
+    names: list[str] | None = None
+    estimate: int | None = None
+
+    def source(offset: int) -> Iterator[bytes]:
+        if offset < len(head):
+            yield head[offset:]
+
+    sample = CsvFile(source, encoding=info.encoding, head=head, filename=info.filename)
+    exact = len(head) >= info.size_bytes
+    try:
+        header = sample.header()
+        names = header.names
+        common.header_index(header, info.filename)
+    except HeaderError as exc:
+        warnings.append(str(exc))
+    except FileUnreadable as exc:
+        warnings.append(str(exc))
+        header = None
+    if header is not None:
+        records = sample.count(header.end)
+        body_sample = len(head) - header.end.offset
+        if exact or body_sample <= 0:
+            estimate = records
+        else:
+            # The block's last record may be cut short: count it as half.
+            estimate = round((records - 0.5) * (info.size_bytes - header.end.offset)
+                             / body_sample)
+    return FilePublic(
+        id=info.id, organization=info.organization, filename=info.filename,
+        size_bytes=info.size_bytes, sha256=info.sha256, encoding=info.encoding,
+        source_encoding=info.source_encoding, header=names, row_count_estimate=estimate,
+        row_count_exact=exact, warnings=warnings,
+    )
+
+
+@router.post(
+    "", status_code=201, response_model=FilePublic, openapi_extra=_UPLOAD_BODY,
+    responses=_PROBLEMS, summary="Upload a CSV file (multipart/form-data, part 'file')",
+)
+def upload_file(
+    request: Request,
+    response: Response,
+    principal: OperatorDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    organization: Annotated[str | None, Query(
+        description="The organization the file belongs to; default: the token's only one")]
+        = None,
+) -> FilePublic:
+    """Stream the ``file`` part into the file store; 201 with the file's facts.
+
+    413 when the file is over ``LONGTASK_API_MAX_UPLOAD_BYTES`` (checked against
+    ``Content-Length`` first, then as bytes arrive); 415 when the body is not multipart;
+    422 when the file cannot be read as text (empty, unknown encoding) or the part is
+    missing; 400 for a malformed body. Nothing is stored unless all of it is.
+    """
+    org = organization_for(principal, organization)
+    limit = settings.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit + _SLACK:
+        raise _too_large(limit)
+    try:
+        boundary = uploads.boundary_of(request.headers.get("content-type"))
+    except uploads.MalformedUpload as exc:
+        raise ApiProblem(415, "unsupported-media-type", "Unsupported Media Type",
+                         str(exc)) from None
+    body = uploads.MultipartFile(uploads.pull_from(request.stream()), boundary, limit)
+    try:
+        body.open()
+        with database.connection(autocommit=False) as conn:
+            info = filestore.store(
+                conn, io.BufferedReader(body, 1 << 16), organization=org,
+                filename=body.filename or "upload.csv", content_type=body.content_type,
+                created_by=principal.subject, max_bytes=limit)
+            described = describe(conn, info)
+    except uploads.TooLarge:
+        _drain(body)
+        raise _too_large(limit) from None
+    except uploads.MissingFile as exc:
+        _drain(body)
+        raise invalid(str(exc), [FieldError(detail=str(exc), field="file",
+                                            pointer="#/file")]) from None
+    except uploads.MalformedUpload as exc:
+        raise ApiProblem(400, "malformed-upload", "Bad Request", str(exc)) from None
+    except FileUnreadable as exc:
+        _drain(body)
+        raise invalid(str(exc), [FieldError(detail=str(exc), field="file",
+                                            pointer="#/file")]) from None
+    metrics.upload_bytes.inc(info.size_bytes)
+    log.info("file_stored", extra={"file": str(info.id), "organization": org,
+                                   "bytes": info.size_bytes, "subject": principal.subject})
+    response.headers["Location"] = f"/v1/files/{info.id}"
+    return described
+
+
+def _too_large(limit: int) -> ApiProblem:
+    return ApiProblem(413, "file-too-large", "Content Too Large",
+                      f"the file is larger than the limit of {limit} bytes",
+                      extra={"limit": limit})
+
+
+def _drain(body: uploads.MultipartFile) -> None:
+    body.drain(_DRAIN)
+
+
+@router.get("/{file_id}", response_model=FilePublic, summary="A stored file's facts")
+def get_file(file_id: uuid.UUID, principal: ViewerDep, database: DatabaseDep) -> FilePublic:
+    """The file's size, SHA-256, encoding, header and row count; 404 for another organization's."""
+    with database.connection() as conn:
+        try:
+            info = filestore.info(conn, file_id)
+        except filestore.FileNotFound:
+            raise not_found(f"file {file_id}") from None
+        if not principal.may_use(info.organization):
+            raise not_found(f"file {file_id}")
+        return describe(conn, info)

@@ -1,0 +1,304 @@
+"""Request and response bodies: Create, Update and Public shapes, camelCase on the wire.
+
+The LongTask's status parts (conditions, progress, rollback, last action) are the
+operator's own models (:mod:`longtask.operator.model`), so the API shows exactly what the
+CRD holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from longtask.operator.model import Condition, LastAction, Progress, RollbackProgress
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from longtask import tasktypes
+from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.phases import DesiredState, OnTerminate, Phase
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+CONCURRENCY_KEY = r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$"
+
+
+class _Wire(BaseModel):
+    """camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class _Request(_Wire):
+    """A request body: unknown keys are refused (a typo is an error, not a no-op)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# ------------------------------------------------------------------------------ tasks
+
+
+class TaskCreate(_Request):
+    """``POST /v1/tasks`` and ``POST /v1/tasks/validate``: what to run, for whom."""
+
+    type: tasktypes.TaskTypeName
+    organization: str = Field(min_length=1, max_length=100, pattern=DNS_LABEL)
+    params: dict[str, Any] = Field(description="The type's parameters, e.g. {form, fileId}")
+    name: str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
+        description="The LongTask's name; made up from the type and organization when absent",
+    )
+    state: Literal[DesiredState.RUNNING, DesiredState.PAUSED] = Field(
+        default=DesiredState.RUNNING, description="Paused creates the task without starting it")
+    on_terminate: OnTerminate = OnTerminate.ROLLBACK
+    concurrency_key: str | None = Field(default=None, min_length=1, max_length=253,
+                                        pattern=CONCURRENCY_KEY)
+    parallelism: int | None = Field(default=None, ge=1, le=32)
+    rate_limit: int | None = Field(default=None, ge=1, le=1_000_000,
+                                   description="Upper bound on rows per second")
+    reason: str | None = Field(default=None, max_length=1024,
+                               description="Why the task is started (recorded on the task)")
+
+    def spec(self) -> dict[str, Any]:
+        """The LongTask ``spec`` this request asks for (unset optional fields left out)."""
+        spec: dict[str, Any] = {
+            "type": self.type, "organization": self.organization, "params": self.params,
+            "state": str(self.state), "onTerminate": str(self.on_terminate),
+        }
+        for key, value in (("concurrencyKey", self.concurrency_key),
+                           ("parallelism", self.parallelism), ("rateLimit", self.rate_limit)):
+            if value is not None:
+                spec[key] = value
+        return spec
+
+
+class TaskUpdate(_Request):
+    """``PATCH /v1/tasks/{name}`` (``application/merge-patch+json``, RFC 7396).
+
+    The spec fields a client may edit, as ``kubectl edit`` would. A field left out is left
+    alone; ``null`` removes it (only ``rateLimit`` may be absent from a spec). ``rateLimit``
+    and ``parallelism`` are fixed at creation by the CRD, so changing them is refused with
+    the server's reason.
+    """
+
+    state: DesiredState | None = None
+    on_terminate: OnTerminate | None = None
+    rate_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    parallelism: int | None = Field(default=None, ge=1, le=32)
+
+
+class ControlRequest(_Request):
+    """Body of ``pause`` and ``resume`` (optional)."""
+
+    reason: str | None = Field(default=None, max_length=1024,
+                               description="Why; recorded on the task and in its history")
+
+
+class TerminateRequest(ControlRequest):
+    """Body of ``terminate`` (optional): ``rollback: false`` keeps the rows written."""
+
+    rollback: bool | None = Field(
+        default=None, description="Remove what the task wrote (default: the task's onTerminate)")
+
+
+class TaskPublic(_Wire):
+    """A task as it now stands: its spec, the operator's status and the last request."""
+
+    name: str
+    namespace: str
+    uid: str
+    type: str
+    organization: str
+    params: dict[str, Any]
+    state: DesiredState
+    on_terminate: OnTerminate
+    concurrency_key: str | None = Field(description="spec.concurrencyKey or the type's default")
+    parallelism: int
+    rate_limit: int | None
+    phase: Phase = Field(description="Pending until the operator has seen the task")
+    final: bool = Field(description="True once the phase can no longer change")
+    message: str | None
+    conditions: list[Condition]
+    progress: Progress | None
+    rollback: RollbackProgress | None
+    job_name: str | None
+    rollback_job_name: str | None
+    created_at: dt.datetime
+    queued_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    phase_since: dt.datetime | None
+    running_seconds: int
+    paused_seconds: int
+    last_action: LastAction | None
+    requested_by: str | None = Field(description="Who made the last control request")
+    reason: str | None = Field(description="Why, as that request said")
+    generation: int
+    observed_generation: int | None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TaskPublic:
+        """Build from a LongTask object as the Kubernetes API returns it."""
+        meta = body["metadata"]
+        spec = body.get("spec") or {}
+        status = body.get("status") or {}
+        annotations = meta.get("annotations") or {}
+        phase = Phase(status.get("phase") or Phase.PENDING)
+        key = spec.get("concurrencyKey") or status.get("concurrencyKey")
+        if not key:
+            try:
+                key = tasktypes.default_concurrency_key(spec["type"], spec["organization"],
+                                                        spec.get("params") or {})
+            except tasktypes.UnknownTaskType:
+                key = None
+        return cls(
+            name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+            type=spec["type"], organization=spec["organization"],
+            params=spec.get("params") or {},
+            state=DesiredState(spec.get("state") or DesiredState.RUNNING),
+            on_terminate=OnTerminate(spec.get("onTerminate") or OnTerminate.ROLLBACK),
+            concurrency_key=key, parallelism=int(spec.get("parallelism") or 1),
+            rate_limit=spec.get("rateLimit"), phase=phase, final=phase.is_final,
+            message=status.get("message"),
+            conditions=[Condition.model_validate(c) for c in status.get("conditions") or []],
+            progress=Progress.model_validate(status["progress"]) if status.get("progress")
+            else None,
+            rollback=RollbackProgress.model_validate(status["rollback"])
+            if status.get("rollback") else None,
+            job_name=status.get("jobName"), rollback_job_name=status.get("rollbackJobName"),
+            created_at=meta["creationTimestamp"], queued_at=status.get("queuedAt"),
+            started_at=status.get("startedAt"), finished_at=status.get("finishedAt"),
+            phase_since=status.get("phaseSince"),
+            running_seconds=int(status.get("runningSeconds") or 0),
+            paused_seconds=int(status.get("pausedSeconds") or 0),
+            last_action=LastAction.model_validate(status["lastAction"])
+            if status.get("lastAction") else None,
+            requested_by=annotations.get(ANNOTATION_REQUESTED_BY),
+            reason=annotations.get(ANNOTATION_REASON),
+            generation=int(meta.get("generation") or 1),
+            observed_generation=status.get("observedGeneration"),
+        )
+
+
+class TaskList(_Wire):
+    """One page of tasks, newest first; ``next`` is the cursor of the following page."""
+
+    items: list[TaskPublic]
+    next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end")
+
+
+# ------------------------------------------------------------------------------ files
+
+
+class FilePublic(_Wire):
+    """A stored file: sizes in bytes, SHA-256 of the stored bytes, the CSV header."""
+
+    id: uuid.UUID
+    organization: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    encoding: str = Field(description="Encoding of the stored bytes (UTF-16/32 become utf-8)")
+    source_encoding: str
+    header: list[str] | None = Field(description="The first record's fields, when readable")
+    row_count_estimate: int | None = Field(
+        description="Data records after the header: exact when rowCountExact, else scaled "
+                    "from the first MiB")
+    row_count_exact: bool
+    warnings: list[str]
+
+
+# ------------------------------------------------------------------------- row errors
+
+
+class RowErrorPublic(_Wire):
+    """A row the task refused: physical ``line`` (1-based), ``column``, ``reason``, value."""
+
+    line: int
+    column: str | None
+    reason: str
+    value: str | None
+
+
+class RowErrorList(_Wire):
+    """A page of row errors by line. ``total`` counts every bad row, ``stored`` those listed."""
+
+    total: int
+    stored: int
+    items: list[RowErrorPublic]
+    next: str | None
+
+
+# ---------------------------------------------------------------------------- history
+
+
+class HistoryEntry(_Wire):
+    """One Event of the task: a control request (source ``longtask-api``) or a transition."""
+
+    at: dt.datetime | None
+    source: str | None = Field(description="longtask-api for requests, the operator otherwise")
+    type: str = Field(description="Normal or Warning")
+    reason: str
+    message: str
+    count: int
+
+
+class History(_Wire):
+    """A task's control actions and transitions, oldest first.
+
+    Events live as long as the cluster keeps them (one hour by default); ``lastAction`` and
+    the annotations keep the latest request for the task's whole life.
+    """
+
+    name: str
+    created_at: dt.datetime
+    requested_by: str | None
+    reason: str | None
+    last_action: LastAction | None
+    entries: list[HistoryEntry]
+
+
+# ---------------------------------------------------------------------------- dry run
+
+
+class ColumnReport(_Wire):
+    """One column of the file: where it goes, what it holds, how its sample values parse."""
+
+    position: int = Field(description="1-based column number")
+    header: str | None
+    target: str | None = Field(description="Form field or team role it maps to; null if none")
+    type: str | None = Field(description="The target's value type (text, integer, phone, ...)")
+    samples: list[str] = Field(description="The first non-blank values, cut to 60 characters")
+    values: int = Field(description="Non-blank values in the rows read")
+    invalid: int = Field(description="Values that do not parse as the target's type")
+
+
+class DryRunWarning(_Wire):
+    """Something that will not fail the task but is probably wrong, and why."""
+
+    code: str = Field(description="columns-swapped, values-look-like-other-type, "
+                                  "invalid-values, large-range, ...")
+    detail: str
+    columns: list[str] = Field(default_factory=list)
+
+
+class ValidationReport(_Wire):
+    """What ``POST /v1/tasks`` would do with this request. Nothing is created.
+
+    ``valid`` is false when the task would fail before writing anything (``errors`` say
+    why, with field paths). ``rowErrors`` are the rows among the first ``rowsRead`` that
+    the run would refuse.
+    """
+
+    valid: bool
+    type: str
+    organization: str
+    concurrency_key: str | None
+    errors: list[dict[str, Any]]
+    file: FilePublic | None = None
+    rows_total: int | None = Field(default=None, description="Rows the run would process")
+    rows_read: int = 0
+    columns: list[ColumnReport] = Field(default_factory=list)
+    row_errors: list[RowErrorPublic] = Field(default_factory=list)
+    warnings: list[DryRunWarning] = Field(default_factory=list)

@@ -1,0 +1,91 @@
+"""The API process's settings, from ``LONGTASK_API_*`` environment variables (pydantic-settings).
+
+One class for the process. Outside ``environment: development`` it refuses to start with
+no bearer tokens configured, or with a token whose hash is that of a well-known placeholder
+(``changethis``, ``changeme``, ...), so a copied example config never reaches production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that example files and tutorials use; a token equal to one of them is refused
+# outside development (the FastAPI full-stack template does the same for its secrets).
+PLACEHOLDER_SECRETS = ("changethis", "changeme", "change-me", "secret", "token", "password",
+                       "example", "test", "admin", "")
+PLACEHOLDER_HASHES = frozenset(hashlib.sha256(s.encode()).hexdigest() for s in PLACEHOLDER_SECRETS)
+
+
+class Environment(StrEnum):
+    """Where the process runs; only ``development`` accepts placeholder or missing tokens."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class ApiSettings(BaseSettings):
+    """Settings of ``python -m longtask.api``; each field is ``LONGTASK_API_<NAME>``.
+
+    Tokens come from ``tokens_file`` (a mounted Kubernetes Secret key, re-read when it
+    changes) or ``tokens`` (the same JSON in an environment variable, e.g. from a Secret via
+    ``secretKeyRef``). The format is in :mod:`longtask.api.auth`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LONGTASK_API_", extra="ignore",
+                                      populate_by_name=True)
+
+    environment: Environment = Environment.PRODUCTION
+    host: str = "0.0.0.0"  # the API serves inside a pod, behind a Service
+    port: int = Field(default=8080, ge=1, le=65535)
+    # Database of the runner and the file store: LONGTASK_API_DATABASE_URL, else the shared
+    # LONGTASK_DATABASE_URL every other process reads.
+    database_url: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("LONGTASK_API_DATABASE_URL", "LONGTASK_DATABASE_URL"),
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    # The namespace whose LongTasks this API serves (one API per namespace).
+    namespace: str = Field(default="default", min_length=1, max_length=63)
+    # A kubeconfig file; when unset, the in-cluster service account, else ~/.kube/config.
+    kubeconfig: Path | None = None
+    kube_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    tokens_file: Path | None = None
+    tokens: str | None = Field(default=None, repr=False)
+    # Uploads: the largest file accepted, in bytes (default 1 GiB).
+    max_upload_bytes: int = Field(default=1 << 30, ge=1)
+    # Validation dry run: data rows read by default and at most.
+    validate_rows: int = Field(default=200, ge=1, le=100_000)
+    validate_max_rows: int = Field(default=5000, ge=1, le=100_000)
+    # Statement timeout of the dry run's queries (an export's row count), seconds.
+    validate_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Server-Sent Events: a keep-alive comment this often (seconds), a stream lasts at most
+    # watch_max_seconds, and at most max_watches streams are open at once (each holds a
+    # worker thread while it waits for the Kubernetes watch).
+    watch_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    watch_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    max_watches: int = Field(default=16, ge=1, le=1000)
+    # Pagination of lists: default and largest page.
+    page_size: int = Field(default=50, ge=1, le=1000)
+    max_page_size: int = Field(default=500, ge=1, le=10_000)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _tokens_outside_development(self) -> ApiSettings:
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        if self.tokens_file is None and not self.tokens:
+            raise ValueError(
+                "no bearer tokens configured: set LONGTASK_API_TOKENS_FILE (a mounted Secret) "
+                "or LONGTASK_API_TOKENS, or LONGTASK_API_ENVIRONMENT=development"
+            )
+        return self
+
+    @property
+    def refuses_placeholders(self) -> bool:
+        """True when tokens that hash like a placeholder secret must be refused."""
+        return self.environment is not Environment.DEVELOPMENT
