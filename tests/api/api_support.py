@@ -38,3 +38,24 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["status"] == status
     return body
+
+
+HOUSEHOLDS_CSV = (b"household_id,head_name,members,phone\n"
+                  b"H-1,Awa Diop,4,+221339612727\n"
+                  b"H-2,Moussa Fall,2,\n")
+
+
+def baseline_request(file_id: str, **extra: Any) -> dict[str, Any]:
+    """The body of a BaselineUpload create for acme's Households form."""
+    return {"type": "BaselineUpload", "organization": "acme",
+            "params": {"form": "Households", "fileId": file_id}, **extra}
+
+
+def create_baseline(client: httpx.Client, **extra: Any) -> dict[str, Any]:
+    """Upload the small households file and create a BaselineUpload of it; the task."""
+    uploaded = upload(client, HOUSEHOLDS_CSV)
+    assert uploaded.status_code == 201, uploaded.text
+    response = client.post("/v1/tasks", json=baseline_request(uploaded.json()["id"], **extra))
+    assert response.status_code == 201, response.text
+    task: dict[str, Any] = response.json()
+    return task
