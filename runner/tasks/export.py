@@ -48,6 +48,15 @@ def _expression(field: FieldSpec) -> sql.Composable:
     return sql.SQL("data->>{k}").format(k=key)
 
 
+def select_list(fields: list[FieldSpec]) -> sql.Composable:
+    """The SELECT list of the export's CSV columns: id, submitted_at (ISO 8601 in the
+    session's time zone), then each field as text."""
+    return sql.SQL(", ").join(
+        [sql.SQL("id"), sql.SQL("to_char(submitted_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF')"),
+         *(_expression(f) for f in fields)]
+    )
+
+
 class Export(common.TaskWork[ExportParams, None]):
     """The run of an Export task (a :class:`~longtask.runner.engine.Work`)."""
 
@@ -71,10 +80,7 @@ class Export(common.TaskWork[ExportParams, None]):
                 f"(its fields: {', '.join(map(repr, by_name))})"
             )
         self.header = [*FIXED_COLUMNS, *wanted]
-        self._select = sql.SQL(", ").join(
-            [sql.SQL("id"), sql.SQL("to_char(submitted_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF')"),
-             *(_expression(by_name[c]) for c in wanted)]
-        )
+        self._select = select_list([by_name[c] for c in wanted])
         if cursor:
             after = cursor.get("after")
             self._after = (after[0], int(after[1])) if after else None
@@ -132,7 +138,7 @@ class Export(common.TaskWork[ExportParams, None]):
             cur.execute(
                 "INSERT INTO longtask.export_parts (task_uid, part, rows, data, sha256) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                (self.task.uid, self._part, rows, psycopg2.Binary(data),
+                (self.task.uid, self._part, rows, data.decode("utf-8"),
                  hashlib.sha256(data).hexdigest()),
             )
         if boundary is not None:
@@ -156,4 +162,4 @@ def read_output(conn: psycopg2.extensions.connection, task_uid: Any) -> bytes:
             "SELECT data FROM longtask.export_parts WHERE task_uid = %s ORDER BY part",
             (task_uid,),
         )
-        return b"".join(bytes(r[0]) for r in cur.fetchall())
+        return b"".join(r[0].encode("utf-8") for r in cur.fetchall())
