@@ -219,10 +219,16 @@ def _observe(task: Task, status: TaskStatus | None = None) -> Observed:
 
 
 def _carry_out(task: Task, body: Mapping[str, Any], actions: tuple[Action, ...]) -> None:
+    """Post the decision's Events, then act in order, then admit the next task of a freed key.
+
+    Events first: they tell of the status just written, and an operator killed during the
+    actions (which its successor repeats or finds done) must not lose the transition's Event.
+    """
     kube = _kube()
     released: list[str] = []
     where = {"task": task.name, "namespace": task.namespace}
-    for action in actions:
+    events = [a for a in actions if isinstance(a, PostEvent)]
+    for action in (*events, *(a for a in actions if not isinstance(a, PostEvent))):
         match action:
             case CreateRunJob(name=name, suspend=suspend):
                 _create(kube, build_run_job(task, SETTINGS, suspend=suspend), task.uid)
