@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,13 +58,13 @@ ORG = "acme"
 
 def wait_until(check: Callable[[], T | None], *, timeout: float, what: str,
                interval: float = 0.2, on_timeout: Callable[[], str] | None = None) -> T:
-    """Call ``check`` until it returns something other than None/False; ``AssertionError``
-    naming ``what``, the last value and ``on_timeout()`` (e.g. the operator's log) after
-    ``timeout`` seconds."""
+    """Call ``check`` until it returns something true (not None, False, 0 or empty); that
+    value. ``AssertionError`` naming ``what``, the last value and ``on_timeout()`` (e.g. the
+    operator's log) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
-        if value is not None and value is not False:
+        if value:
             return value
         if time.monotonic() > deadline:
             extra = on_timeout() if on_timeout else ""
@@ -359,6 +359,18 @@ class Tasks:
                                                    _preload_content=False))
         return list(listed.get("items") or [])
 
+    def runner_pid(self, uid: str, mode: str = "run") -> int:
+        """The process id of the task's running runner (the process kubelet reports it as
+        ``containerID: process://<pid>``); waits up to 30 s for one."""
+        def pid() -> int | None:
+            for pod in self.pods(uid, mode):
+                for c in (pod.get("status") or {}).get("containerStatuses") or []:
+                    if "running" in (c.get("state") or {}) and c.get("containerID"):
+                        return int(c["containerID"].removeprefix("process://"))
+            return None
+
+        return wait_until(pid, timeout=30, what=f"a running {mode} pod of {uid}")
+
     def events(self, name: str) -> list[dict[str, Any]]:
         """Events about the LongTask ``name``, oldest first."""
         listed = raw(self.core.list_namespaced_event(
@@ -381,6 +393,18 @@ class Tasks:
                     {"metadata": {"finalizers": None}})
 
 
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """Hold a process stopped (SIGSTOP) for the block, as a runner stuck in a long
+    statement: a SIGTERM sent meanwhile is handled only once it continues (SIGCONT)."""
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGCONT)
+
+
 def baseline_spec(file_id: uuid.UUID, form: str, *, rate_limit: int | None = None,
                   on_terminate: str | None = None, organization: str = ORG,
                   state: str | None = None) -> dict[str, Any]:
@@ -395,3 +419,14 @@ def baseline_spec(file_id: uuid.UUID, form: str, *, rate_limit: int | None = Non
     if state is not None:
         spec["state"] = state
     return spec
+
+
+def start_slow(tasks: Tasks, operator: OperatorProcess, db: Connection, name: str,
+               file_id: uuid.UUID, *, rows: int = 1000, **spec: Any) -> str:
+    """Create an upload into form ``name`` limited to 1000 rows/s (about 15 s for the whole
+    file) and wait until ``rows`` rows are committed; the task's uid."""
+    uid: str = tasks.create(name, baseline_spec(file_id, name, rate_limit=1000, **spec))[
+        "metadata"]["uid"]
+    wait_until(lambda: (record(db, uid) or {}).get("done", 0) >= rows, timeout=60,
+               what=f"{name} to commit {rows} rows", on_timeout=operator.tail)
+    return uid
