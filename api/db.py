@@ -40,7 +40,7 @@ class Queries:
     )
     ROW_ERRORS_STORED = "SELECT count(*) FROM longtask.row_errors WHERE task_uid = %(uid)s"
     EXPORT_PARTS = (
-        "SELECT part, rows, length(data), sha256 FROM longtask.export_parts "
+        "SELECT part, rows, octet_length(data), sha256 FROM longtask.export_parts "
         "WHERE task_uid = %(uid)s ORDER BY part"
     )
     EXPORT_PART_DATA = (
@@ -203,4 +203,6 @@ def export_part_data(conn: Connection, uid: uuid.UUID, part: int) -> bytes:
         row = cur.fetchone()
     if row is None:
         raise LookupError(f"export part {part} disappeared")
-    return bytes(row[0])
+    data = row[0]
+    # The parts are UTF-8 text (bytea in the first schema): the bytes sent are the same.
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)

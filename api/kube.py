@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ log = logging.getLogger("longtask.api.kube")
 
 NOT_FOUND, CONFLICT, GONE, INVALID = 404, 409, 410, 422
 COMPONENT = "longtask-api"
+INSTANCE = socket.gethostname()[:128]  # the pod's name in a cluster
 
 
 class KubeUnavailable(RuntimeError):
@@ -184,7 +186,7 @@ class Tasks:
         items: list[dict[str, Any]] = data.get("items") or []
         return items
 
-    def post_event(self, task: Mapping[str, Any], reason: str, message: str,
+    def post_event(self, task: Mapping[str, Any], reason: str, action: str, message: str,
                    type_: str = "Normal") -> None:
         """Post an Event about ``task`` as ``longtask-api``; a failure is logged, not raised.
 
@@ -192,7 +194,8 @@ class Tasks:
         the LongTask carry the same facts.
         """
         meta = task["metadata"]
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = dt.datetime.now(dt.UTC)
+        now = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": self.namespace},
             "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
@@ -200,6 +203,9 @@ class Tasks:
                                "resourceVersion": meta.get("resourceVersion")},
             "reason": reason, "message": message[:1024], "type": type_,
             "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+            "reportingInstance": INSTANCE, "action": action,
+            # Microseconds, so requests made within one second keep their order.
+            "eventTime": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
         try:

@@ -226,7 +226,7 @@ def create_task(
         raise _invalid_from_server(exc) from None
     name = created["metadata"]["name"]
     metrics.tasks_created.labels(create.type).inc()
-    tasks.post_event(created, "CreateRequested",
+    tasks.post_event(created, "CreateRequested", "Create",
                      f"created by {principal.subject}: {annotations[ANNOTATION_REASON]}")
     log.info("task_created", extra={"task": name, "type": create.type,
                                     "organization": create.organization,
@@ -351,7 +351,7 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
             raise not_found(f"task {name!r}")
         metrics.control_actions.labels(action, "applied").inc()
         what = ", ".join(f"{k}={v}" for k, v in spec_patch.items())
-        tasks.post_event(updated, "ControlRequested",
+        tasks.post_event(updated, "ControlRequested", action.capitalize(),
                          f"{action} ({what}) requested by {principal.subject}"
                          + (f": {reason}" if reason else ""))
         log.info("control_applied", extra={"task": name, "action": action, "spec": spec_patch,
@@ -602,9 +602,10 @@ def task_history(name: str, principal: ViewerDep, tasks: TasksDep) -> History:
     the operator's transitions, plus the last request kept on the task itself."""
     body = _visible(tasks, name, principal)
     epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    # Within one second (core/v1 timestamps), the server's revision keeps creation order.
     events = sorted(tasks.events(body["metadata"]["uid"]),
                     key=lambda e: (_event_time(e) or epoch,
-                                   str((e.get("metadata") or {}).get("name"))))
+                                   int((e.get("metadata") or {}).get("resourceVersion") or 0)))
     public = TaskPublic.from_body(body)
     return History(
         name=public.name, created_at=public.created_at, requested_by=public.requested_by,

@@ -1,0 +1,106 @@
+"""GET /v1/tasks/{name}/watch: Server-Sent Events of the task as it changes, bounded."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from api_support import create_baseline, problem, token_of
+from longtask.api.settings import ApiSettings
+
+from longtask.constants import GROUP, PLURAL, VERSION
+
+pytestmark = pytest.mark.cluster
+
+
+def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
+    """``(event, data)`` of each Server-Sent Event; comments (keep-alives) as ``(":", text)``."""
+    kind, data = "message", ""
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield ":", line[1:].strip()
+        elif line.startswith("event: "):
+            kind = line[len("event: "):]
+        elif line.startswith("data: "):
+            data = line[len("data: "):]
+        elif line == "":
+            if data:
+                yield kind, json.loads(data)
+            kind, data = "message", ""
+
+
+def test_watch_sends_the_task_then_each_change_then_ends_at_its_bound(
+        operator: httpx.Client) -> None:
+    task = create_baseline(operator)
+    seen: list[tuple[str, Any]] = []
+    started = time.monotonic()
+
+    with operator.stream("GET", f"/v1/tasks/{task['name']}/watch",
+                         params={"timeout": 4}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for kind, data in events(response):
+            seen.append((kind, data))
+            if len(seen) == 1:
+                threading.Thread(target=operator.post, daemon=True, args=(
+                    f"/v1/tasks/{task['name']}/pause",), kwargs={"json": {"reason": "x"}}).start()
+
+    kinds = [k for k, _ in seen if k != ":"]
+    assert kinds == ["task", "task", "timeout"], seen
+    assert seen[0][1]["state"] == "Running"
+    changed = [d for k, d in seen if k == "task"][1]
+    assert (changed["state"], changed["reason"]) == ("Paused", "x")
+    assert ":" in [k for k, _ in seen], "keep-alive comments between changes"
+    assert time.monotonic() - started < 4 + 5, "the stream ends at its bound"
+
+
+def test_watch_ends_with_deleted_when_the_task_is_deleted(
+        operator: httpx.Client, custom_objects: Any, api_namespace: str) -> None:
+    task = create_baseline(operator)
+    kinds: list[str] = []
+
+    with operator.stream("GET", f"/v1/tasks/{task['name']}/watch",
+                         params={"timeout": 20}) as response:
+        for kind, _ in events(response):
+            kinds.append(kind)
+            if kind == "task":
+                custom_objects.delete_namespaced_custom_object(
+                    GROUP, VERSION, api_namespace, PLURAL, task["name"])
+
+    assert [k for k in kinds if k != ":"] == ["task", "deleted"]
+
+
+def test_watch_of_another_organizations_task_is_404(operator: httpx.Client,
+                                                    other: httpx.Client) -> None:
+    task = create_baseline(operator)
+
+    problem(other.get(f"/v1/tasks/{task['name']}/watch", params={"timeout": 1}), 404)
+
+
+def test_watches_beyond_the_limit_are_503_with_retry_after(
+        serve: Callable[[ApiSettings], str], api_settings: ApiSettings,
+        operator: httpx.Client) -> None:
+    task = create_baseline(operator)
+    url = serve(api_settings.model_copy(update={"max_watches": 1}))
+    client = httpx.Client(base_url=url, timeout=30,
+                          headers={"Authorization": f"Bearer {token_of('viewer')}"})
+    path = f"/v1/tasks/{task['name']}/watch"
+
+    with client.stream("GET", path, params={"timeout": 30}) as first:
+        next(first.iter_lines())  # the stream is open
+        refused = client.get(path, params={"timeout": 1})
+    # The client left; the server notices at its next write, within one heartbeat (1 s).
+    deadline = time.monotonic() + 5
+    while (after := client.get(path, params={"timeout": 1})).status_code == 503:
+        assert time.monotonic() < deadline, "the slot was not freed after the client left"
+        time.sleep(0.2)
+    client.close()
+
+    problem(refused, 503)
+    assert refused.headers["retry-after"] == "5"
+    assert after.status_code == 200, after.text
