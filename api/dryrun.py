@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -281,12 +282,44 @@ def _label(column: _Column) -> str:
     return column.header or f"#{column.position + 1}"
 
 
+# Words in a header that say the column holds codes, numbers, phones or dates even when
+# its field is text: such a column is a less likely swap partner than a "name" column.
+_TYPED_WORDS = frozenset({"code", "id", "no", "number", "num", "phone", "mobile", "tel",
+                          "date", "year", "count", "pin", "zip", "postcode", "census"})
+
+
+def _names_typed_content(column: _Column) -> bool:
+    words = re.split(r"[^0-9a-z]+", normalize_header(column.header or ""))
+    return bool(_TYPED_WORDS.intersection(words))
+
+
+def _partner(column: _Column, columns: list[_Column], taken: set[int]) -> _Column | None:
+    """The column ``column`` was most likely swapped with, or ``None`` when none stands out.
+
+    A typed column that fails its own type while fitting ``column``'s, and the other way
+    round, is a sure partner. Otherwise a text column whose values fit ``column``'s type,
+    preferring one whose header does not itself promise such values ("District Name"
+    holding numbers, rather than "Census Code"); two equally likely ones make no partner.
+    """
+    assert column.parse is not None
+    fits = [o for o in columns if o is not column and o.values and o.position not in taken
+            and o.share_valid(column.parse) >= FITS_FROM]
+    mutual = [o for o in fits if o.parse is not None and o.type != str(FieldType.TEXT)
+              and o.share_valid(o.parse) < FAILS_BELOW and column.share_valid(o.parse) >= FITS_FROM]
+    if len(mutual) == 1:
+        return mutual[0]
+    text = [o for o in fits if o.parse is None or o.type == str(FieldType.TEXT)]
+    plain = [o for o in text if not _names_typed_content(o)]
+    ranked = plain or text
+    return ranked[0] if len(ranked) == 1 else None
+
+
 def _warn_swapped(columns: list[_Column], report: _Report) -> None:
     """Warn where a column's values fail its type but fit another column's type.
 
-    Two typed columns that each fit the other's type are reported once as swapped; a
-    column whose values fit a typed column's type while that column's own values fail it
-    (a text column holding phones, next to a phone column holding names) too.
+    Two columns that look swapped are reported once (``columns-swapped``); a column whose
+    values fail its type with no clear partner is reported as ``invalid-values``, and so
+    is a column where only some values fail.
     """
     typed = [c for c in columns if c.parse is not None and c.type != str(FieldType.TEXT)
              and c.values]
@@ -295,32 +328,18 @@ def _warn_swapped(columns: list[_Column], report: _Report) -> None:
         assert column.parse is not None
         if column.position in reported or column.share_valid(column.parse) >= FAILS_BELOW:
             continue
-        partner = next(
-            (other for other in columns
-             if other is not column and other.values and other.position not in reported
-             and other.share_valid(column.parse) >= FITS_FROM
-             and (other.parse is None or other.type == str(FieldType.TEXT)
-                  or column.share_valid(other.parse) >= FITS_FROM)),
-            None,
-        )
+        partner = _partner(column, columns, reported)
         bad = column.invalid(column.parse)
-        if partner is not None:
-            reported |= {column.position, partner.position}
-            report.warn(
-                "columns-swapped",
-                f"columns {_label(column)!r} and {_label(partner)!r} look swapped: "
-                f"{bad} of {len(column.values)} values of {_label(column)!r} are not "
-                f"{column.type} values, while {_label(partner)!r} holds {column.type} values",
-                [_label(column), _label(partner)],
-            )
-        else:
-            reported.add(column.position)
-            report.warn(
-                "invalid-values",
-                f"{bad} of {len(column.values)} values in column {_label(column)!r} are not "
-                f"valid {column.type} values (target {column.target})",
-                [_label(column)],
-            )
+        if partner is None:
+            continue
+        reported |= {column.position, partner.position}
+        report.warn(
+            "columns-swapped",
+            f"columns {_label(column)!r} and {_label(partner)!r} look swapped: "
+            f"{bad} of {len(column.values)} values of {_label(column)!r} are not "
+            f"{column.type} values, while {_label(partner)!r} holds {column.type} values",
+            [_label(column), _label(partner)],
+        )
     for column in typed:
         assert column.parse is not None
         if column.position in reported:
