@@ -16,6 +16,9 @@
 # A cold build takes about 15 minutes on 2 cores (see hack/KUBE.md); concurrent runs wait
 # for each other on a lock file instead of building twice.
 set -euo pipefail
+# Everything runs inside main, which bash reads whole before running: a checkout that changes
+# this file during a build cannot make the running script read half-changed lines.
+main() {
 root="$(cd "$(dirname "$0")/.." && pwd)"
 moddir="$root/hack/kube"
 export PATH="$PATH:/usr/local/go/bin"
@@ -101,3 +104,6 @@ if [ "${LONGTASK_KUBE_KEEP_GOCACHE:-0}" != 1 ] && [ -z "${LONGTASK_KUBE_GOCACHE:
 fi
 elapsed=$(( $(date +%s) - started ))
 echo "build-kube: done in $((elapsed / 60))m$((elapsed % 60))s: $(du -sh "$bin_dir" | cut -f1) of binaries in $bin_dir"
+}
+
+main "$@"
