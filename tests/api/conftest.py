@@ -33,7 +33,6 @@ from api_support import TOKENS, UPLOAD_LIMIT, token_of
 
 START_TIMEOUT = 10.0
 
-pytestmark = pytest.mark.cluster
 
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:

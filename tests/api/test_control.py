@@ -19,7 +19,7 @@ from api_support import create_baseline, problem
 from devcluster import kube
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP, PLURAL, VERSION
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 KUBECTL = "/usr/bin/kubectl"
 

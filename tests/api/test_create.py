@@ -13,7 +13,7 @@ from longtask.api.settings import ApiSettings
 
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP, PLURAL, VERSION
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 
 def longtasks(custom_objects: Any, namespace: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import pytest
 from api_support import UPLOAD_LIMIT, problem, token_of, upload
 from longtask.api.settings import ApiSettings
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 CSV = (b"household_id,head_name,members,phone\n"
        b"H-1,Awa Diop,4,+221339612727\n"

@@ -9,7 +9,7 @@ import pytest
 from api_support import problem
 from longtask.api.settings import ApiSettings
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 
 def test_healthz_answers_without_a_token(api_url: str) -> None:

@@ -24,7 +24,7 @@ from devcluster import seed
 from longtask import constants
 from longtask.settings import RunnerSettings
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 SMALL_CHUNKS = RunnerSettings(chunk_initial_rows=40, chunk_min_rows=40, chunk_max_rows=40)
 

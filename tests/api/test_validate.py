@@ -17,7 +17,7 @@ from longtask.api.settings import ApiSettings
 
 from devcluster import seed
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 KARNATAKA = "29-karnataka-constituency.csv"
 # The village baseline's columns and the types a Collect form would give them: census

@@ -15,7 +15,7 @@ from longtask.api.settings import ApiSettings
 
 from longtask.constants import GROUP, PLURAL, VERSION
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 
 def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
