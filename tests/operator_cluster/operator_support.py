@@ -359,6 +359,17 @@ class Tasks:
                                                    _preload_content=False))
         return list(listed.get("items") or [])
 
+    def wait_job_complete(self, uid: str, mode: str = "run") -> dict[str, Any]:
+        """Wait (20 s) until the task's Job of ``mode`` has its pod succeeded; the Job then.
+
+        A phase that ends comes from the runner's record, a moment before its pod exits.
+        """
+        def complete() -> dict[str, Any] | None:
+            jobs = self.jobs(uid, mode)
+            return jobs[0] if jobs and jobs[0]["status"].get("succeeded") == 1 else None
+
+        return wait_until(complete, timeout=20, what=f"the {mode} Job of {uid} to complete")
+
     def runner_pid(self, uid: str, mode: str = "run") -> int:
         """The process id of the task's running runner (the process kubelet reports it as
         ``containerID: process://<pid>``); waits up to 30 s for one."""
@@ -422,10 +433,10 @@ def baseline_spec(file_id: uuid.UUID, form: str, *, rate_limit: int | None = Non
 
 
 def start_slow(tasks: Tasks, operator: OperatorProcess, db: Connection, name: str,
-               file_id: uuid.UUID, *, rows: int = 1000, **spec: Any) -> str:
-    """Create an upload into form ``name`` limited to 1000 rows/s (about 15 s for the whole
-    file) and wait until ``rows`` rows are committed; the task's uid."""
-    uid: str = tasks.create(name, baseline_spec(file_id, name, rate_limit=1000, **spec))[
+               file_id: uuid.UUID, *, rows: int = 1000, rate: int = 1000, **spec: Any) -> str:
+    """Create an upload into form ``name`` limited to ``rate`` rows/s (at 1000, about 15 s
+    for the whole file) and wait until ``rows`` rows are committed; the task's uid."""
+    uid: str = tasks.create(name, baseline_spec(file_id, name, rate_limit=rate, **spec))[
         "metadata"]["uid"]
     wait_until(lambda: (record(db, uid) or {}).get("done", 0) >= rows, timeout=60,
                what=f"{name} to commit {rows} rows", on_timeout=operator.tail)

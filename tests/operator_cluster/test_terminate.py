@@ -31,9 +31,7 @@ def test_terminate_rolls_back_every_row_and_frees_the_key_for_the_queued_task(
     assert tasks.jobs(first, "run") == [], "the run Job is deleted"
     rollback = tasks.jobs(first, "rollback")
     assert [j["metadata"]["name"] for j in rollback] == ["lt-first-rollback"], rollback
-    # RolledBack comes from the runner's record; its pod exits just after recording it.
-    s.wait_until(lambda: tasks.jobs(first, "rollback")[0]["status"].get("succeeded") == 1,
-                 timeout=20, what="the rollback Job to complete")
+    tasks.wait_job_complete(first, "rollback")
     assert s.rows_of_task(db, first) == 0, "every row the task wrote is removed"
     rec = s.record(db, first)
     assert rec is not None and rec["rollback_status"] == "succeeded", rec
