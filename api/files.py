@@ -18,22 +18,25 @@ from longtask.api.deps import (
     ViewerDep,
     organization_for,
 )
-from longtask.api.problems import ApiProblem, FieldError, Problem, invalid, not_found
-from longtask.api.schemas import FilePublic
+from longtask.api.problems import (
+    COMMON_RESPONSES,
+    ApiProblem,
+    FieldError,
+    invalid,
+    not_found,
+    responses,
+)
+from longtask.api.schemas import DNS_LABEL, FilePublic
 from longtask.runner import filestore
 from longtask.runner.csvsource import CsvFile
 from longtask.runner.errors import FileUnreadable, HeaderError
 from longtask.runner.tasks import common
 
 log = logging.getLogger("longtask.api.files")
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=COMMON_RESPONSES)
 
 _SLACK = 1 << 20  # multipart headers and boundaries on top of the file's own bytes
 _DRAIN = 8 << 20  # body bytes read after a refusal so the client sees the answer
-_PROBLEMS: dict[int | str, dict[str, object]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (400, 401, 403, 413, 415, 422)
-}
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -91,7 +94,8 @@ def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
 
 @router.post(
     "", status_code=201, response_model=FilePublic, openapi_extra=_UPLOAD_BODY,
-    responses=_PROBLEMS, summary="Upload a CSV file (multipart/form-data, part 'file')",
+    responses=responses(400, 413, 415),
+    summary="Upload a CSV file (multipart/form-data, part 'file')",
 )
 def upload_file(
     request: Request,
@@ -101,6 +105,7 @@ def upload_file(
     settings: SettingsDep,
     metrics: MetricsDep,
     organization: Annotated[str | None, Query(
+        min_length=1, max_length=100, pattern=DNS_LABEL,
         description="The organization the file belongs to; default: the token's only one")]
         = None,
 ) -> FilePublic:

@@ -45,6 +45,29 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
+_DESCRIPTIONS = {
+    400: "Malformed request", 401: "Missing or unknown bearer token",
+    403: "The token's role or organizations do not allow it",
+    404: "No such object (or one of an organization the token does not hold)",
+    409: "Refused in the object's current state", 413: "Content too large",
+    415: "Unsupported media type", 422: "The request breaks a rule (field paths in errors)",
+    502: "Kubernetes refused a call the API makes", 503: "Kubernetes or the database unreachable",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting problem details for ``codes``."""
+    return {
+        code: {"model": Problem, "description": _DESCRIPTIONS.get(code, "Problem"),
+               "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        for code in codes
+    }
+
+
+COMMON_RESPONSES = responses(401, 403, 404, 422, 502, 503)
+"""Every authenticated route may answer these."""
+
+
 class ApiProblem(Exception):
     """Raise to answer with a problem; ``slug`` names the problem type (``TYPE_BASE`` + slug)."""
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -36,14 +37,16 @@ from longtask.api.deps import (
 )
 from longtask.api.kube import Conflict, Invalid, KubeUnavailable, ResourceExpired, Tasks
 from longtask.api.problems import (
+    COMMON_RESPONSES,
     ApiProblem,
     FieldError,
-    Problem,
     body_error,
     invalid,
     not_found,
+    responses,
 )
 from longtask.api.schemas import (
+    DNS_LABEL,
     ControlRequest,
     History,
     HistoryEntry,
@@ -63,25 +66,28 @@ from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP
 from longtask.phases import DesiredState, OnTerminate, Phase
 
 log = logging.getLogger("longtask.api.tasks")
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=COMMON_RESPONSES)
 
 # Annotations only the API reads: the Idempotency-Key (hashed) a task was created with,
 # and the SHA-256 of the create request, to tell a retry from a different request.
 ANNOTATION_IDEMPOTENCY_KEY = f"{GROUP}/idempotency-key-sha256"
 ANNOTATION_REQUEST_DIGEST = f"{GROUP}/create-request-sha256"
 CONFLICT_RETRIES = 5
+_NAME = re.compile(DNS_LABEL)
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (401, 403, 404, 409, 422)
-}
+_PROBLEMS = responses(409)
 
 
 # ------------------------------------------------------------------------------ helpers
 
 
 def _visible(tasks: Tasks, name: str, principal: Principal) -> dict[str, Any]:
-    """The LongTask ``name`` if the caller may see it; 404 otherwise (missing or not theirs)."""
+    """The LongTask ``name`` if the caller may see it; 404 otherwise (missing or not theirs).
+
+    A name no LongTask can have (not a DNS-1123 label) is missing too.
+    """
+    if len(name) > 63 or not _NAME.match(name):
+        raise not_found(f"task {name!r}")
     body = tasks.get(name)
     if body is None or not principal.may_use(str((body.get("spec") or {}).get("organization"))):
         raise not_found(f"task {name!r}")
@@ -633,8 +639,7 @@ def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
 
 @router.get(
     "/{name}/watch", response_class=StreamingResponse, summary="Server-Sent Events",
-    responses={200: {"content": {"text/event-stream": {}}}, 503: {"model": Problem},
-               **_PROBLEMS},
+    responses={200: {"content": {"text/event-stream": {}}}},
 )
 def watch_task(
     name: str,
