@@ -14,9 +14,12 @@ from longtask.api.auth import TokenStore
 from longtask.api.db import Database, DatabaseUnavailable
 from longtask.api.kube import KubeError, KubeUnavailable, Tasks, load_api_client
 from longtask.api.metrics import Metrics, MetricsMiddleware
+from longtask.api.problems import BodyLimitMiddleware
 from longtask.api.settings import PLACEHOLDER_HASHES, ApiSettings
 
 log = logging.getLogger("longtask.api")
+
+MAX_JSON_BODY = 1 << 20  # bytes: a task request is a few hundred; uploads have their own limit
 
 DESCRIPTION = """\
 Start, watch, pause, resume and terminate long-running data tasks (baseline uploads,
@@ -59,6 +62,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(files.router)
     app.include_router(tasks.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY, exempt=("/v1/files",))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.middleware("http")

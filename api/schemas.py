@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from longtask.operator.model import Condition, LastAction, Progress, RollbackProgress
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from longtask import tasktypes
@@ -161,7 +161,7 @@ class TaskPublic(_Wire):
             concurrency_key=key, parallelism=int(spec.get("parallelism") or 1),
             rate_limit=spec.get("rateLimit"), phase=phase, final=phase.is_final,
             message=status.get("message"),
-            conditions=[Condition.model_validate(c) for c in status.get("conditions") or []],
+            conditions=_conditions(status.get("conditions")),
             progress=Progress.model_validate(status["progress"]) if status.get("progress")
             else None,
             rollback=RollbackProgress.model_validate(status["rollback"])
@@ -179,6 +179,17 @@ class TaskPublic(_Wire):
             generation=int(meta.get("generation") or 1),
             observed_generation=status.get("observedGeneration"),
         )
+
+
+def _conditions(raw: Any) -> list[Condition]:
+    """The conditions the API knows; one of a kind added by a newer operator is left out."""
+    known = []
+    for item in raw or []:
+        try:
+            known.append(Condition.model_validate(item))
+        except ValidationError:
+            continue
+    return known
 
 
 class TaskList(_Wire):

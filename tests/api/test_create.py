@@ -166,3 +166,17 @@ def test_a_name_already_taken_is_409(operator: httpx.Client) -> None:
         file_id(operator), name="census")), 409)
 
     assert "census" in body["detail"]
+
+
+def test_a_request_body_over_a_mebibyte_is_413_whether_declared_or_streamed(
+        operator: httpx.Client) -> None:
+    big = b'{"type": "Export", "organization": "acme", "params": {"x": "' + b"a" * (2 << 20)
+
+    declared = operator.post("/v1/tasks", content=big + b'"}},',
+                             headers={"Content-Type": "application/json"})
+    streamed = operator.post("/v1/tasks", content=iter([big[:1 << 19]] * 4),
+                             headers={"Content-Type": "application/json"})
+
+    problem(declared, 413)
+    assert "content-length" not in streamed.request.headers
+    problem(streamed, 413)
