@@ -72,7 +72,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Peering (one active replica) and the watched namespaces come from OperatorSettings
     # through kopf.run() in __main__, so the command line cannot disagree with them.
     config.load_config()  # type: ignore[no-untyped-call]  # in-cluster, else KUBECONFIG
-    _STATE["kube"] = Kube(client.ApiClient())
+    api = client.ApiClient()
+    # The name in the objects' managedFields and in the API server's audit log.
+    api.user_agent = "longtask-operator"
+    _STATE["kube"] = Kube(api)
     _STATE["records"] = Records(DatabaseSettings().database_url)  # type: ignore[call-arg]
     log.info(
         "operator_started",

@@ -102,7 +102,6 @@ class OperatorProcess:
             "LONGTASK_OPERATOR_STANDALONE": "true",
             "LONGTASK_OPERATOR_PROGRESS_INTERVAL_SECONDS": str(self.progress_interval),
             "LONGTASK_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
-            "LONGTASK_OPERATOR_TERMINATION_GRACE_SECONDS": "10",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
