@@ -27,7 +27,7 @@ def test_a_deleted_task_stops_its_runner_and_goes_once_its_jobs_are_gone(
         try:
             tasks.get("deleted")
         except ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     s.wait_until(gone, timeout=60, what="the LongTask to be gone",
