@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any
@@ -667,19 +668,38 @@ def watch_task(
                          headers={"Retry-After": "5"})
     bound = min(timeout or settings.watch_max_seconds, settings.watch_max_seconds)
     metrics.watches.inc()
-    stream = _watch_stream(tasks, name, body, bound, settings.watch_heartbeat_seconds)
-    return StreamingResponse(
-        _released(stream, slots, metrics), media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    slot = _Slot(slots, metrics)
+    stream = _released(_watch_stream(tasks, name, body, bound, settings.watch_heartbeat_seconds),
+                       slot)
+    # A stream dropped before its first step never runs its finally: free the slot then too.
+    weakref.finalize(stream, slot.release)
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _released(stream: Iterator[bytes], slots: threading.BoundedSemaphore,
-              metrics: Any) -> Iterator[bytes]:
+class _Slot:
+    """One of the watch slots, released once whichever way the stream ends."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, metrics: Any) -> None:
+        self._slots = slots
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self._slots.release()
+        self._metrics.watches.dec()
+
+
+def _released(stream: Iterator[bytes], slot: _Slot) -> Iterator[bytes]:
     try:
         yield from stream
     finally:
-        slots.release()
-        metrics.watches.dec()
+        slot.release()
 
 
 def _watch_stream(tasks: Tasks, name: str, body: dict[str, Any], bound: float,
