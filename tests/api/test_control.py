@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import subprocess
+import threading
 from typing import Any
 
 import httpx
@@ -216,3 +217,35 @@ def test_kubectl_and_the_api_see_each_others_changes(
     assert seen_by_api == "Paused"
     assert seen_by_kubectl.startswith("Running ")
     assert "back on" in seen_by_kubectl and "support-alice" in seen_by_kubectl
+
+
+def test_terminate_racing_completion_is_either_applied_before_it_or_refused(
+        operator: httpx.Client, custom_objects: Any, api_namespace: str) -> None:
+    # Why this test writes status: completion is the operator writing status.phase
+    # Succeeded through the status subresource; it is done here the same way, at the same
+    # moment as the terminate, to check the API never accepts a terminate it read after
+    # completion (its patch is conditional on the resourceVersion it read).
+    outcomes = []
+    for round_ in range(4):
+        task = create_baseline(operator, name=f"race-{round_}")
+        barrier = threading.Barrier(2)
+
+        def complete(name: str = task["name"], barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            custom_objects.patch_namespaced_custom_object_status(
+                GROUP, VERSION, api_namespace, PLURAL, name, {"status": {"phase": "Succeeded"}})
+
+        completer = threading.Thread(target=complete)
+        completer.start()
+        barrier.wait()
+        response = operator.post(f"/v1/tasks/{task['name']}/terminate")
+        completer.join(timeout=30)
+        spec = stored(custom_objects, api_namespace, task["name"])["spec"]
+        outcomes.append(response.status_code)
+        if response.status_code == 202:
+            assert spec["state"] == "Terminated"
+            assert response.json()["phase"] != "Succeeded", "accepted after completion"
+        else:
+            assert response.status_code == 409, response.text
+            assert spec["state"] == "Running", "a refused terminate changed the spec"
+    assert set(outcomes) <= {202, 409}
