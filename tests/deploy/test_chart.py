@@ -1,0 +1,376 @@
+"""The Helm chart: lint, render per option, one CRD source, documented values, safe pods."""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deploy_support import CHART, CI_VALUES, REPO, find, helm, kube_version, render, template_args
+from longtask.api.settings import ApiSettings
+from longtask.operator.settings import OperatorSettings
+
+CRD_FILE = REPO / "crds" / "longtask.yaml"
+
+
+def values_id(path: Path) -> str:
+    return path.name.removesuffix("-values.yaml")
+
+
+def containers(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    spec = obj["spec"]
+    pod = spec.get("template", {}).get("spec") if obj["kind"] != "Pod" else spec
+    return [*pod.get("initContainers", []), *pod["containers"]] if pod else []
+
+
+def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+# --------------------------------------------------------------------------- lint, render
+
+
+def test_helm_lint_passes_strict_for_the_defaults_and_every_ci_values_file() -> None:
+    for values in [None, *CI_VALUES]:
+        args = ["lint", str(CHART), "--strict", "--kube-version", kube_version()]
+        if values:
+            args += ["--values", str(values)]
+        out = helm(*args)
+        assert "0 chart(s) failed" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=values_id)
+def test_every_ci_values_file_renders(values: Path) -> None:
+    objects = render([values])
+
+    assert find(objects, "Deployment"), f"{values.name} renders no Deployment"
+
+
+def test_the_defaults_render_the_whole_trial_install() -> None:
+    objects = render()
+
+    kinds = sorted({o["kind"] for o in objects})
+    assert kinds == sorted({"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding",
+                            "KopfPeering", "Secret", "Service", "StatefulSet", "Deployment",
+                            "Pod"}), kinds
+    assert [d["metadata"]["name"] for d in find(objects, "Deployment")] == [
+        "lt-longtask-api", "lt-longtask-operator"]
+    statefulset = find(objects, "StatefulSet")[0]
+    assert statefulset["metadata"]["annotations"]["longtask/not-for-production"] == "true"
+
+
+def test_an_unknown_value_is_refused_by_the_schema() -> None:
+    out = helm(*template_args(sets=["operator.replicas=2"]), check=False)
+
+    assert out.returncode != 0, "a key the chart does not know must fail the install"
+    assert "additional properties 'replicas' not allowed" in out.stderr.lower() or \
+        "replicas" in out.stderr, out.stderr
+
+
+def test_a_wrong_type_is_refused_by_the_schema() -> None:
+    out = helm(*template_args(sets=["runner.backoffLimit=many"]), check=False)
+
+    assert out.returncode != 0 and "backoffLimit" in out.stderr, out.stderr
+
+
+def test_no_database_at_all_is_refused() -> None:
+    out = helm(*template_args(sets=["postgresql.enabled=false"]), check=False)
+
+    assert out.returncode != 0, "neither the bundled PostgreSQL nor an existing one"
+
+
+def test_the_api_namespace_must_be_one_the_operator_watches() -> None:
+    out = helm(*template_args(sets=["api.namespace=elsewhere"]), check=False)
+
+    assert out.returncode != 0 and "api.namespace" in out.stderr, out.stderr
+
+
+# --------------------------------------------------------------------------- the CRD
+
+
+def test_the_rendered_crd_is_crds_longtask_yaml_with_only_metadata_added() -> None:
+    source = yaml.safe_load(CRD_FILE.read_text())
+    rendered = find(render(), "CustomResourceDefinition")
+
+    assert len(rendered) == 1
+    crd = dict(rendered[0])
+    assert crd["spec"] == source["spec"], "the chart's CRD spec differs from crds/longtask.yaml"
+    labels = crd["metadata"]["labels"]
+    assert source["metadata"]["labels"].items() <= labels.items()
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+
+
+def test_the_crd_link_points_at_the_one_source() -> None:
+    link = CHART / "files" / "crds" / "longtask.yaml"
+
+    assert link.is_symlink() and link.resolve() == CRD_FILE.resolve()
+
+
+def test_the_keep_switch_and_the_install_switch() -> None:
+    not_kept = find(render(sets=["crds.keep=false"]), "CustomResourceDefinition")
+    absent = find(render(sets=["crds.install=false"]), "CustomResourceDefinition")
+
+    assert "annotations" not in not_kept[0]["metadata"], not_kept[0]["metadata"]
+    assert absent == []
+
+
+def test_helm_package_stores_the_crd_itself_not_the_link(tmp_path: Path) -> None:
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("longtask-*.tgz")
+
+    with tarfile.open(archive) as tar:
+        member = tar.getmember("longtask/files/crds/longtask.yaml")
+        assert member.isfile(), "the package holds a link, not the CRD"
+        packaged = tar.extractfile(member)
+        assert packaged is not None
+        assert packaged.read() == CRD_FILE.read_bytes()
+        assert "longtask/crds/kopf-peering.yaml" in tar.getnames()
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_existing_database_makes_no_postgresql_and_no_database_secret() -> None:
+    objects = render([CHART / "ci" / "existing-database-values.yaml"])
+
+    assert find(objects, "StatefulSet") == []
+    secrets = [s["metadata"]["name"] for s in find(objects, "Secret")]
+    assert secrets == [], f"the Secrets are given, none should be made: {secrets}"
+    operator = find(objects, "Deployment", "lt-longtask-operator")[0]
+    env = env_of(containers(operator)[-1])
+    assert env["LONGTASK_DATABASE_URL"] == {
+        "secretKeyRef": {"name": "collect-database", "key": "url"}}
+    assert env["LONGTASK_OPERATOR_DATABASE_SECRET_NAME"] == "collect-database"
+
+
+def test_a_database_url_becomes_a_secret_in_every_task_namespace() -> None:
+    objects = render([CHART / "ci" / "database-url-values.yaml"],
+                     sets=["watch.namespaces={team-a}"])
+
+    secrets = find(objects, "Secret", "lt-longtask-database")
+    assert sorted(s["metadata"]["namespace"] for s in secrets) == ["longtask", "team-a"]
+    assert find(objects, "KopfPeering") == [] and find(objects, "Service") == []
+
+
+def test_ingress_routes_to_the_api_service() -> None:
+    objects = render([CHART / "ci" / "ingress-values.yaml"])
+
+    (ingress,) = find(objects, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "lt-longtask-api", "port": {"name": "http"}}
+    assert ingress["spec"]["tls"][0]["secretName"] == "longtask-tls"
+
+
+def test_cluster_wide_uses_a_cluster_role_and_watches_every_namespace() -> None:
+    objects = render([CHART / "ci" / "cluster-wide-values.yaml"])
+
+    assert [r["metadata"]["name"] for r in find(objects, "ClusterRole")] == [
+        "lt-longtask-operator"]
+    assert find(objects, "ClusterKopfPeering") and not find(objects, "KopfPeering")
+    operator_roles = [r for r in find(objects, "Role")
+                      if r["metadata"]["name"] == "lt-longtask-operator"]
+    assert operator_roles == []
+    env = env_of(containers(find(objects, "Deployment", "lt-longtask-operator")[0])[-1])
+    assert env["LONGTASK_OPERATOR_WATCH_NAMESPACES"] == ""
+    runners = find(objects, "ServiceAccount", "lt-longtask-runner")
+    assert sorted(r["metadata"]["namespace"] for r in runners) == [
+        "longtask", "longtask-ci-team-a"]
+
+
+def test_namespaced_mode_has_a_role_and_a_peering_in_each_watched_namespace() -> None:
+    objects = render([CHART / "ci" / "namespaces-values.yaml"])
+    watched = ["longtask", "longtask-ci-team-a", "longtask-ci-team-b"]
+
+    roles = [r for r in find(objects, "Role") if r["metadata"]["name"] == "lt-longtask-operator"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == watched
+    assert sorted(p["metadata"]["namespace"] for p in find(objects, "KopfPeering")) == watched
+    env = env_of(containers(find(objects, "Deployment", "lt-longtask-operator")[0])[-1])
+    assert env["LONGTASK_OPERATOR_WATCH_NAMESPACES"] == ",".join(watched)
+    (api_role,) = [r for r in find(objects, "Role") if r["metadata"]["name"] == "lt-longtask-api"]
+    assert api_role["metadata"]["namespace"] == "longtask-ci-team-b"
+    assert find(objects, "ClusterRole") == []
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_every_operator_variable_is_a_field_of_operator_settings() -> None:
+    objects = render()
+    env = env_of(containers(find(objects, "Deployment", "lt-longtask-operator")[0])[-1])
+    fields = {f"LONGTASK_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
+
+    unknown = sorted(k for k in env if k.startswith("LONGTASK_OPERATOR_") and k not in fields)
+    assert unknown == [], f"the operator reads no such settings: {unknown}"
+    assert env["LONGTASK_OPERATOR_RUNNER_IMAGE"] == "longtask-runner:0.1.0"
+    assert env["LONGTASK_OPERATOR_RUNNER_SERVICE_ACCOUNT"] == "lt-longtask-runner"
+
+
+def test_the_operator_settings_accept_what_the_chart_passes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = render()
+    env = env_of(containers(find(objects, "Deployment", "lt-longtask-operator")[0])[-1])
+    for name, value in env.items():
+        if name.startswith("LONGTASK_OPERATOR_"):
+            monkeypatch.setenv(name, value)
+
+    settings = OperatorSettings()  # type: ignore[call-arg]
+
+    assert settings.namespaces == ("longtask",)
+    assert settings.default_resources() == {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                            "limits": {"memory": "1Gi"}}
+    assert (settings.standalone, settings.peering_name) == (False, "lt-longtask")
+
+
+def test_every_api_variable_is_a_field_of_api_settings() -> None:
+    objects = render()
+    env = env_of(containers(find(objects, "Deployment", "lt-longtask-api")[0])[0])
+    fields = {f"LONGTASK_API_{name.upper()}" for name in ApiSettings.model_fields}
+
+    unknown = sorted(k for k in env if k.startswith("LONGTASK_API_") and k not in fields)
+    assert unknown == [], f"the API reads no such settings: {unknown}"
+    assert env["LONGTASK_API_NAMESPACE"] == "longtask"
+
+
+def test_the_generated_admin_token_matches_the_hash_the_api_gets() -> None:
+    import base64
+    import hashlib
+
+    objects = render()
+    (admin,) = find(objects, "Secret", "lt-longtask-api-admin-token")
+    (tokens,) = find(objects, "Secret", "lt-longtask-api-tokens")
+    token = base64.b64decode(admin["data"]["token"]).decode()
+    document = yaml.safe_load(tokens["stringData"]["tokens.yaml"])
+
+    assert document["tokens"][0]["sha256"] == hashlib.sha256(token.encode()).hexdigest()
+    assert document["tokens"][0]["role"] == "admin"
+
+
+# --------------------------------------------------------------------------- pods
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES],
+                         ids=lambda v: values_id(v) if v else "default")
+def test_every_container_runs_non_root_with_a_read_only_root(values: Path | None) -> None:
+    objects = render([values] if values else [])
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Pod")]
+
+    for obj in workloads:
+        for container in containers(obj):
+            context = container["securityContext"]
+            where = f"{obj['kind']}/{obj['metadata']['name']} container {container['name']}"
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["runAsNonRoot"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+
+
+def test_the_operator_is_one_replica_replaced_by_recreate_with_a_liveness_probe() -> None:
+    operator = find(render(), "Deployment", "lt-longtask-operator")[0]
+
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert env_of(container)["LONGTASK_OPERATOR_LIVENESS_ENDPOINT"] == \
+        "http://0.0.0.0:8081/healthz"
+    (init,) = operator["spec"]["template"]["spec"]["initContainers"]
+    assert init["args"] == ["longtask-migrate", "upgrade", "head"]
+
+
+def test_the_runner_service_account_mounts_no_token_and_nothing_binds_it() -> None:
+    objects = render([CHART / "ci" / "cluster-wide-values.yaml"])
+
+    runners = find(objects, "ServiceAccount", "lt-longtask-runner")
+    assert runners and all(r["automountServiceAccountToken"] is False for r in runners)
+    bindings = find(objects, "RoleBinding") + find(objects, "ClusterRoleBinding")
+    subjects = [s["name"] for b in bindings for s in b["subjects"]]
+    assert "lt-longtask-runner" not in subjects, subjects
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def _values_leaves(node: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of values.yaml whose value is not a nested group of settings."""
+    leaves: list[str] = []
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path not in _FREE_FORM:
+            leaves += _values_leaves(value, f"{path}.")
+        else:
+            leaves.append(path)
+    return leaves
+
+
+_FREE_FORM = {f"{c}.resources" for c in ("operator", "api", "runner", "postgresql")}
+
+
+def _comment_blocks() -> dict[str, str]:
+    """``path -> comment text`` for every key of values.yaml preceded by a ``# --`` block."""
+    found: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    block: list[str] = []
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if stripped.startswith("# -- "):
+                block = [stripped]
+            elif block:
+                block.append(stripped)
+            continue
+        match = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9]*):", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, match.group(2)))
+        if block:
+            found[".".join(k for _, k in stack)] = " ".join(block)
+        block = []
+    return found
+
+
+def test_every_value_is_documented_with_a_sentence_and_an_example() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    comments = _comment_blocks()
+
+    undocumented = [p for p in _values_leaves(values) if p not in comments]
+    assert undocumented == [], f"values without a '# -- sentence' comment: {undocumented}"
+    no_example = [p for p, text in comments.items() if "# Example:" not in text]
+    assert no_example == [], f"values without an '# Example:' line: {no_example}"
+    no_sentence = [p for p, text in comments.items()
+                   if not text.split("# Example:")[0].rstrip().endswith(".")]
+    assert no_sentence == [], f"descriptions that are not a sentence: {no_sentence}"
+
+
+def test_the_schema_knows_exactly_the_values_and_refuses_others_everywhere() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def schema_leaves(node: Mapping[str, Any], prefix: str = "") -> list[str]:
+        leaves: list[str] = []
+        for key, sub in node.get("properties", {}).items():
+            path = f"{prefix}{key}"
+            if sub.get("properties") and path not in _FREE_FORM:
+                assert sub.get("additionalProperties") is False, f"{path} accepts unknown keys"
+                leaves += schema_leaves(sub, f"{path}.")
+            else:
+                leaves.append(path)
+        return leaves
+
+    assert schema["additionalProperties"] is False
+    assert sorted(schema_leaves(schema)) == sorted(_values_leaves(values))
+
+
+def test_the_chart_readme_lists_every_value() -> None:
+    readme = (CHART / "README.md").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    missing = [p for p in _values_leaves(values) if f"`{p}`" not in readme]
+    assert missing == [], f"charts/longtask/README.md does not list: {missing}"

@@ -1,0 +1,136 @@
+"""The Dockerfiles (hadolint and the rules they must keep) and their pinned requirements."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from deploy_support import REPO, run, tool
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+DOCKERFILES = {"Dockerfile.runner": "runner.txt", "Dockerfile.operator": "operator.txt"}
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def instructions(name: str) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` of a Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (REPO / name).read_text())
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def pins(requirements: str) -> dict[str, str]:
+    """``{canonical name: version}`` pinned (``==``) in ``requirements/<file>``."""
+    text = (REPO / "requirements" / requirements).read_text()
+    return {canonicalize_name(m.group(1)): m.group(2)
+            for m in re.finditer(r"^([A-Za-z0-9._-]+)==(\S+) \\$", text, re.MULTILINE)}
+
+
+@pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
+def test_hadolint_finds_nothing(dockerfile: str) -> None:
+    result = run([tool("hadolint"), "--no-color", str(REPO / dockerfile)], check=False)
+
+    assert result.returncode == 0, f"hadolint {dockerfile}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
+def test_the_image_rules_hold(dockerfile: str) -> None:
+    steps = instructions(dockerfile)
+    words = [w for w, _ in steps]
+    args = dict(steps)
+
+    build_args = [a for w, a in steps if w == "ARG"]
+    assert "PYTHON_IMAGE=python:3.11-slim-bookworm" in build_args, "base pinned to a minor"
+    assert [a for w, a in steps if w == "FROM"][-1] == "${PYTHON_IMAGE}"
+    assert words.count("FROM") == 2, "multi-stage: a build stage and a runtime stage"
+    assert args["USER"] == "10001:10001", "the numeric user operator/manifests.py runs as"
+    entrypoint = json.loads(args["ENTRYPOINT"])
+    assert isinstance(entrypoint, list), "exec form: the process gets SIGTERM itself"
+    assert "HEALTHCHECK" in words
+    labels = " ".join(a for w, a in steps if w == "LABEL")
+    for key in ("title", "description", "version", "revision", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels, f"OCI label {key} missing"
+    runs = [a for w, a in steps if w == "RUN"]
+    assert any(f"requirements/install.sh deps /opt/longtask requirements/{DOCKERFILES[dockerfile]}"
+               in r for r in runs), runs
+
+
+@pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
+def test_the_image_copies_every_package_folder_the_wheel_needs(dockerfile: str) -> None:
+    copied = {a.split()[0].rstrip("/") for w, a in instructions(dockerfile)
+              if w == "COPY" and not a.startswith("--from")}
+    folders = set(PYPROJECT["tool"]["setuptools"]["package-dir"].values())
+
+    assert folders <= copied, f"{dockerfile} does not copy {sorted(folders - copied)}"
+    ignored = (REPO / ".dockerignore").read_text()
+    assert all(f"!{f}/" in ignored for f in folders), ".dockerignore keeps a package out"
+
+
+def test_the_runner_image_command_is_the_one_the_operator_jobs_run() -> None:
+    from longtask.operator.manifests import build_run_job
+    from longtask.operator.model import Task
+    from longtask.operator.settings import OperatorSettings
+
+    task = Task.from_body({
+        "metadata": {"name": "t", "namespace": "ns", "uid": "00000000-0000-0000-0000-000000000001",
+                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"type": "Export", "organization": "acme", "params": {}}})
+    job = build_run_job(task, OperatorSettings(runner_image="r:1"))
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    entrypoint = json.loads(dict(instructions("Dockerfile.runner"))["ENTRYPOINT"])
+
+    assert command[: len(entrypoint)] == entrypoint, (command, entrypoint)
+
+
+@pytest.mark.parametrize(("requirements", "extras"),
+                         [("runner.txt", ()), ("operator.txt", ("operator", "api"))])
+def test_requirements_pin_what_pyproject_asks_at_the_versions_the_tests_run(
+        requirements: str, extras: tuple[str, ...]) -> None:
+    pinned = pins(requirements)
+    wanted = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
+    for extra in extras:
+        wanted += [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"][extra]]
+
+    for requirement in wanted:
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{requirement} is not pinned in requirements/{requirements}: " \
+            "run requirements/compile.sh"
+        assert requirement.specifier.contains(pinned[name], prereleases=True), (
+            f"requirements/{requirements} pins {name}=={pinned[name]}, pyproject asks "
+            f"{requirement}: run requirements/compile.sh")
+    stale = {name: (version, metadata.version(name)) for name, version in pinned.items()
+             if metadata.version(name) != version}
+    assert stale == {}, ("the images would run other versions than the tests "
+                         f"(pinned, installed): {stale}; run requirements/compile.sh")
+
+
+def test_every_pin_carries_a_hash() -> None:
+    for name in ("runner.txt", "operator.txt", "build.txt"):
+        text = (REPO / "requirements" / name).read_text()
+        blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
+        for block in blocks:
+            assert "--hash=sha256:" in block, f"{name}: no hash for {block.splitlines()[0]}"
+
+
+def test_the_runner_image_needs_only_the_base_dependencies() -> None:
+    runner, operator = pins("runner.txt"), pins("operator.txt")
+
+    assert "kopf" not in runner and "fastapi" not in runner and "kubernetes" not in runner
+    assert runner.items() <= operator.items(), "one version of each package in both images"
+
+
+def test_the_dockerignore_keeps_the_context_small() -> None:
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+
+    assert ignored[ignored.index("*") - 1].startswith("#") and "*" in ignored
+    assert Path(REPO / "requirements" / "install.sh").stat().st_mode & 0o111
