@@ -374,3 +374,11 @@ def test_the_chart_readme_lists_every_value() -> None:
 
     missing = [p for p in _values_leaves(values) if f"`{p}`" not in readme]
     assert missing == [], f"charts/longtask/README.md does not list: {missing}"
+
+
+def test_runner_pods_get_the_pull_secrets_through_their_service_account() -> None:
+    objects = render(sets=["imagePullSecrets[0].name=registry-credentials",
+                           "watch.namespaces={team-a}"])
+
+    runners = find(objects, "ServiceAccount", "lt-longtask-runner")
+    assert [r["imagePullSecrets"] for r in runners] == [[{"name": "registry-credentials"}]] * 2
