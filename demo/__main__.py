@@ -1,51 +1,116 @@
-"""``python -m demo [--quick]``: the three cases on real files, from nothing.
+"""``python -m demo [--quick] [--keep] [--runner-only]``: the three cases on real files.
 
-Starts a throwaway PostgreSQL cluster, applies the migrations, and plays the cases with
-the runner in real processes (pause = SIGTERM, as suspending a Job does).
+By default it starts the whole product on this machine — PostgreSQL, the local Kubernetes
+control plane with the CRD, the operator and the REST API (:mod:`devcluster.stack`) — and
+plays the cases through the REST API only, checking the database and the cluster after
+each step. ``--keep`` leaves the stack running afterwards for a person to use.
+``--runner-only`` skips Kubernetes and drives the runner processes directly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from demo.cases import Check, Demo, Sizes
-from demo.control import ProcessControl
-from devcluster import postgres
+from demo.control import ApiControl, Control, ProcessControl
+from devcluster import postgres, stack
+from longtask import constants
 from longtask.db import connect
 from longtask.db.migrate import upgrade
+
+ORG = "atlan-demo"
+
+
+def play(control: Control, db_url: str, sizes: Sizes, runner_pods=None) -> None:  # type: ignore[no-untyped-def]
+    """Play the three cases; raises :class:`Check` when a check fails."""
+    conn = connect(db_url, application_name="longtask-demo")
+    conn.autocommit = True
+    try:
+        demo = Demo(control, conn, ORG, sizes, runner_pods)
+        demo.baseline()
+        demo.export()
+        demo.teams()
+    finally:
+        conn.close()
+
+
+def full_stack(sizes: Sizes, keep: bool) -> None:
+    """The cases through the REST API on the whole stack."""
+    from kubernetes import client
+
+    print("Starting PostgreSQL, Kubernetes (etcd, kube-apiserver, kube-controller-manager, "
+          "a process kubelet), the operator and the API…", flush=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="longtask-demo-") as folder:
+        live = stack.start(Path(folder), organizations=[ORG])
+        try:
+            print(f"  up in {time.monotonic() - started:.0f} s; API {live.api_url}", flush=True)
+            core = client.CoreV1Api(live.cluster.api_client())
+
+            def runner_pods() -> int:
+                pods = core.list_namespaced_pod(
+                    live.namespace, label_selector=constants.LABEL_TASK_UID).items
+                return sum(1 for p in pods
+                           if p.status is None or p.status.phase not in ("Succeeded", "Failed"))
+
+            control = ApiControl(live.api_url, live.tokens)
+            try:
+                play(control, live.db_url, sizes, runner_pods)
+            finally:
+                control.close()
+            if keep:
+                print(f"\nThe stack stays up. API: {live.api_url}/docs  "
+                      f"token: {live.tokens[ORG]}\n"
+                      f"  export KUBECONFIG={live.cluster.kubeconfig}\n"
+                      f"  kubectl -n {live.namespace} get lt -w\n"
+                      "Ctrl-C stops everything.", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        finally:
+            live.stop()
+
+
+def runner_only(sizes: Sizes) -> None:
+    """The cases with runner processes only (no Kubernetes)."""
+    print("Starting a throwaway PostgreSQL server…", flush=True)
+    with postgres.running() as server, tempfile.TemporaryDirectory() as logs:
+        upgrade(server.url)
+        conn = connect(server.url)
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO collect.organizations (slug, name) VALUES (%s, %s)",
+                        (ORG, "Atlan Collect demo"))
+        conn.commit()
+        conn.close()
+        control = ProcessControl(server.url, Path(logs))
+        try:
+            play(control, server.url, sizes)
+        finally:
+            control.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status (0 when every check held)."""
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller inputs (for CI)")
+    parser.add_argument("--keep", action="store_true", help="leave the stack running")
+    parser.add_argument("--runner-only", action="store_true", help="no Kubernetes")
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes()
     started = time.monotonic()
-    print("Starting a throwaway PostgreSQL server and applying the migrations…", flush=True)
-    with postgres.running() as server, tempfile.TemporaryDirectory() as logs:
-        upgrade(server.url)
-        conn = connect(server.url, application_name="longtask-demo")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("INSERT INTO collect.organizations (slug, name) "
-                        "VALUES ('atlan-demo', 'Atlan Collect demo')")
-        control = ProcessControl(server.url, Path(logs))
-        demo = Demo(control, conn, "atlan-demo", sizes)
-        try:
-            demo.baseline()
-            demo.export()
-            demo.teams()
-        except Check as exc:
-            print(f"\nCHECK FAILED: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            control.close()
-            conn.close()
+    try:
+        if args.runner_only:
+            runner_only(sizes)
+        else:
+            full_stack(sizes, args.keep)
+    except Check as exc:
+        print(f"\nCHECK FAILED: {exc}", file=sys.stderr)
+        return 1
     print(f"\nAll three cases done in {time.monotonic() - started:.0f} s; every check held.")
     return 0
 

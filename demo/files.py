@@ -17,14 +17,14 @@ VILLAGES = SHARED / "29-karnataka-constituency.csv"
 PRACTICES = SHARED / "epraccur.csv"
 
 
-def village_baseline(rows: int) -> bytes:
-    """The Karnataka village list repeated to ``rows`` records, each with a unique
-    ``external_id`` first column (the file's own Village Code repeats across
-    constituencies, so it cannot be the key)."""
+def village_baseline(rows: int, *, prefix: str = "V", offset: int = 0) -> bytes:
+    """The Karnataka village list repeated to ``rows`` records (from record ``offset``),
+    each with a unique ``external_id`` first column (the file's own Village Code repeats
+    across constituencies, so it cannot be the key)."""
     lines = VILLAGES.read_text(encoding="utf-8").splitlines()
     header, body = lines[0], lines[1:]
     out = [f"external_id,{header}"]
-    out.extend(f"V{i:07d},{body[i % len(body)]}" for i in range(rows))
+    out.extend(f"{prefix}{i:07d},{body[i % len(body)]}" for i in range(offset, offset + rows))
     return ("\n".join(out) + "\n").encode()
 
 

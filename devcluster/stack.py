@@ -1,0 +1,209 @@
+"""The whole product on this machine: PostgreSQL, Kubernetes, the operator and the API.
+
+:func:`start` brings up, on loopback ports it picks:
+
+- a throwaway PostgreSQL cluster with the migrations applied;
+- the local Kubernetes control plane (:mod:`devcluster.kube`) with the CRDs from ``crds/``,
+  a namespace, the database Secret the runner Jobs read and the runner's ServiceAccount;
+- the operator (``python -m longtask.operator``) watching that namespace;
+- the REST API (``python -m longtask.api``) with one operator token per organization.
+
+The runner Jobs' pods are run by the process kubelet as local processes, so the whole
+lifecycle (suspend, SIGTERM, deletion, rollback Job) is real. Used by ``make demo`` and the
+end-to-end tests. Command line: ``python -m devcluster.stack`` serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devcluster import kube, postgres
+from longtask.db import connect
+from longtask.db.migrate import upgrade
+
+RUNNER_IMAGE = "longtask/runner:local"  # a name only: the process kubelet runs commands
+DATABASE_SECRET = "longtask-database"
+RUNNER_ACCOUNT = "longtask-runner"
+
+
+@dataclass
+class Stack:
+    """A running stack; :meth:`stop` ends every process it started."""
+
+    workdir: Path
+    pg: postgres.PostgresServer
+    cluster: kube.KubeCluster
+    namespace: str
+    tokens: dict[str, str]  # organization -> plain bearer token (role operator)
+    api_url: str
+    operator_port: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        return self.pg.url
+
+    def log(self, name: str) -> Path:
+        """The log file of process ``name`` ("operator" or "api")."""
+        return self.workdir / f"{name}.log"
+
+    def stop(self) -> None:
+        """SIGTERM the API and the operator, then stop Kubernetes and PostgreSQL."""
+        for name in ("api", "operator"):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+        self.cluster.stop()
+        self.pg.stop()
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} never answered: the process exited with "
+                               f"{proc.returncode}\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if int(resp.status) == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s\n"
+                               f"{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def _spawn(name: str, args: Sequence[str], env: dict[str, str], workdir: Path
+           ) -> subprocess.Popen[bytes]:
+    with (workdir / f"{name}.log").open("ab") as out:
+        return subprocess.Popen([sys.executable, *args], env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _prepare_namespace(cluster: kube.KubeCluster, namespace: str, db_url: str) -> None:
+    from kubernetes import client
+
+    api = cluster.api_client()
+    kube.apply_crds(api)
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name=DATABASE_SECRET), string_data={"url": db_url}))
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+        metadata=client.V1ObjectMeta(name=RUNNER_ACCOUNT),
+        automount_service_account_token=False))
+
+
+def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
+          namespace: str = "collect", progress_interval: float = 1.0) -> Stack:
+    """Start everything; returns once the API answers ``/readyz``.
+
+    Raises :class:`devcluster.kube.KubeBinariesMissing` (run ``make kube``) or
+    ``RuntimeError`` with the failing process's log.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    pg = postgres.start()
+    try:
+        upgrade(pg.url)
+        conn = connect(pg.url)
+        with conn.cursor() as cur:
+            for slug in organizations:
+                cur.execute("INSERT INTO collect.organizations (slug, name) VALUES (%s, %s)",
+                            (slug, slug.replace("-", " ").title()))
+        conn.commit()
+        conn.close()
+        cluster = kube.start(workdir=workdir / "kube")
+    except BaseException:
+        pg.stop()
+        raise
+    tokens = {org: secrets.token_urlsafe(24) for org in organizations}
+    stack = Stack(workdir=workdir, pg=pg, cluster=cluster, namespace=namespace, tokens=tokens,
+                  api_url=f"http://127.0.0.1:{kube.free_port()}",
+                  operator_port=kube.free_port())
+    try:
+        _prepare_namespace(cluster, namespace, pg.url)
+        base_env = {**os.environ, **cluster.env(), "LONGTASK_DATABASE_URL": pg.url,
+                    "PYTHONUNBUFFERED": "1"}
+        operator_env = {
+            **base_env,
+            "LONGTASK_OPERATOR_RUNNER_IMAGE": RUNNER_IMAGE,
+            "LONGTASK_OPERATOR_WATCH_NAMESPACES": namespace,
+            "LONGTASK_OPERATOR_STANDALONE": "true",
+            "LONGTASK_OPERATOR_PROGRESS_INTERVAL_SECONDS": str(progress_interval),
+            "LONGTASK_OPERATOR_LIVENESS_ENDPOINT":
+                f"http://127.0.0.1:{stack.operator_port}/healthz",
+            "LONGTASK_OPERATOR_TERMINATION_GRACE_SECONDS": "15",
+        }
+        stack.procs["operator"] = _spawn("operator", ["-m", "longtask.operator"], operator_env,
+                                         workdir)
+        _wait_http(f"http://127.0.0.1:{stack.operator_port}/healthz",
+                   stack.procs["operator"], stack.log("operator"), 60)
+        entries = [{"sha256": hashlib.sha256(token.encode()).hexdigest(),
+                    "subject": f"{org}-support", "role": "operator", "organizations": [org]}
+                   for org, token in tokens.items()]
+        api_env = {
+            **base_env,
+            "LONGTASK_API_HOST": "127.0.0.1",
+            "LONGTASK_API_PORT": stack.api_url.rsplit(":", 1)[1],
+            "LONGTASK_API_NAMESPACE": namespace,
+            "LONGTASK_API_KUBECONFIG": str(cluster.kubeconfig),
+            "LONGTASK_API_TOKENS": json.dumps({"tokens": entries}),
+        }
+        stack.procs["api"] = _spawn("api", ["-m", "longtask.api"], api_env, workdir)
+        _wait_http(f"{stack.api_url}/readyz", stack.procs["api"], stack.log("api"), 60)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@contextlib.contextmanager
+def running(**kwargs: Any) -> Iterator[Stack]:
+    """Context manager around :func:`start`, with a temporary work folder."""
+    with tempfile.TemporaryDirectory(prefix="longtask-stack-") as folder:
+        stack = start(Path(folder), **kwargs)
+        try:
+            yield stack
+        finally:
+            stack.stop()
+
+
+def main() -> None:
+    """Serve a stack until interrupted; prints how to reach it."""
+    with running() as stack:
+        print(f"API:        {stack.api_url}  (docs: {stack.api_url}/docs)")
+        for org, token in stack.tokens.items():
+            print(f"token for {org}: {token}")
+        print(f"kubectl:    export KUBECONFIG={stack.cluster.kubeconfig}; "
+              f"kubectl -n {stack.namespace} get lt -w")
+        print(f"database:   {stack.db_url}")
+        print("Ctrl-C stops everything.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+
+
+if __name__ == "__main__":
+    main()
