@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,11 @@ from deploy_support import CHART, RBAC_KINDS, REPO, Release, apply_objects, rend
 from devcluster.kube import KubeCluster
 
 IMAGE_REQUIREMENTS = {"runner": "runner.txt", "operator": "operator.txt"}
-# What the Dockerfiles copy into the build stage besides requirements/.
-WHEEL_SOURCES = ("pyproject.toml", "longtask", "runner", "operator", "api", "devcluster")
+# What the build stage's context holds for the wheel (.dockerignore lets it through):
+# pyproject.toml, README.md and the package folders pyproject.toml maps.
+PACKAGE_DIRS = sorted(set(tomllib.loads((REPO / "pyproject.toml").read_text())
+                          ["tool"]["setuptools"]["package-dir"].values()))
+WHEEL_SOURCES = ("pyproject.toml", "README.md", *PACKAGE_DIRS)
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +80,8 @@ def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in WHEEL_SOURCES:
         path = REPO / name
+        if not path.exists():
+            continue  # README.md is optional to the build
         if path.is_dir():
             shutil.copytree(path, source / name, ignore=ignore, symlinks=False)
         else:
