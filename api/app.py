@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -64,20 +63,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(tasks.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY, exempt=("/v1/files",))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-
-    @app.middleware("http")
-    async def access_log(request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        # Never the Authorization header: only who it was, once known.
-        log.info("request", extra={
-            "method": request.method, "path": request.url.path,
-            "status": response.status_code,
-            "ms": round((time.perf_counter() - start) * 1000, 1),
-            "subject": getattr(request.state, "subject", None),
-        })
-        return response
 
     return app
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("longtask.api")
 
 
 class Metrics:
@@ -38,7 +41,13 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Counts each HTTP request by its route template (``/v1/tasks/{name}``), not its path."""
+    """Counts each HTTP request by its route template (``/v1/tasks/{name}``), not its path,
+    and logs it (method, path, status, milliseconds, the caller's subject once known; never
+    the Authorization header).
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` would run the app in a task
+    of its own and cancel a streaming response (a watch) when another request came in.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -63,6 +72,11 @@ class MetricsMiddleware:
         finally:
             self.metrics.requests.labels(scope["method"], _route(scope),
                                          str(status["code"])).inc()
+            log.info("request", extra={
+                "method": scope["method"], "path": scope["path"], "status": status["code"],
+                "ms": round((time.perf_counter() - start) * 1000, 1),
+                "subject": (scope.get("state") or {}).get("subject"),
+            })
 
 
 def _route(scope: dict[str, Any] | Any) -> str:

@@ -20,9 +20,10 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from longtask.api import control, db, dryrun
@@ -669,8 +670,8 @@ def watch_task(
     bound = min(timeout or settings.watch_max_seconds, settings.watch_max_seconds)
     metrics.watches.inc()
     slot = _Slot(slots, metrics)
-    stream = _released(_watch_stream(tasks, name, body, bound, settings.watch_heartbeat_seconds),
-                       slot)
+    stream = _in_threads(_watch_stream(tasks, name, body, bound,
+                                       settings.watch_heartbeat_seconds), slot)
     # A stream dropped before its first step never runs its finally: free the slot then too.
     weakref.finalize(stream, slot.release)
     return StreamingResponse(stream, media_type="text/event-stream",
@@ -695,9 +696,17 @@ class _Slot:
         self._metrics.watches.dec()
 
 
-def _released(stream: Iterator[bytes], slot: _Slot) -> Iterator[bytes]:
+async def _in_threads(stream: Iterator[bytes], slot: _Slot) -> AsyncIterator[bytes]:
+    """Step the blocking ``stream`` in worker threads; free the slot however it ends.
+
+    When the client goes away the server cancels this generator: the slot is freed at
+    once, and the step under way ends by itself within one heartbeat (the watch's window),
+    after which nothing steps the stream again and it is collected.
+    """
     try:
-        yield from stream
+        while (chunk := await anyio.to_thread.run_sync(next, stream, None,
+                                                        abandon_on_cancel=True)) is not None:
+            yield chunk
     finally:
         slot.release()
 

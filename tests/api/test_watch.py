@@ -92,9 +92,11 @@ def test_watches_beyond_the_limit_are_503_with_retry_after(
     path = f"/v1/tasks/{task['name']}/watch"
 
     with client.stream("GET", path, params={"timeout": 30}) as first:
-        next(first.iter_lines())  # the stream is open
+        lines = first.iter_lines()  # kept: dropping it would close the stream
+        next(lines)
         refused = client.get(path, params={"timeout": 1})
-    # The client left; the server notices at its next write, within one heartbeat (1 s).
+        lines.close()
+    # The client left: the server frees the slot when it sees the disconnect.
     deadline = time.monotonic() + 5
     while (after := client.get(path, params={"timeout": 1})).status_code == 503:
         assert time.monotonic() < deadline, "the slot was not freed after the client left"
