@@ -3,9 +3,10 @@
 Run with ``python -m longtask.operator`` (see ``__main__``). A LongTask is reconciled when
 it appears, when the operator starts, when its ``spec`` changes, when one of its Jobs
 changes (a pod gone, a Job complete or failed) and on a timer that refreshes progress from
-the runner's record. All decisions of one concurrency key are serialized by a lock, and a
-decision's status is written before its actions, so the key's holder is visible before its
-Job exists.
+the runner's record. All decisions of one concurrency key are serialized by a lock. A
+decision's Events are posted first, then its status is written, then its actions are carried
+out: the key's holder is visible before its Job exists, and a transition's Event is never
+lost to a crash between the status write and the post.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from longtask.operator.decide import (
 from longtask.operator.kube import JobNameTaken, Kube
 from longtask.operator.manifests import build_rollback_job, build_run_job
 from longtask.operator.model import Task, TaskStatus, status_patch
-from longtask.operator.names import job_name
+from longtask.operator.names import event_name, job_name
 from longtask.operator.records import Records
 from longtask.operator.settings import OperatorSettings
 
@@ -69,6 +70,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Events for transitions are posted by the handlers themselves (synchronously, before
     # the next action); kopf's own go only for its errors.
     settings.posting.level = logging.WARNING
+    # The namespaces and resources are known in advance, and least-privilege RBAC refuses
+    # kopf's cluster-wide scan of namespaces and CRDs (it would retry for a minute at start).
+    settings.scanning.disabled = True
     # Peering (one active replica) and the watched namespaces come from OperatorSettings
     # through kopf.run() in __main__, so the command line cannot disagree with them.
     config.load_config()  # type: ignore[no-untyped-call]  # in-cluster, else KUBECONFIG
@@ -155,6 +159,20 @@ def reconcile(namespace: str, name: str) -> None:
         task = Task.from_body(fresh)
         status = TaskStatus.from_body(fresh.get("status"))
         decision = decide(task, status, _observe(task, status), dt.datetime.now(dt.UTC))
+        # Events before the status: an operator killed between the two posts them again,
+        # under the same names (refused as already there), instead of finding the status
+        # moved and the transition's Event never posted.
+        for event in (a for a in decision.actions if isinstance(a, PostEvent)):
+            _kube().post_event(
+                fresh,
+                event.type,
+                event.reason,
+                event.message,
+                name=event_name(
+                    task.name, task.uid, task.generation, status.phase, status.phase_since,
+                    event.reason,
+                ),
+            )
         patch = status_patch(status, decision.status)
         if patch:
             _kube().patch_status(task.namespace, task.name, patch)
@@ -171,7 +189,9 @@ def reconcile(namespace: str, name: str) -> None:
                     else None,
                 },
             )
-        _carry_out(task, fresh, decision.actions)
+        _carry_out(
+            task, fresh, tuple(a for a in decision.actions if not isinstance(a, PostEvent))
+        )
 
 
 def _namespaced(namespace: str | None) -> str:
@@ -222,10 +242,12 @@ def _observe(task: Task, status: TaskStatus | None = None) -> Observed:
 
 
 def _carry_out(task: Task, body: Mapping[str, Any], actions: tuple[Action, ...]) -> None:
-    """Post the decision's Events, then act in order, then admit the next task of a freed key.
+    """Post the Events among ``actions``, then act in order, then admit the next task of a
+    freed key.
 
-    Events first: they tell of the status just written, and an operator killed during the
-    actions (which its successor repeats or finds done) must not lose the transition's Event.
+    Events first: an operator killed during the actions (which its successor repeats or
+    finds done) must not lose them. ``reconcile`` posts a decision's Events itself, before
+    the status, and passes the rest here.
     """
     kube = _kube()
     released: list[str] = []
