@@ -134,18 +134,29 @@ class Kube:
             GROUP, VERSION, namespace, PLURAL, name, {"status": dict(patch)}
         )
 
-    def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    def post_event(
+        self,
+        obj: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        *,
+        name: str | None = None,
+    ) -> None:
         """Post a core/v1 Event about ``obj`` (a LongTask as read from the server).
 
+        With ``name``, an Event of that name already there is success: the same Event
+        posted again (by an operator restarted mid-reconcile) is not repeated.
         Events are a record for people (``kubectl describe lt``); one that cannot be posted
         is logged (``event_not_posted``) and does not stop the reconcile.
         """
         meta = obj["metadata"]
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        naming = {"name": name} if name else {"generateName": f"{meta['name']}."}
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {**naming, "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": obj.get("apiVersion", API_VERSION),
                 "kind": obj.get("kind", KIND),
@@ -167,6 +178,9 @@ class Kube:
         try:
             self._core.create_namespaced_event(meta["namespace"], event)
         except client.ApiException as exc:
+            if name and exc.status == CONFLICT:
+                log.info("event_already_posted", extra={"task": meta["name"], "reason": reason})
+                return
             log.warning(
                 "event_not_posted",
                 extra={"task": meta["name"], "reason": reason, "status": exc.status},

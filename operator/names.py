@@ -67,3 +67,14 @@ def label_value(value: str) -> str:
     stem = _NOT_LABEL_VALUE_CHAR.sub("-", value)[: MAX_LABEL - _HASH_CHARS - 1]
     stem = stem.strip("-_.")
     return f"{stem}-{digest}" if stem else digest
+
+
+def event_name(task_name: str, *identity: object) -> str:
+    """The name of a transition's Event: ``<task>.<16 hex digits>`` hashed from ``identity``.
+
+    ``identity`` names the transition (task uid, generation, the phase left and since when,
+    the reason), so the same decision repeated after a crash gets the same name and the API
+    server refuses the second copy: the task's history holds each transition once.
+    """
+    digest = hashlib.sha256("|".join(map(str, identity)).encode()).hexdigest()[:16]
+    return f"{task_name}.{digest}"
