@@ -204,7 +204,7 @@ def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org
         if record.fields is None:
             errors.append(RowError(record.line, record.error or "unreadable row"))
             continue
-        work._parse(record, errors)  # the runner's own row rules
+        work.parse(record, errors)  # the runner's own row rules
     result.rows_read = read
     result.row_errors = [RowErrorPublic(line=e.line, column=e.column, reason=e.reason,
                                         value=e.value) for e in errors]

@@ -63,7 +63,7 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
             start = header.end
         else:
             start = Position.from_json(dict(cursor))
-        self._prefetch = common.Prefetcher(csv_file.records(start, self._width), self._parse,
+        self._prefetch = common.Prefetcher(csv_file.records(start, self._width), self.parse,
                                            self.stop, start)
         return total
 
@@ -120,8 +120,9 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
         return ChunkResult(rows=len(batch.records), cursor=batch.end.to_json(),
                            exhausted=batch.exhausted, errors=errors)
 
-    def _parse(self, record: Record, errors: list[RowError]) -> tuple[str, str] | None:
-        """(external id, data as JSON text) of a record, or None with its row errors."""
+    def parse(self, record: Record, errors: list[RowError]) -> tuple[str, str] | None:
+        """(external id, data as JSON text) of a readable record, or None with its row errors
+        appended. Used by the reading thread and by the API's dry run."""
         fields = record.fields
         assert fields is not None
         # Records come width-checked (csvsource), so every position is in range.

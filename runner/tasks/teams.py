@@ -50,12 +50,14 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
             start = header.end
         else:
             start = Position.from_json(dict(cursor))
-        self._prefetch = common.Prefetcher(csv_file.records(start, width), self._parse,
+        self._prefetch = common.Prefetcher(csv_file.records(start, width), self.parse,
                                            self.stop, start)
         return total
 
 
-    def _parse(self, record: Record, errors: list[RowError]) -> tuple[str, str, list[str]] | None:
+    def parse(self, record: Record, errors: list[RowError]) -> tuple[str, str, list[str]] | None:
+        """(team, manager E.164, member E.164s) of a readable record, or None with its row
+        errors appended. Used by the reading thread and by the API's dry run."""
         fields = record.fields
         assert fields is not None
         p = self.params
