@@ -65,6 +65,7 @@ from longtask.runner import filestore
 
 from longtask import tasktypes
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP
+from longtask.db import set_hold
 from longtask.phases import DesiredState, OnTerminate, Phase
 
 log = logging.getLogger("longtask.api.tasks")
@@ -317,9 +318,27 @@ def get_task(name: str, principal: ViewerDep, tasks: TasksDep) -> TaskPublic:
 # ------------------------------------------------------------------------------ control
 
 
+def _hold(database: db.Database, body: Mapping[str, Any]) -> None:
+    """Put the new ``spec.state`` in force in the runner's record before answering.
+
+    A pause or terminate holds the run (no later chunk commits once this returns; it waits
+    at most for the chunk in flight); a resume releases it. The operator does the same for
+    changes made with kubectl or GitOps.
+    """
+    meta, spec = body["metadata"], body.get("spec") or {}
+    state = spec.get("state") or DesiredState.RUNNING
+    with database.connection(autocommit=False) as conn:
+        if not set_hold(conn, uid=meta["uid"], name=meta["name"], namespace=meta["namespace"],
+                        type=spec["type"], organization=spec["organization"],
+                        params=dict(spec.get("params") or {}),
+                        hold=None if state == DesiredState.RUNNING else str(state)):
+            log.warning("hold_not_set", extra={"task": meta["name"], "state": state})
+
+
 def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, action: str,
            target: DesiredState | None, on_terminate: OnTerminate | None = None,
-           fixed: Mapping[str, Any] | None = None, reason: str | None) -> dict[str, Any]:
+           fixed: Mapping[str, Any] | None = None, reason: str | None,
+           database: db.Database) -> dict[str, Any]:
     """Decide and merge-patch one control request; the task as it stands after it.
 
     The patch is conditional on the ``resourceVersion`` read, so two racing requests cannot
@@ -357,6 +376,8 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
             raise _invalid_from_server(exc) from None
         if updated is None:
             raise not_found(f"task {name!r}")
+        if "state" in spec_patch:
+            _hold(database, updated)
         metrics.control_actions.labels(action, "applied").inc()
         what = ", ".join(f"{k}={v}" for k, v in spec_patch.items())
         tasks.post_event(updated, "ControlRequested", action.capitalize(),
@@ -374,25 +395,28 @@ _CONTROL = dict(status_code=202, response_model=TaskPublic, responses=_PROBLEMS)
 
 @router.post("/{name}/pause", summary="Pause at the next checkpoint", **_CONTROL)  # type: ignore[arg-type]
 def pause_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: MetricsDep,
+               database: DatabaseDep,
                body: Annotated[ControlRequest | None, Body()] = None) -> TaskPublic:
     """``spec.state: Paused``; 202 with the task. 409 for a terminated or ended task."""
     return TaskPublic.from_body(_apply(
         tasks, metrics, name, principal, action="pause", target=DesiredState.PAUSED,
-        reason=body.reason if body else None))
+        reason=body.reason if body else None, database=database))
 
 
 @router.post("/{name}/resume", summary="Resume from the last checkpoint", **_CONTROL)  # type: ignore[arg-type]
 def resume_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: MetricsDep,
+                database: DatabaseDep,
                 body: Annotated[ControlRequest | None, Body()] = None) -> TaskPublic:
     """``spec.state: Running``; 202 with the task. 409 after a terminate or once ended."""
     return TaskPublic.from_body(_apply(
         tasks, metrics, name, principal, action="resume", target=DesiredState.RUNNING,
-        reason=body.reason if body else None))
+        reason=body.reason if body else None, database=database))
 
 
 @router.post("/{name}/terminate", summary="Stop for good, then roll back or keep",
              **_CONTROL)  # type: ignore[arg-type]
 def terminate_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: MetricsDep,
+                   database: DatabaseDep,
                    body: Annotated[TerminateRequest | None, Body()] = None) -> TaskPublic:
     """``spec.state: Terminated`` (and ``onTerminate`` from ``rollback``); 202 with the task.
 
@@ -404,7 +428,7 @@ def terminate_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: 
         policy = OnTerminate.ROLLBACK if body.rollback else OnTerminate.KEEP
     return TaskPublic.from_body(_apply(
         tasks, metrics, name, principal, action="terminate", target=DesiredState.TERMINATED,
-        on_terminate=policy, reason=body.reason if body else None))
+        on_terminate=policy, reason=body.reason if body else None, database=database))
 
 
 @router.patch(
@@ -419,6 +443,7 @@ def patch_task(
     principal: OperatorDep,
     tasks: TasksDep,
     metrics: MetricsDep,
+    database: DatabaseDep,
     reason: Annotated[str | None, Query(max_length=1024, description="Why")] = None,
 ) -> TaskPublic:
     """Apply ``state``, ``onTerminate``, ``rateLimit``, ``parallelism`` (RFC 7396).
@@ -439,7 +464,8 @@ def patch_task(
         fixed["parallelism"] = update.parallelism
     return TaskPublic.from_body(_apply(
         tasks, metrics, name, principal, action="patch", target=update.state,
-        on_terminate=update.on_terminate, fixed=fixed, reason=reason))
+        on_terminate=update.on_terminate, fixed=fixed, reason=reason,
+        database=database))
 
 
 # ------------------------------------------------------------------------- row errors

@@ -43,6 +43,7 @@ from longtask.operator.records import Records
 from longtask.operator.settings import OperatorSettings
 
 from longtask.constants import FINALIZER, GROUP, LABEL_TASK_UID, PLURAL, VERSION
+from longtask.phases import DesiredState
 from longtask.settings import DatabaseSettings
 
 log = logging.getLogger("longtask.operator")
@@ -256,18 +257,25 @@ def _carry_out(task: Task, body: Mapping[str, Any], actions: tuple[Action, ...])
     for action in (*events, *(a for a in actions if not isinstance(a, PostEvent))):
         match action:
             case CreateRunJob(name=name, suspend=suspend):
+                if not suspend:
+                    _records().hold(task, None)
                 _create(kube, build_run_job(task, SETTINGS, suspend=suspend), task.uid)
                 log.info("job_created", extra={**where, "job": name, "suspend": suspend})
             case CreateRollbackJob(name=name):
                 _create(kube, build_rollback_job(task, SETTINGS), task.uid)
                 log.info("job_created", extra={**where, "job": name, "suspend": False})
             case SuspendJob(name=name):
+                if task.spec.state != DesiredState.RUNNING:
+                    _records().hold(task, str(task.spec.state))
                 kube.set_suspend(task.namespace, name, True)
                 log.info("job_suspended", extra={**where, "job": name})
             case ResumeJob(name=name):
+                _records().hold(task, None)
                 kube.set_suspend(task.namespace, name, False)
                 log.info("job_resumed", extra={**where, "job": name})
             case DeleteJob(name=name, propagation=propagation):
+                if task.spec.state == DesiredState.TERMINATED:
+                    _records().hold(task, str(DesiredState.TERMINATED))
                 kube.delete_job(task.namespace, name, propagation)
                 log.info("job_deleted", extra={**where, "job": name, "propagation": propagation})
             case PostEvent(type=type_, reason=reason, message=message):

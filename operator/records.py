@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from longtask.operator.decide import RunnerRecord
+from longtask.operator.model import Task
 from psycopg2.extras import RealDictCursor
 from psycopg2.pool import ThreadedConnectionPool
+
+from longtask.db import set_hold
+
+log = logging.getLogger("longtask.operator")
 
 READ_RECORD = """
 SELECT run_status, rollback_status, total, done, row_errors, rate_per_second, eta_seconds,
@@ -39,6 +45,26 @@ class Records:
         finally:
             self._pool.putconn(conn)
         return RunnerRecord.from_row(row) if row is not None else None
+
+    def hold(self, task: Task, hold: str | None) -> None:
+        """Hold the task's run (``"Paused"``/``"Terminated"``) or release it (``None``).
+
+        Done before the Job is suspended or deleted, so no chunk commits after the operator
+        acted, even before the pod gets its SIGTERM (see :func:`longtask.db.set_hold`).
+        """
+        conn: Any = self._pool.getconn()
+        try:
+            conn.set_session(readonly=False, autocommit=False)
+            if not set_hold(conn, uid=task.uid, name=task.name, namespace=task.namespace,
+                            type=task.spec.type, organization=task.spec.organization,
+                            params=dict(task.spec.params), hold=hold):
+                log.warning("hold_not_set", extra={"task": task.name, "hold": hold,
+                                                   "why": "a runner kept its chunk's lock"})
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            self._pool.putconn(conn)
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -60,14 +60,19 @@ class StopToken:
         with self._lock:
             self._conn = conn
 
-    def request(self, reason: str) -> None:
-        """Ask the engine to stop (idempotent); safe from a signal handler or another thread."""
+    def request(self, reason: str, *, cancel: bool = True) -> None:
+        """Ask the engine to stop (idempotent); safe from a signal handler or another thread.
+
+        ``cancel=False`` when the caller is the engine's own thread, between statements.
+        """
         if self._event.is_set():
             return
         self.reason = reason
         self.requested_at = time.time()
         self._event.set()
         log.info("stop_requested", extra={"reason": reason})
+        if not cancel:
+            return
         with self._lock:
             conn = self._conn
         if conn is not None and not conn.closed:
@@ -232,20 +237,24 @@ class Engine:
                 f"coalesce({'started_at' if self.mode == 'run' else 'rollback_started_at'}, "
                 "clock_timestamp()), heartbeat_at = clock_timestamp(), stop_reason = NULL, "
                 "updated_at = clock_timestamp() WHERE uid = %s "
-                # Once a rollback has begun, a late run pod must not fence it out.
-                + ("AND rollback_status = 'none' " if self.mode == "run" else "")
+                # Once a rollback has begun, a late run pod must not fence it out; a held
+                # run (paused or terminated) takes no lease at all.
+                + ("AND rollback_status = 'none' AND hold IS NULL " if self.mode == "run"
+                   else "")
                 + "RETURNING *",
                 (self.holder, self.uid),
             )
             record = cur.fetchone()
             if record is None:
-                cur.execute("SELECT rollback_status FROM longtask.tasks WHERE uid = %s",
+                cur.execute("SELECT rollback_status, hold FROM longtask.tasks WHERE uid = %s",
                             (self.uid,))
                 exists = cur.fetchone()
         self.conn.commit()
         if record is None:
             if exists is None:
                 raise TaskFailed(f"task {self.uid} is not registered")
+            if exists["hold"] is not None and exists["rollback_status"] == "none":
+                raise Stopped(f"the task is held ({exists['hold']}); it does not start")
             raise Fenced(f"task {self.uid} is being rolled back; its run will not continue")
         self.epoch = int(record["epoch"])
         self._log.info("lease_acquired", extra={"epoch": self.epoch, "holder": self.holder})
@@ -310,14 +319,17 @@ class Engine:
                 cur.execute("SELECT clock_timestamp()")
                 chunk_started_at = cur.fetchone()[0]  # type: ignore[index]
                 cur.execute(
-                    f"SELECT epoch, rate_limit, row_errors, {c.done}, {c.total}, chunks "
+                    f"SELECT epoch, rate_limit, row_errors, {c.done}, {c.total}, hold "
                     "FROM longtask.tasks WHERE uid = %s FOR UPDATE",
                     (self.uid,),
                 )
-                epoch, rate_limit, row_errors, done, total, _ = cur.fetchone()  # type: ignore[misc]
+                epoch, rate_limit, row_errors, done, total, hold = cur.fetchone()  # type: ignore[misc]
                 if epoch != self.epoch:
                     raise Fenced(f"lease lost: epoch {epoch} is newer than this runner's "
                                  f"{self.epoch}")
+                if hold is not None and self.mode == "run":
+                    self.stop.request(f"the task was held ({hold})", cancel=False)
+                    raise Stopped(self.stop.reason or "held")
                 result = work.chunk(cur, size)
                 seq = self._next_seq(cur)
                 stored = self._store_errors(cur, result.errors, row_errors)

@@ -17,6 +17,7 @@ import pytest
 import runner_support as s
 
 from longtask import constants
+from longtask.db import set_hold
 
 ROWS = 100_000
 
@@ -154,3 +155,28 @@ def test_sigterm_while_idle_in_rate_limit_exits_promptly(db, db_url, uploads, tm
     rec = s.record(db, task.uid)
     assert rec["run_status"] == "stopped"
     assert "SIGTERM" in (rec["stop_reason"] or "")
+
+
+@pytest.mark.timeout(120)
+def test_a_hold_stops_the_run_at_its_next_chunk_and_keeps_new_runners_out(
+        db, db_url, uploads, tmp_path):
+    task = s.task("BaselineUpload", {"form": "chaos", "fileId": uploads}, rate_limit=5_000)
+    proc = s.spawn(db_url, task, log=tmp_path / "run.log")
+    deadline = time.monotonic() + 60
+    while not s.record_or_none(db, task.uid, "done"):
+        assert time.monotonic() < deadline and proc.poll() is None, "no progress"
+        time.sleep(0.02)
+    conn = s.connect(db_url)
+    try:
+        set_hold(conn, uid=str(task.uid), name="t", namespace="default",
+                   type=task.type, organization=task.organization,
+                   params=dict(task.params), hold="Paused")
+    finally:
+        conn.close()
+    held_at = time.time()
+    assert proc.wait(timeout=30) == constants.EXIT_STOPPED, "the runner stops on the hold"
+    assert chunks_after(db, task.uid, held_at) == [], "no chunk commits once the hold is set"
+    done = s.record(db, task.uid)["done"]
+
+    assert s.run_inline(db_url, task) == constants.EXIT_STOPPED, "a new runner stays out"
+    assert s.record(db, task.uid)["done"] == done

@@ -165,6 +165,9 @@ CREATE TABLE longtask.tasks (
     epoch                bigint NOT NULL DEFAULT 0,
     lease_holder         text,
     rate_limit           double precision CHECK (rate_limit > 0),
+    -- Set by the control plane (API, operator) the moment a pause or terminate is asked
+    -- for: while set, a run takes no lease and commits no chunk, whatever the Job does.
+    hold                 text CHECK (hold IN ('Paused', 'Terminated')),
     run_status           text NOT NULL DEFAULT 'pending'
         CHECK (run_status IN ('pending', 'running', 'stopped', 'succeeded', 'failed')),
     cursor               jsonb,
