@@ -25,7 +25,6 @@ import io
 import json
 import os
 import random
-import resource
 import signal
 import statistics
 import subprocess
@@ -168,10 +167,11 @@ def progress(conn, uid: uuid.UUID) -> tuple[int, int]:  # type: ignore[no-untype
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def wait_for_progress(conn, uid: uuid.UUID, proc: subprocess.Popen[bytes]) -> None:  # type: ignore[no-untyped-def]
+def wait_for_progress(conn, uid: uuid.UUID, proc: subprocess.Popen[bytes],  # type: ignore[no-untyped-def]
+                      timeout: float = 120) -> None:
     """Wait until the runner ``proc`` holds the lease and has committed a chunk."""
     epoch, done = progress(conn, uid)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while True:
         now_epoch, now_done = progress(conn, uid)
         if now_epoch > epoch and now_done > done:
@@ -245,18 +245,24 @@ def bench_memory(url: str, conn, megabytes: int, seconds: float) -> tuple[float,
         file_id, store_rss_kb = out[0], int(out[1])
     task = TaskDefinition(uuid.uuid4(), "BaselineUpload", "bench",
                           {"form": "memory", "fileId": file_id})
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = runner_process(url, task)
-    wait_for_progress(conn, task.uid, proc)
+    wait_for_progress(conn, task.uid, proc, timeout=600)
     time.sleep(seconds)
+    run_rss_kb = peak_rss_kb(proc.pid)  # the runner's own high-water mark, before it stops
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
-    run_rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     with conn.cursor() as cur:
         cur.execute("SELECT done FROM longtask.tasks WHERE uid = %s", (task.uid,))
         done = int(cur.fetchone()[0])
-    del before
     return max(store_rss_kb, run_rss_kb) / 1024, i, done
+
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM (peak resident set, KiB) of a live process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def main() -> None:
