@@ -176,7 +176,11 @@ def register(conn: Connection, task: TaskDefinition) -> None:
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO longtask.tasks (uid, name, namespace, type, organization, params, "
-            "rate_limit) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (uid) DO NOTHING",
+            "rate_limit) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (uid) DO UPDATE "
+            # The control plane may have made the record first (a hold): fill what it lacks.
+            "SET rate_limit = coalesce(longtask.tasks.rate_limit, EXCLUDED.rate_limit), "
+            "name = coalesce(longtask.tasks.name, EXCLUDED.name), "
+            "namespace = coalesce(longtask.tasks.namespace, EXCLUDED.namespace)",
             (task.uid, task.name, task.namespace, task.type, task.organization,
              psycopg2.extras.Json(dict(task.params)), task.rate_limit),
         )

@@ -34,6 +34,11 @@ ON CONFLICT (uid) DO UPDATE SET hold = EXCLUDED.hold, updated_at = clock_timesta
 """
 
 
+RELEASE_HOLD = """
+UPDATE longtask.tasks SET hold = NULL, updated_at = clock_timestamp()
+ WHERE uid = %(uid)s AND hold IS NOT NULL
+"""
+
 HOLD_LOCK_TIMEOUT = "2s"  # longest wait for a chunk in flight; a chunk takes ~0.25 s
 
 
@@ -53,9 +58,11 @@ def set_hold(conn: psycopg2.extensions.connection, *, uid: str, name: str, names
     try:
         with conn.cursor() as cur:
             cur.execute(f"SET LOCAL lock_timeout = '{HOLD_LOCK_TIMEOUT}'")
-            cur.execute(SET_HOLD, {"uid": uid, "name": name, "namespace": namespace,
-                                   "type": type, "organization": organization,
-                                   "params": psycopg2.extras.Json(params), "hold": hold})
+            # A release needs no record: without one, nothing is held.
+            cur.execute(SET_HOLD if hold is not None else RELEASE_HOLD,
+                        {"uid": uid, "name": name, "namespace": namespace,
+                         "type": type, "organization": organization,
+                         "params": psycopg2.extras.Json(params), "hold": hold})
     except psycopg2.errors.LockNotAvailable:
         conn.rollback()
         return False

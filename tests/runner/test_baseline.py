@@ -11,6 +11,7 @@ import pytest
 import runner_support as s
 
 from longtask import constants
+from longtask.db import set_hold
 
 KARNATAKA = "29-karnataka-constituency.csv"
 CODE_FIELDS = {"Assembly Constituency Code", "Block Code", "District Code"}
@@ -271,3 +272,20 @@ def test_spreadsheet_mangled_phones_and_other_date_formats_load(db, db_url):
                                                             "1990-07-18")]
     [(line, column, reason)] = s.row_errors(db, task.uid)
     assert (line, column) == (5, "phone") and "rounded" in reason
+
+
+def test_a_record_first_made_by_a_hold_still_gets_the_runners_settings(db, db_url, people):
+    file_id = s.store_bytes(db_url, b"id,name\nA1,Asha\n")
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"},
+                  rate_limit=123)
+    conn = s.connect(db_url)
+    try:
+        for hold in ("Paused", None):  # paused before its pod ever started, then resumed
+            assert set_hold(conn, uid=str(task.uid), name="t", namespace="default",
+                            type=task.type, organization=task.organization,
+                            params=dict(task.params), hold=hold)
+    finally:
+        conn.close()
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    rec = s.record(db, task.uid)
+    assert (rec["rate_limit"], rec["hold"], rec["run_status"]) == (123, None, "succeeded")
