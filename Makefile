@@ -37,6 +37,9 @@ test: setup lint
 bench: setup
 	$(PY) bench/runner_bench.py
 
+bench-operator: setup
+	$(PY) bench/operator_bench.py
+
 bench-e2e: setup
 	$(PY) bench/e2e_bench.py
 
