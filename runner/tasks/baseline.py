@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 import psycopg2.errors
-from longtask.runner.csvsource import Position, Record
+from longtask.runner.csvsource import Record
 from longtask.runner.engine import ChunkResult, Cursor, RowError
-from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
+from longtask.runner.errors import HeaderError, TaskFailed
 from longtask.runner.tasks import common
 
 from longtask.tasktypes import BaselineUploadParams, UploadMode
@@ -55,17 +55,7 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
         index = common.header_index(header, info.filename)
         self._map_columns(index, header.names, form, info.filename)
         self._width = len(header.names)
-        total = None
-        if cursor is None:
-            total = common.count_records(csv_file, header, self.stop)
-            if total == 0:
-                raise FileUnreadable(f"{info.filename} has a header but no data rows")
-            start = header.end
-        else:
-            start = Position.from_json(dict(cursor))
-        self._prefetch = common.Prefetcher(csv_file.records(start, self._width), self.parse,
-                                           self.stop, start)
-        return total
+        return self.start_reading(csv_file, header, cursor, self._width, self.parse)
 
 
     def _map_columns(

@@ -6,9 +6,9 @@ import contextlib
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import psycopg2.extensions
 from longtask.runner import filestore
@@ -309,6 +309,25 @@ class TaskWork(Generic[P, Item]):
         """The params' ``maxRowErrors``, for types that have one."""
         limit = getattr(self.params, "max_row_errors", None)
         return None if limit is None else int(limit)
+
+    def start_reading(self, csv_file: CsvFile, header: Header,
+                      cursor: Mapping[str, Any] | None, width: int | None,
+                      parse: Callable[[Record, list[RowError]], Item | None]) -> int | None:
+        """Start the prefetching reader after ``cursor`` (None: after the header).
+
+        On a first start, counts the records (the progress total; returned) and raises
+        :class:`FileUnreadable` for a file with no data rows; on a resume returns None.
+        """
+        total = None
+        if cursor is None:
+            total = count_records(csv_file, header, self.stop)
+            if total == 0:
+                raise FileUnreadable(f"{csv_file.filename} has no data rows")
+            start = header.end
+        else:
+            start = Position.from_json(dict(cursor))
+        self._prefetch = Prefetcher(csv_file.records(start, width), parse, self.stop, start)
+        return total
 
     def close(self) -> None:
         """Stop the reading thread, if :meth:`open` started one."""

@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from longtask.runner.csvsource import Position, Record
+from longtask.runner.csvsource import Record
 from longtask.runner.engine import ChunkResult, Cursor, RowError
-from longtask.runner.errors import FileUnreadable
 from longtask.runner.tasks import common
 
 from longtask.tasktypes import BulkTeamCreateParams
@@ -42,17 +41,7 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
         self._members = (None if p.member_phones_column is None else common.column_of(
             p.member_phones_column, index, "member phones", info.filename))
         width = len(header.names) if p.has_header else None
-        total = None
-        if cursor is None:
-            total = common.count_records(csv_file, header, self.stop)
-            if total == 0:
-                raise FileUnreadable(f"{info.filename} has no data rows")
-            start = header.end
-        else:
-            start = Position.from_json(dict(cursor))
-        self._prefetch = common.Prefetcher(csv_file.records(start, width), self.parse,
-                                           self.stop, start)
-        return total
+        return self.start_reading(csv_file, header, cursor, width, self.parse)
 
 
     def parse(self, record: Record, errors: list[RowError]) -> tuple[str, str, list[str]] | None:
