@@ -3,7 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-deps kube tools lint typecheck test test-fast bench demo clean
+.PHONY: setup system-deps kube tools lint test bench bench-operator bench-e2e demo clean
 
 setup: system-deps kube tools $(STAMP)
 
