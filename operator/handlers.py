@@ -54,6 +54,7 @@ RETRY_SECONDS = 5.0
 _KEY_LOCKS: defaultdict[tuple[str, str], threading.RLock] = defaultdict(threading.RLock)
 _KEY_LOCKS_GUARD = threading.Lock()
 _STATE: dict[str, Any] = {}
+HANDLER_THREADS = 8  # kopf's sync handlers run in a pool of this size
 
 
 @kopf.on.startup()
@@ -81,7 +82,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # The name in the objects' managedFields and in the API server's audit log.
     api.user_agent = "longtask-operator"
     _STATE["kube"] = Kube(api)
-    _STATE["records"] = Records(DatabaseSettings().database_url)  # type: ignore[call-arg]
+    # One database connection for each of kopf's handler threads, so none waits on the pool.
+    settings.execution.max_workers = HANDLER_THREADS
+    _STATE["records"] = Records(DatabaseSettings().database_url,  # type: ignore[call-arg]
+                                max_connections=HANDLER_THREADS)
     log.info(
         "operator_started",
         extra={"namespaces": list(SETTINGS.namespaces) or "*", "standalone": SETTINGS.standalone},
