@@ -21,7 +21,6 @@ from longtask.values import FieldSpec, FieldType, normalize_header
 
 Connection = psycopg2.extensions.connection
 
-STOP_CHECK_EVERY = 32  # rows between stop checks in a producer loop (~100 µs a row)
 
 
 def organization_id(conn: Connection, slug: str) -> int:
@@ -121,18 +120,6 @@ def count_records(csv_file: CsvFile, header: Header, stop: StopToken) -> int:
     total = csv_file.count(header.end)
     stop.check()
     return total
-
-
-def take(records: Iterator[Record], limit: int, stop: StopToken) -> list[Record]:
-    """Up to ``limit`` records from ``records``, checking for a stop as it goes."""
-    batch: list[Record] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) % STOP_CHECK_EVERY == 0:
-            stop.check()
-        if len(batch) >= limit:
-            break
-    return batch
 
 
 def column_of(ref: str, index: dict[str, int], what: str, filename: str) -> int:
