@@ -21,10 +21,13 @@ speaks):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from longtask.runner.errors import FileUnreadable
 
@@ -72,73 +75,131 @@ class Header:
 
 
 @dataclass
-class _LineFeed:
-    """Feeds decoded physical lines to :mod:`csv`, counting what was consumed."""
+class RecordBatch:
+    """Consecutive data records, read in one go (what the runner's reading thread parses).
 
-    source: Iterator[bytes]
-    encoding: str
-    separator: bytes
-    max_line_bytes: int
-    offset: int
-    line: int
-    bad_lines: dict[int, str] = field(default_factory=dict)
-    _oversize_pending: int = 0
+    Record ``i`` starts on physical line ``lines[i]``; ``rows[i]`` holds its fields, or None
+    when it could not be read, ``problems[i]`` then saying why; ``ends[i]`` is the
+    ``(offset, line)`` right after it. ``before`` counts the data records read before the
+    batch, so record ``i`` is data record number ``before + i + 1``.
+    """
+
+    before: int
+    lines: list[int] = field(default_factory=list)
+    rows: list[list[str] | None] = field(default_factory=list)
+    problems: dict[int, str] = field(default_factory=dict)
+    ends: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def end(self, i: int) -> Position:
+        """The cursor right after record ``i`` (0-based, in this batch)."""
+        offset, line = self.ends[i]
+        return Position(offset, line, self.before + i + 1)
+
+    def record(self, i: int) -> Record:
+        """Record ``i`` as a :class:`Record`."""
+        return Record(self.lines[i], self.rows[i], self.problems.get(i), self.end(i))
+
+
+class _LineFeed:
+    """Feeds decoded physical lines to :mod:`csv` and knows the byte offset after each.
+
+    Bytes are cut into segments of whole lines (a block at a time); a segment is decoded
+    and split by C code in one go. Only a segment holding an undecodable or overlong line
+    is taken line by line; such a line is fed as an empty line and noted in ``bad_lines``
+    (by line number) for the record it belongs to.
+    """
+
+    def __init__(self, source: Iterator[bytes], encoding: str, separator: bytes,
+                 max_line_bytes: int, start: Position) -> None:
+        self._source = source
+        self._encoding = encoding
+        self._sep = separator
+        self._text_sep = separator.decode("ascii")
+        sep = re.escape(separator)
+        self._raw_line = re.compile(b"[^" + sep + b"]*" + sep)
+        self._text_line = re.compile("[^" + re.escape(self._text_sep) + "]*"
+                                     + re.escape(self._text_sep))
+        self._max = max_line_bytes
+        self._first_line = start.line
+        self._offset = start.offset  # byte offset where the current segment starts
+        self._pulled = 0  # lines handed out before the current segment
+        self._ends: list[int] = []  # byte offset after each line of the current segment
+        self.bad_lines: dict[int, str] = {}
+
+    def after(self, pulled: int) -> tuple[int, int]:
+        """(byte offset, line number) right after the first ``pulled`` lines handed out.
+
+        Valid for any line of the current segment, which holds the last line handed out.
+        """
+        index = pulled - self._pulled - 1
+        offset = self._ends[index] if index >= 0 else self._offset
+        return offset, self._first_line + pulled
 
     def lines(self) -> Iterator[str]:
-        pending = bytearray()
-        oversized = False
-        sep = self.separator
-        for block in self.source:
-            start = 0
-            while True:
-                end = block.find(sep, start)
+        """The decoded lines, each with its line end (the last may have none)."""
+        sep, limit = self._sep, self._max
+        tail = b""
+        skipped = -1  # bytes of an overlong line being skipped; -1: not skipping
+        for block in self._source:
+            if skipped >= 0:
+                end = block.find(sep)
                 if end < 0:
-                    if not oversized:
-                        pending += block[start:]
-                        if len(pending) > self.max_line_bytes:
-                            oversized = True
-                            self._oversize_pending = len(pending)
-                            pending.clear()
-                    else:
-                        self._oversize_pending += len(block) - start
-                    break
-                if oversized:
-                    length = self._oversize_pending + end + 1 - start
-                    oversized = False
-                    yield self._emit_oversized(length)
-                else:
-                    if pending:
-                        pending += block[start : end + 1]
-                        raw = bytes(pending)
-                        pending.clear()
-                    else:
-                        raw = block[start : end + 1]
-                    yield self._emit(raw)
-                start = end + 1
-        if oversized:
-            yield self._emit_oversized(self._oversize_pending)
-        elif pending:
-            yield self._emit(bytes(pending))
+                    skipped += len(block)
+                    continue
+                yield from self._segment_of_bad_line(skipped + end + 1)
+                skipped = -1
+                block = block[end + 1:]
+            data = tail + block if tail else block
+            cut = data.rfind(sep) + 1
+            tail = data[cut:]
+            if cut:
+                yield from self._segment(data[:cut] if tail else data)
+            if len(tail) > limit:
+                skipped, tail = len(tail), b""
+        if skipped >= 0:
+            yield from self._segment_of_bad_line(skipped)
+        elif tail:
+            yield from self._segment(tail + sep, unterminated=True)
 
-    def _emit(self, raw: bytes) -> str:
-        if len(raw) > self.max_line_bytes:
-            return self._emit_oversized(len(raw))
-        self.offset += len(raw)
-        self.line += 1
-        try:
-            return raw.decode(self.encoding)
-        except UnicodeDecodeError as exc:
-            self.bad_lines[self.line - 1] = (
-                f"bytes at column {exc.start + 1} are not valid {self.encoding}"
-            )
-            return "\n"
+    def _begin(self, lengths: Iterable[int]) -> None:
+        self._pulled += len(self._ends)
+        self._offset = self._ends[-1] if self._ends else self._offset
+        self._ends = list(accumulate(lengths, initial=self._offset))[1:]
 
-    def _emit_oversized(self, length: int) -> str:
-        self.offset += length
-        self.line += 1
-        self.bad_lines[self.line - 1] = (
-            f"line is longer than the limit of {self.max_line_bytes} bytes"
-        )
+    def _segment(self, seg: bytes, *, unterminated: bool = False) -> Iterator[str]:
+        raw = self._raw_line.findall(seg)
+        lengths = list(map(len, raw))
+        if unterminated:
+            lengths[-1] -= len(self._sep)  # the separator added to read the last line
+        lines: list[str] = []
+        if max(lengths) <= self._max:
+            with contextlib.suppress(UnicodeDecodeError):
+                lines = self._text_line.findall(seg.decode(self._encoding))
+        self._begin(lengths)
+        if len(lines) == len(raw):
+            yield from lines
+            return
+        for number, (line, length) in enumerate(zip(raw, lengths, strict=True),
+                                                self._first_line + self._pulled):
+            if length > self._max:
+                yield self._bad(number, f"line is longer than the limit of {self._max} bytes")
+                continue
+            try:
+                yield line.decode(self._encoding)
+            except UnicodeDecodeError as exc:
+                yield self._bad(number, f"bytes at column {exc.start + 1} are not valid "
+                                        f"{self._encoding}")
+
+    def _segment_of_bad_line(self, length: int) -> Iterator[str]:
+        self._begin([length])
+        yield self._bad(self._first_line + self._pulled,
+                        f"line is longer than the limit of {self._max} bytes")
+
+    def _bad(self, number: int, reason: str) -> str:
+        self.bad_lines[number] = reason
         return "\n"
 
 
@@ -173,8 +234,9 @@ class CsvFile:
         """Read the header record; :class:`FileUnreadable` when the file has none."""
         if not self.has_header:
             return Header([], Position())
-        for record in self._read(Position(), skip_blank=True):
-            if record.error is not None or record.fields is None:
+        for batch in self._read(Position(), None, size=1):
+            record = batch.record(0)
+            if record.fields is None:
                 raise FileUnreadable(
                     f"{self.filename}, line {record.line}: the header cannot be read: "
                     f"{record.error}"
@@ -192,11 +254,33 @@ class CsvFile:
     def count(self, start: Position) -> int:
         """Data records from ``start`` to the end, counted at C speed (the progress total).
 
-        Counts as :meth:`records` does (blank rows skipped, broken records counted once);
-        only a file with overlong lines or undecodable bytes may count slightly differently,
-        which affects the progress total alone.
+        Counts as :meth:`records` does (blank rows skipped, broken records counted once).
+        While no double quote has been seen a record is a line, so lines are counted; from
+        the first quote on, :mod:`csv` reads the rest. A row of blanks holding Unicode-only
+        spaces (NBSP), an overlong line or undecodable bytes may make the count differ
+        slightly, which affects the progress total alone.
         """
-        raw = io.BufferedReader(_BlockStream(self._source(start.offset)), 1 << 16)
+        sep = self.separator
+        spaces = b" \t\v\f," + (b"\r" if sep == b"\n" else b"")
+        # A blank line: a line end, then only spaces and commas up to the next line end.
+        blank = re.compile(re.escape(sep) + b"[" + re.escape(spaces) + b"]*(?=" + re.escape(sep)
+                           + b")")
+        total, offset, tail = 0, start.offset, b""
+        for block in self._source(start.offset):
+            data = tail + block if tail else block
+            if b'"' in data:
+                return total + self._count_with_csv(offset)
+            cut = data.rfind(sep) + 1
+            tail = data[cut:]
+            lines = data[:cut]
+            total += lines.count(sep) - len(blank.findall(sep + lines))
+            offset += cut
+        if tail.strip(spaces):
+            total += 1
+        return total
+
+    def _count_with_csv(self, offset: int) -> int:
+        raw = io.BufferedReader(_BlockStream(self._source(offset)), 1 << 16)
         text = io.TextIOWrapper(raw, encoding=self.encoding,
                                 errors="replace", newline=None if self.separator == b"\r" else "")
         reader = csv.reader(text, strict=True)
@@ -209,41 +293,59 @@ class CsvFile:
             except csv.Error:
                 total += 1
                 continue
-            if any(f.strip() for f in fields):
+            if "".join(fields).strip():
                 total += 1
 
     def records(self, start: Position, width: int | None = None) -> Iterator[Record]:
         """Data records from ``start``; with ``width`` (header size) field counts are checked."""
-        for record in self._read(start, skip_blank=True):
-            if record.fields is not None and width is not None:
-                record = _check_width(record, width)
-            yield record
+        for batch in self.batches(start, width):
+            for i in range(len(batch)):
+                yield batch.record(i)
 
-    def _read(self, start: Position, *, skip_blank: bool) -> Iterator[Record]:
-        feed = _LineFeed(
-            self._source(start.offset), self.encoding, self.separator, self.max_line_bytes,
-            start.offset, start.line,
-        )
+    def batches(self, start: Position, width: int | None = None,
+                size: int = 512) -> Iterator[RecordBatch]:
+        """The data records from ``start`` in batches of up to ``size`` (the last may be
+        shorter); with ``width`` (header size) field counts are checked."""
+        return self._read(start, width, size=size)
+
+    def _read(self, start: Position, width: int | None, *, size: int) -> Iterator[RecordBatch]:
+        feed = _LineFeed(self._source(start.offset), self.encoding, self.separator,
+                         self.max_line_bytes, start)
         reader = csv.reader(feed.lines(), strict=True)
-        count = start.record
+        bad_lines = feed.bad_lines
+        batch = RecordBatch(start.record)
+        lines, rows, ends = batch.lines, batch.rows, batch.ends
+        pulled = 0  # lines the csv reader had taken when the previous record ended
         while True:
-            first_line = feed.line
+            error = None
             try:
                 fields: list[str] | None = next(reader)
-                error = None
             except StopIteration:
-                return
+                break
             except csv.Error as exc:
                 fields, error = None, _csv_message(exc, self.max_field_chars)
-            end_line = feed.line
-            bad = [feed.bad_lines.pop(n) for n in range(first_line, end_line)
-                   if n in feed.bad_lines]
-            if bad:
-                fields, error = None, bad[0]
-            elif skip_blank and fields is not None and not any(f.strip() for f in fields):
-                continue  # a blank line or a row of empty cells; the cursor moves past it
-            count += 1
-            yield Record(first_line, fields, error, Position(feed.offset, feed.line, count))
+            first, pulled = pulled, reader.line_num
+            if bad_lines:
+                bad = [bad_lines.pop(n) for n in range(start.line + first, start.line + pulled)
+                       if n in bad_lines]
+                if bad:
+                    fields, error = None, bad[0]
+            if fields is not None:
+                if not (fields and (fields[0].strip() or "".join(fields).strip())):
+                    continue  # a blank line or a row of empty cells; the cursor moves past it
+                if width is not None and len(fields) != width:
+                    fields, error = _fit_width(fields, width)
+            if error is not None:
+                batch.problems[len(rows)] = error
+            lines.append(start.line + first)
+            rows.append(fields)
+            ends.append(feed.after(pulled))
+            if len(rows) >= size:
+                yield batch
+                batch = RecordBatch(batch.before + len(rows))
+                lines, rows, ends = batch.lines, batch.rows, batch.ends
+        if rows:
+            yield batch
 
 
 def _csv_message(exc: csv.Error, limit: int) -> str:
@@ -255,17 +357,11 @@ def _csv_message(exc: csv.Error, limit: int) -> str:
     return f"malformed CSV: {text}"
 
 
-def _check_width(record: Record, width: int) -> Record:
-    fields = record.fields
-    assert fields is not None
-    if len(fields) == width:
-        return record
-    if len(fields) > width and not any(f.strip() for f in fields[width:]):
-        return Record(record.line, fields[:width], None, record.end)
-    return Record(
-        record.line, None,
-        f"row has {len(fields)} fields but the header has {width}", record.end,
-    )
+def _fit_width(fields: list[str], width: int) -> tuple[list[str] | None, str | None]:
+    """A row of the wrong width cut to ``width`` (only empty cells beyond it), or its error."""
+    if len(fields) > width and not "".join(fields[width:]).strip():
+        return fields[:width], None
+    return None, f"row has {len(fields)} fields but the header has {width}"
 
 
 class _BlockStream(io.RawIOBase):
