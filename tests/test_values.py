@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from longtask.values import (
     FieldSpec,
@@ -25,6 +27,7 @@ from longtask.values import (
     InvalidValue,
     JSONValue,
     Parser,
+    make_column_parser,
     make_parser,
     normalize_header,
     normalize_phone,
@@ -892,3 +895,32 @@ def test_field_type_may_be_given_as_its_database_string() -> None:
 
 def test_unknown_option_keys_are_left_alone() -> None:
     assert parser(FieldType.INTEGER, {"hint": "beds", "min": 0})("7") == 7
+
+
+# ------------------------------------------------------------------ column by column
+
+CELLS = ["", "  ", "abc", " padded ", "x\r\ny", "nul\x00", "caf\u00e9", "cafe\u0301",
+         "\u0915\u0928\u094d\u0928\u0921", "\u0301lead", "007", "42", " 12 ", "-5", "1,234",
+         "\u0967\u0968", "7.0", "12345678901234567", "1e3", "\u00a0", "\u200b9\u200b",
+         "true", "2019-07-18", "yes"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(cells=st.lists(st.sampled_from(CELLS), max_size=12),
+       field_type=st.sampled_from([FieldType.TEXT, FieldType.INTEGER, FieldType.BOOLEAN]),
+       required=st.booleans())
+def test_a_column_reads_as_its_cells_do(cells: list[str], field_type: FieldType,
+                                        required: bool) -> None:
+    spec = FieldSpec("f", field_type, required)
+    one = make_parser(spec)
+    want_values: list[JSONValue] = []
+    want_bad: dict[int, str] = {}
+    for i, cell in enumerate(cells):
+        try:
+            want_values.append(one(cell))
+        except InvalidValue as exc:
+            want_values.append(None)
+            want_bad[i] = exc.reason
+    values, bad = make_column_parser(spec)(cells)
+    assert (values, bad) == (want_values, want_bad)
+    assert [type(v) for v in values] == [type(v) for v in want_values]

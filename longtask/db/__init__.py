@@ -16,11 +16,12 @@ psycopg2.extras.register_uuid()  # type: ignore[no-untyped-call]
 
 
 def connect(url: str, *, application_name: str = "longtask") -> psycopg2.extensions.connection:
-    """Open a connection in explicit-transaction mode (psycopg2's default), UTC session zone.
+    """Open a connection in explicit-transaction mode (psycopg2's default), UTC session zone,
+    UTF-8 client encoding (the runner hands ``COPY`` UTF-8 bytes).
 
     Raises ``psycopg2.OperationalError`` when the server cannot be reached.
     """
-    conn = psycopg2.connect(url, application_name=application_name)
+    conn = psycopg2.connect(url, application_name=application_name, client_encoding="UTF8")
     with conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'UTC'")
     conn.commit()

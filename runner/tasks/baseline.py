@@ -18,28 +18,29 @@ Rules (also in the README):
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+import itertools
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import psycopg2.errors
-from longtask.runner.csvsource import Record
 from longtask.runner.engine import ChunkResult, Cursor, RowError
 from longtask.runner.errors import HeaderError, TaskFailed
 from longtask.runner.tasks import common
 
 from longtask.tasktypes import BaselineUploadParams, UploadMode
-from longtask.values import InvalidFieldSpec, InvalidValue, make_parser, normalize_header
+from longtask.values import ColumnParser, InvalidFieldSpec, make_column_parser, normalize_header
 
 _STAGE = "longtask_stage_baseline"
 
 
-class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
+class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
     """The run of a BaselineUpload task (a :class:`~longtask.runner.engine.Work`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._columns: list[tuple[int, str, Callable[[str], Any]]] = []
+        self._columns: list[tuple[int, str, ColumnParser]] = []
         self._key_position = 0
         self._width = 0
         self._stage_ready = False
@@ -55,7 +56,7 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
         index = common.header_index(header, info.filename)
         self._map_columns(index, header.names, form, info.filename)
         self._width = len(header.names)
-        return self.start_reading(csv_file, header, cursor, self._width, self.parse)
+        return self.start_reading(csv_file, header, cursor, self._width)
 
 
     def _map_columns(
@@ -83,7 +84,7 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
             )
         try:
             self._columns = [
-                (index[k], f.name, make_parser(f)) for k, f in fields.items() if k in index
+                (index[k], f.name, make_column_parser(f)) for k, f in fields.items() if k in index
             ]
         except InvalidFieldSpec as exc:
             raise TaskFailed(f"form {form.name!r} cannot be loaded into: {exc}") from None
@@ -91,50 +92,67 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
         assert self._prefetch is not None, "open() first"
         batch = self._prefetch.take(limit)
-        errors: list[RowError] = []
-        rows: dict[str, tuple[int, str]] = {}  # external id -> (line, data as JSON text)
-        for parsed in batch.records:
-            errors.extend(parsed.errors)
-            if parsed.item is None:
+        errors = batch.errors
+        rows: dict[str, tuple[int, bytes]] = {}  # external id -> (line, COPY fields)
+        for line, item in zip(batch.lines, batch.items, strict=True):
+            if item is None:
                 continue
-            external_id, data = parsed.item
+            external_id, data = item
             if external_id in rows:
                 errors.append(RowError(
-                    parsed.line, f"duplicate external id {external_id!r}; first on line "
+                    line, f"duplicate external id {external_id!r}; first on line "
                     f"{rows[external_id][0]}", self.params.key_column, external_id))
                 continue
-            rows[external_id] = (parsed.line, data)
+            rows[external_id] = (line, data)
         self.stop.check()
         if rows:
             self._write(cur, rows, errors)
-        return ChunkResult(rows=len(batch.records), cursor=batch.end.to_json(),
+        return ChunkResult(rows=len(batch), cursor=batch.end.to_json(),
                            exhausted=batch.exhausted, errors=errors)
 
-    def parse(self, record: Record, errors: list[RowError]) -> tuple[str, str] | None:
-        """(external id, data as JSON text) of a readable record, or None with its row errors
-        appended. Used by the reading thread and by the API's dry run."""
-        fields = record.fields
-        assert fields is not None
+    def parse_rows(self, lines: list[int], rows: list[list[str] | None],
+                   errors: list[RowError]) -> list[tuple[str, bytes] | None]:
+        """(external id, ``external id TAB data as JSON`` in COPY's text format) of each
+        readable row, None for the others, appending their row errors; column by column."""
+        readable = [i for i, fields in enumerate(rows) if fields is not None]
+        items: list[tuple[str, bytes] | None] = [None] * len(rows)
+        if not readable:
+            return items
         # Records come width-checked (csvsource), so every position is in range.
-        external_id = fields[self._key_position].strip()
-        if not external_id or "\x00" in external_id:
-            reason = "the external id is blank" if not external_id else (
-                "the external id holds a NUL character")
-            errors.append(RowError(record.line, reason, self.params.key_column))
-            return None
-        data: dict[str, Any] = {}
-        ok = True
+        table = list(zip(*(rows[i] for i in readable), strict=True))
+        bad: set[int] = set()  # positions in ``readable``
+        key_name = self.params.key_column
+        keys = [k.strip() for k in table[self._key_position]]
+        if "" in keys or "\x00" in "".join(keys):
+            for j, k in enumerate(keys):
+                if not k or "\x00" in k:
+                    bad.add(j)
+                    errors.append(RowError(lines[readable[j]], "the external id is blank"
+                                           if not k else "the external id holds a NUL character",
+                                           key_name))
+        names: list[str] = []
+        columns: list[list[Any]] = []
         for position, name, parse in self._columns:
-            raw = fields[position]
-            try:
-                value = parse(raw)
-            except InvalidValue as exc:
-                errors.append(RowError(record.line, exc.reason, name, raw))
-                ok = False
+            cells = table[position]
+            values, reasons = parse(cells)
+            for j, reason in reasons.items():
+                bad.add(j)
+                errors.append(RowError(lines[readable[j]], reason, name, cells[j]))
+            names.append(name)
+            columns.append(values)
+        dumps = orjson.dumps
+        records = zip(*columns, strict=True) if columns else itertools.repeat((), len(keys))
+        for j, (external_id, record) in enumerate(zip(keys, records, strict=True)):
+            if j in bad:
                 continue
-            if value is not None:
-                data[name] = value
-        return (external_id, orjson.dumps(data).decode()) if ok else None
+            if None in record:
+                data = dumps({n: v for n, v in zip(names, record, strict=True) if v is not None})
+            else:
+                data = dumps(dict(zip(names, record, strict=True)))
+            if b"\\" in data:  # JSON escapes every control character but not the backslash
+                data = data.replace(b"\\", b"\\\\")
+            items[readable[j]] = (external_id, _copy_text(external_id) + b"\t" + data)
+        return items
 
     def _ensure_stage(self, cur: Cursor) -> None:
         if not self._stage_ready:
@@ -144,7 +162,7 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
             )
             self._stage_ready = True
 
-    def _write(self, cur: Cursor, rows: dict[str, tuple[int, str]],
+    def _write(self, cur: Cursor, rows: dict[str, tuple[int, bytes]],
                errors: list[RowError]) -> None:
         """Insert or update ``rows``; ids already present become row errors or updates."""
         upsert = self.params.mode is UploadMode.UPSERT
@@ -184,24 +202,22 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
         if inserts and not self._copy(cur, inserts):
             self._insert_checked(cur, inserts, errors)
 
-    def _copy(self, cur: Cursor, rows: dict[str, tuple[int, str]]) -> bool:
+    def _copy(self, cur: Cursor, rows: dict[str, tuple[int, bytes]]) -> bool:
         """COPY ``rows`` straight into the table under a savepoint.
 
         Returns False, having written nothing, when an id already exists (someone else's,
         or this task's from an earlier chunk): the caller then sorts the rows out.
         """
         cur.execute("SAVEPOINT baseline_copy")
+        prefix = f"{self.org_id}\t{self.form_id}\t".encode()
+        suffix = f"\t{self.task.uid}\n".encode()
+        lines: list[bytes] = []
+        for _line, fields in rows.values():
+            lines += (prefix, fields, suffix)
         try:
             cur.copy_expert(
                 "COPY collect.baseline_records (organization_id, form_id, external_id, "
-                "data, task_uid) FROM STDIN",
-                io.StringIO("".join(
-                    f"{self.org_id}\t{self.form_id}\t{_copy_text(external_id)}\t"
-                    f"{_copy_text(data)}\t{self.task.uid}\n"
-                    for external_id, (_line, data) in rows.items()
-                )),
-                size=_COPY_BUFFER,
-            )
+                "data, task_uid) FROM STDIN", io.BytesIO(b"".join(lines)), size=_COPY_BUFFER)
         except psycopg2.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT baseline_copy")
             cur.execute("RELEASE SAVEPOINT baseline_copy")
@@ -209,21 +225,19 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
         cur.execute("RELEASE SAVEPOINT baseline_copy")
         return True
 
-    def _stage(self, cur: Cursor, rows: dict[str, tuple[int, str]],
+    def _stage(self, cur: Cursor, rows: dict[str, tuple[int, bytes]],
                targets: dict[str, int]) -> None:
         """Load ``rows`` into the session's staging table (emptied at commit)."""
         self._ensure_stage(cur)
         cur.execute(f"TRUNCATE {_STAGE}")
-        cur.copy_expert(
-            f"COPY {_STAGE} (line, external_id, data, target_id) FROM STDIN",
-            io.StringIO("".join(
-                f"{line}\t{_copy_text(external_id)}\t{_copy_text(data)}\t"
-                f"{targets.get(external_id, _COPY_NULL)}\n"
-                for external_id, (line, data) in rows.items()
-            )),
+        text = b"".join(
+            b"%d\t%s\t%s\n" % (line, fields, str(targets.get(external_id, _COPY_NULL)).encode())
+            for external_id, (line, fields) in rows.items()
         )
+        cur.copy_expert(f"COPY {_STAGE} (line, external_id, data, target_id) FROM STDIN",
+                        io.BytesIO(text))
 
-    def _update(self, cur: Cursor, rows: dict[str, tuple[int, str]],
+    def _update(self, cur: Cursor, rows: dict[str, tuple[int, bytes]],
                 targets: dict[str, int]) -> None:
         """Journal the before-images of existing rows, then update them (upsert mode)."""
         self._stage(cur, rows, targets)
@@ -241,7 +255,7 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
             (ids,),
         )
 
-    def _insert_checked(self, cur: Cursor, rows: dict[str, tuple[int, str]],
+    def _insert_checked(self, cur: Cursor, rows: dict[str, tuple[int, bytes]],
                         errors: list[RowError]) -> None:
         """Insert ``rows`` one statement at a time against concurrent writers."""
         self._stage(cur, rows, {})
@@ -261,9 +275,12 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, str]]):
 
 _COPY_BUFFER = 1 << 20  # bytes handed to libpq at a time: few GIL round trips per chunk
 _COPY_NULL = "\\N"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
-def _copy_text(value: str) -> str:
-    """``value`` escaped for COPY's text format (backslash, tab, newline, carriage return)."""
-    return value.translate(_COPY_ESCAPES)
+def _copy_text(value: str) -> bytes:
+    """``value`` in COPY's text format: UTF-8, backslash, tab and line ends escaped."""
+    if _COPY_SPECIAL.search(value):
+        value = _COPY_SPECIAL.sub(lambda m: _COPY_ESCAPES[m[0]], value)
+    return value.encode()

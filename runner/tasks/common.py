@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import psycopg2.extensions
 from longtask.runner import filestore
-from longtask.runner.csvsource import CsvFile, Header, Position, Record
+from longtask.runner.csvsource import CsvFile, Header, Position, Record, RecordBatch
 from longtask.runner.engine import RowError, StopToken, TaskDefinition
 from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 
@@ -140,24 +140,38 @@ def cell(fields: Sequence[str], position: int) -> str:
 
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class Parsed(Generic[T]):
-    """One record after parsing: its ``item`` (None if bad), its row errors, its end."""
-
-    line: int
-    item: T | None
-    errors: list[RowError]
-    end: Position
+RowsParser = Callable[[list[int], list["list[str] | None"], list[RowError]], list["T | None"]]
+"""``parse(lines, rows, errors)``: the item to write for each row (None for a bad row or an
+unreadable one, whose ``rows`` entry is None), appending the row errors it finds."""
 
 
 @dataclass
 class Batch(Generic[T]):
-    """Up to ``limit`` parsed records; ``exhausted`` once the file has no more."""
+    """Up to ``limit`` records after parsing, in file order.
 
-    records: list[Parsed[T]]
+    ``items[i]`` is what to write for the record on line ``lines[i]`` (None: a bad row, its
+    reasons in ``errors``); ``end`` is the cursor after the last one; ``exhausted`` once
+    the file has no more.
+    """
+
+    lines: list[int]
+    items: list[T | None]
+    errors: list[RowError]
     end: Position
     exhausted: bool
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+@dataclass
+class _Parsed(Generic[T]):
+    """A :class:`RecordBatch` after parsing; ``taken`` records of it are handed out."""
+
+    batch: RecordBatch
+    items: list[T | None]
+    errors: list[RowError]  # sorted by line
+    taken: int = 0
 
 
 _END = object()
@@ -168,27 +182,25 @@ class Prefetcher(Generic[T]):
 
     The database does a chunk's writes while this thread parses the next one (psycopg2
     releases the GIL while a statement runs), so Python and PostgreSQL work side by side.
-    At most ``depth`` lists of ``batch`` records wait, bounding memory. ``parse(record,
-    errors)`` returns the item to write or None, appending row errors.
+    Records are read and parsed a :class:`RecordBatch` at a time (column by column where
+    the task type can); at most ``depth`` batches wait, bounding memory.
     """
 
     def __init__(
         self,
-        records: Iterator[Record],
-        parse: Callable[[Record, list[RowError]], T | None],
+        batches: Iterator[RecordBatch],
+        parse: RowsParser[T],
         stop: StopToken,
         start: Position,
         *,
-        batch: int = 64,
-        depth: int = 64,
+        depth: int = 16,
     ) -> None:
-        self._records = records
+        self._batches = batches
         self._parse = parse
         self._stop = stop
         self._end = start
-        self._batch = batch
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._pending: list[Parsed[T]] = []
+        self._pending: _Parsed[T] | None = None
         self._closed = threading.Event()
         self._finished = False
         self._thread = threading.Thread(target=self._produce, name="longtask-prefetch",
@@ -197,22 +209,14 @@ class Prefetcher(Generic[T]):
 
     def _produce(self) -> None:
         try:
-            out: list[Parsed[T]] = []
-            for record in self._records:
+            for batch in self._batches:
                 if self._closed.is_set() or self._stop.is_set():
                     return
-                errors: list[RowError] = []
-                if record.fields is None:
-                    errors.append(RowError(record.line, record.error or "unreadable row"))
-                    item = None
-                else:
-                    item = self._parse(record, errors)
-                out.append(Parsed(record.line, item, errors, record.end))
-                if len(out) >= self._batch:
-                    self._put(out)
-                    out = []
-            if out:
-                self._put(out)
+                errors = [RowError(batch.lines[i], why) for i, why in batch.problems.items()]
+                items = self._parse(batch.lines, batch.rows, errors)
+                if errors:
+                    errors.sort(key=lambda e: e.line)
+                self._put(_Parsed(batch, items, errors))
             self._put(_END)
         except _Closed:
             return
@@ -234,9 +238,9 @@ class Prefetcher(Generic[T]):
 
     def take(self, limit: int) -> Batch[T]:
         """Up to ``limit`` parsed records in file order; raises :class:`Stopped` on a stop."""
-        taken: list[Parsed[T]] = []
-        while len(taken) < limit and not self._finished:
-            if not self._pending:
+        out: Batch[T] = Batch([], [], [], self._end, False)
+        while len(out) < limit and not self._finished:
+            if self._pending is None:
                 try:
                     got = self._queue.get(timeout=0.05)
                 except queue.Empty:
@@ -248,13 +252,24 @@ class Prefetcher(Generic[T]):
                 if isinstance(got, BaseException):
                     raise got
                 self._pending = got  # type: ignore[assignment]
-            room = limit - len(taken)
-            taken.extend(self._pending[:room])
-            self._pending = self._pending[room:]
+            parsed = self._pending
+            assert parsed is not None
+            lines, first = parsed.batch.lines, parsed.taken
+            last = min(len(lines), first + limit - len(out))
+            out.lines.extend(lines[first:last])
+            out.items.extend(parsed.items[first:last])
+            if parsed.errors:
+                boundary = lines[last] if last < len(lines) else None
+                keep = [e for e in parsed.errors if boundary is not None and e.line >= boundary]
+                out.errors.extend(parsed.errors[: len(parsed.errors) - len(keep)])
+                parsed.errors = keep
+            out.end = self._end = parsed.batch.end(last - 1)
+            parsed.taken = last
+            if last == len(lines):
+                self._pending = None
         self._stop.check()
-        if taken:
-            self._end = taken[-1].end
-        return Batch(taken, self._end, self._finished and not self._pending)
+        out.exhausted = self._finished and self._pending is None
+        return out
 
     def close(self) -> None:
         """Stop the reading thread and wait for it (a second at most)."""
@@ -297,9 +312,19 @@ class TaskWork(Generic[P, Item]):
         limit = getattr(self.params, "max_row_errors", None)
         return None if limit is None else int(limit)
 
+    def parse_rows(self, lines: list[int], rows: list[list[str] | None],
+                   errors: list[RowError]) -> list[Item | None]:
+        """What to write for each row (a :data:`RowsParser`); task types that read files
+        override it."""
+        raise NotImplementedError
+
+    def parse(self, record: Record, errors: list[RowError]) -> Item | None:
+        """One readable record through :meth:`parse_rows`, appending its row errors (the
+        API's dry run reads records one at a time)."""
+        return self.parse_rows([record.line], [record.fields], errors)[0]
+
     def start_reading(self, csv_file: CsvFile, header: Header,
-                      cursor: Mapping[str, Any] | None, width: int | None,
-                      parse: Callable[[Record, list[RowError]], Item | None]) -> int | None:
+                      cursor: Mapping[str, Any] | None, width: int | None) -> int | None:
         """Start the prefetching reader after ``cursor`` (None: after the header).
 
         On a first start, counts the records (the progress total; returned) and raises
@@ -313,7 +338,8 @@ class TaskWork(Generic[P, Item]):
             start = header.end
         else:
             start = Position.from_json(dict(cursor))
-        self._prefetch = Prefetcher(csv_file.records(start, width), parse, self.stop, start)
+        self._prefetch = Prefetcher(csv_file.batches(start, width), self.parse_rows, self.stop,
+                                    start)
         return total
 
     def close(self) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from longtask.runner.csvsource import Record
 from longtask.runner.engine import ChunkResult, Cursor, RowError
 from longtask.runner.tasks import common
 
@@ -41,24 +40,28 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
         self._members = (None if p.member_phones_column is None else common.column_of(
             p.member_phones_column, index, "member phones", info.filename))
         width = len(header.names) if p.has_header else None
-        return self.start_reading(csv_file, header, cursor, width, self.parse)
+        return self.start_reading(csv_file, header, cursor, width)
 
 
-    def parse(self, record: Record, errors: list[RowError]) -> tuple[str, str, list[str]] | None:
-        """(team, manager E.164, member E.164s) of a readable record, or None with its row
-        errors appended. Used by the reading thread and by the API's dry run."""
-        fields = record.fields
-        assert fields is not None
+    def parse_rows(self, lines: list[int], rows: list[list[str] | None],
+                   errors: list[RowError]) -> list[tuple[str, str, list[str]] | None]:
+        """(team, manager E.164, member E.164s) of each readable row, None for the others,
+        appending their row errors."""
+        return [None if fields is None else self._parse_row(line, fields, errors)
+                for line, fields in zip(lines, rows, strict=True)]
+
+    def _parse_row(self, line: int, fields: list[str],
+                   errors: list[RowError]) -> tuple[str, str, list[str]] | None:
         p = self.params
         team = " ".join(common.cell(fields, self._team).split())
         if not team:
-            errors.append(RowError(record.line, "the team name is blank", p.team_column))
+            errors.append(RowError(line, "the team name is blank", p.team_column))
             return None
         raw_manager = common.cell(fields, self._manager)
         try:
             manager = normalize_phone(raw_manager, p.default_region)
         except InvalidValue as exc:
-            errors.append(RowError(record.line, exc.reason, p.manager_phone_column, raw_manager))
+            errors.append(RowError(line, exc.reason, p.manager_phone_column, raw_manager))
             return None
         members: list[str] = []
         if self._members is not None:
@@ -67,7 +70,7 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
                 members = [m for m in parse_member_phones(raw_members, p.default_region)
                            if m != manager]
             except InvalidValue as exc:
-                errors.append(RowError(record.line, exc.reason, p.member_phones_column,
+                errors.append(RowError(line, exc.reason, p.member_phones_column,
                                        raw_members))
                 return None
         return team, manager, members
@@ -75,22 +78,21 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
         assert self._prefetch is not None, "open() first"
         batch = self._prefetch.take(limit)
-        errors: list[RowError] = []
+        errors = batch.errors
         rows: dict[str, tuple[int, str, list[str]]] = {}
-        for parsed in batch.records:
-            errors.extend(parsed.errors)
-            if parsed.item is None:
+        for line, item in zip(batch.lines, batch.items, strict=True):
+            if item is None:
                 continue
-            team, manager, members = parsed.item
+            team, manager, members = item
             if team in rows:
-                errors.append(RowError(parsed.line, f"team {team!r} appears again; first on "
+                errors.append(RowError(line, f"team {team!r} appears again; first on "
                                        f"line {rows[team][0]}", self.params.team_column, team))
                 continue
-            rows[team] = (parsed.line, manager, members)
+            rows[team] = (line, manager, members)
         self.stop.check()
         if rows:
             self._write(cur, rows, errors)
-        return ChunkResult(rows=len(batch.records), cursor=batch.end.to_json(),
+        return ChunkResult(rows=len(batch), cursor=batch.end.to_json(),
                            exhausted=batch.exhausted, errors=errors)
 
     def _write(self, cur: Cursor, rows: dict[str, tuple[int, str, list[str]]],
