@@ -320,14 +320,13 @@ class Engine:
         conn = self.conn
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT clock_timestamp()")
-                chunk_started_at = cur.fetchone()[0]  # type: ignore[index]
                 cur.execute(
-                    f"SELECT epoch, rate_limit, row_errors, {c.done}, {c.total}, hold "
-                    "FROM longtask.tasks WHERE uid = %s FOR UPDATE",
+                    f"SELECT clock_timestamp(), epoch, rate_limit, row_errors, {c.done}, "
+                    f"{c.total}, hold FROM longtask.tasks WHERE uid = %s FOR UPDATE",
                     (self.uid,),
                 )
-                epoch, rate_limit, row_errors, done, total, hold = cur.fetchone()  # type: ignore[misc]
+                (chunk_started_at, epoch, rate_limit, row_errors, done, total,
+                 hold) = cur.fetchone()  # type: ignore[misc]
                 if epoch != self.epoch:
                     raise Fenced(f"lease lost: epoch {epoch} is newer than this runner's "
                                  f"{self.epoch}")
@@ -335,7 +334,6 @@ class Engine:
                     self.stop.request(f"the task was held ({hold})", cancel=False)
                     raise Stopped(self.stop.reason or "held")
                 result = work.chunk(cur, size)
-                seq = self._next_seq(cur)
                 stored = self._store_errors(cur, result.errors, row_errors)
                 new_done = done + result.rows
                 new_errors = row_errors + len(result.errors)
@@ -356,7 +354,9 @@ class Engine:
                         "again"
                     )
                 end_status = "failed" if failure else "succeeded" if finished else None
+                # The checkpoint and the chunk's own record, in one round trip.
                 cur.execute(
+                    "WITH checkpoint AS ("
                     f"UPDATE longtask.tasks SET {c.cursor} = %s, {c.done} = %s, "
                     "row_errors = %s, chunks = chunks + 1, rate_per_second = %s, "
                     "eta_seconds = %s, heartbeat_at = clock_timestamp(), "
@@ -366,22 +366,23 @@ class Engine:
                     + (f", {c.status} = %s, message = %s, "
                        + ("finished_at" if self.mode == "run" else "rollback_finished_at")
                        + " = clock_timestamp()" if end_status else "")
-                    + " WHERE uid = %s",
+                    + " WHERE uid = %s RETURNING uid) "
+                    "INSERT INTO longtask.chunks (task_uid, mode, seq, epoch, rows, row_errors, "
+                    "started_at, commit_requested_at) "
+                    "SELECT uid, %s, coalesce((SELECT max(seq) FROM longtask.chunks "
+                    "  WHERE task_uid = %s AND mode = %s), 0) + 1, "
+                    "%s, %s, %s, %s, clock_timestamp() FROM checkpoint RETURNING seq",
                     (
                         psycopg2.extras.Json(dict(result.cursor)), new_done, new_errors,
                         self._rate, eta,
                         *((result.conflicts,) if self.mode == "rollback" else ()),
                         *((end_status, failure) if end_status else ()),
                         self.uid,
+                        self.mode, self.uid, self.mode, self.epoch, result.rows,
+                        len(result.errors), chunk_started_at,
                     ),
                 )
-                cur.execute(
-                    "INSERT INTO longtask.chunks (task_uid, mode, seq, epoch, rows, row_errors, "
-                    "started_at, commit_requested_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
-                    (self.uid, self.mode, seq, self.epoch, result.rows, len(result.errors),
-                     chunk_started_at),
-                )
+                seq = cur.fetchone()[0]  # type: ignore[index]
             # The last moment a stop can keep this chunk from being written.
             self.stop.check()
             conn.commit()
@@ -400,14 +401,6 @@ class Engine:
         if failure:
             raise TooManyRowErrors(failure)
         return result, rate_limit
-
-    def _next_seq(self, cur: Cursor) -> int:
-        cur.execute(
-            "SELECT coalesce(max(seq), 0) + 1 FROM longtask.chunks "
-            "WHERE task_uid = %s AND mode = %s",
-            (self.uid, self.mode),
-        )
-        return int(cur.fetchone()[0])  # type: ignore[index]
 
     def _store_errors(self, cur: Cursor, errors: list[RowError], already: int) -> int:
         room = max(0, self.settings.max_stored_row_errors - already)

@@ -175,6 +175,8 @@ class _Parsed(Generic[T]):
 
 
 _END = object()
+READ_BATCH_ROWS = 512
+"""Records read and parsed at a time by the reading thread."""
 
 
 class Prefetcher(Generic[T]):
@@ -214,6 +216,7 @@ class Prefetcher(Generic[T]):
                     return
                 errors = [RowError(batch.lines[i], why) for i, why in batch.problems.items()]
                 items = self._parse(batch.lines, batch.rows, errors)
+                batch.rows = []  # the fields are parsed; only lines and cursors are kept
                 if errors:
                     errors.sort(key=lambda e: e.line)
                 self._put(_Parsed(batch, items, errors))
@@ -338,8 +341,11 @@ class TaskWork(Generic[P, Item]):
             start = header.end
         else:
             start = Position.from_json(dict(cursor))
-        self._prefetch = Prefetcher(csv_file.batches(start, width), self.parse_rows, self.stop,
-                                    start)
+        # Read up to two of the largest chunks ahead, so the next chunk is parsed by the
+        # time the database has written this one.
+        depth = max(4, -(-2 * self.settings.chunk_max_rows // READ_BATCH_ROWS))
+        self._prefetch = Prefetcher(csv_file.batches(start, width, READ_BATCH_ROWS),
+                                    self.parse_rows, self.stop, start, depth=depth)
         return total
 
     def close(self) -> None:

@@ -74,7 +74,9 @@ def test_interrupted_upload_ends_identical_to_an_uninterrupted_one(db, db_url, u
     reference = s.task("BaselineUpload", {"form": "reference", "fileId": uploads})
     assert s.run_inline(db_url, reference) == constants.EXIT_DONE
 
-    task = s.task("BaselineUpload", {"form": "chaos", "fileId": uploads})
+    # Throttled so that two dozen interruptions land before the end (the runner loads this
+    # file unthrottled in a couple of seconds); throttled chunks are small, so more commits.
+    task = s.task("BaselineUpload", {"form": "chaos", "fileId": uploads}, rate_limit=5000)
     rng = random.Random(20261130)
     terms = kills = 0
     deadline = time.monotonic() + 480
