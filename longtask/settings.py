@@ -27,7 +27,9 @@ class RunnerSettings(BaseSettings):
     # both how long a pause waits and how much work a stop throws away.
     chunk_target_seconds: float = Field(default=0.25, gt=0, le=5)
     chunk_min_rows: int = Field(default=50, ge=1)
-    chunk_max_rows: int = Field(default=20_000, ge=1)
+    # The time target sets the size; this cap only stops a runaway. An export streams up to
+    # ~300k rows/s, and COPY TO in 20k-row pieces ran a fifth slower than in 100k-row ones.
+    chunk_max_rows: int = Field(default=100_000, ge=1)
     chunk_initial_rows: int = Field(default=500, ge=1)
     # Upper bound on one CSV field and one physical record, in characters; longer is a row
     # error, so memory stays bounded whatever the file holds.

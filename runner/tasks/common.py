@@ -177,6 +177,10 @@ class _Parsed(Generic[T]):
 _END = object()
 READ_BATCH_ROWS = 512
 """Records read and parsed at a time by the reading thread."""
+READ_AHEAD_ROWS = 40_960
+"""Parsed records that may wait for the writing thread: two chunks of a quarter second at
+the fastest upload rate seen (~80k rows/s), so the next chunk is ready when the database
+has written this one; about 25 MB of rendered rows at most."""
 
 
 class Prefetcher(Generic[T]):
@@ -341,11 +345,9 @@ class TaskWork(Generic[P, Item]):
             start = header.end
         else:
             start = Position.from_json(dict(cursor))
-        # Read up to two of the largest chunks ahead, so the next chunk is parsed by the
-        # time the database has written this one.
-        depth = max(4, -(-2 * self.settings.chunk_max_rows // READ_BATCH_ROWS))
         self._prefetch = Prefetcher(csv_file.batches(start, width, READ_BATCH_ROWS),
-                                    self.parse_rows, self.stop, start, depth=depth)
+                                    self.parse_rows, self.stop, start,
+                                    depth=READ_AHEAD_ROWS // READ_BATCH_ROWS)
         return total
 
     def close(self) -> None:
