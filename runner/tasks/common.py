@@ -174,7 +174,6 @@ class _Parsed(Generic[T]):
     taken: int = 0
 
 
-_END = object()
 READ_BATCH_ROWS = 512
 """Records read and parsed at a time by the reading thread."""
 READ_AHEAD_ROWS = 40_960
@@ -182,12 +181,76 @@ READ_AHEAD_ROWS = 40_960
 the fastest upload rate seen (~80k rows/s), so the next chunk is ready when the database
 has written this one; about 25 MB of rendered rows at most."""
 
+_END = object()
+
+
+class ReadAhead(Generic[T]):
+    """Runs the iterator ``items`` in a thread of its own, at most ``depth`` items ahead.
+
+    A task's reading (files, rows to export) goes on while the writing thread has the
+    database store the previous chunk (psycopg2 releases the GIL while a statement runs),
+    so Python and PostgreSQL work side by side. The thread ends at the iterator's end, at a
+    stop, or at :meth:`close`; an exception it meets is raised by :meth:`next`.
+    """
+
+    def __init__(self, items: Iterator[T], stop: StopToken, *, depth: int,
+                 name: str = "longtask-read-ahead") -> None:
+        self._items = items
+        self._stop = stop
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._closed = threading.Event()
+        self.finished = False
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if self._closed.is_set() or self._stop.is_set():
+                    return
+                self._put(item)
+            self._put(_END)
+        except _Closed:
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            with contextlib.suppress(_Closed):
+                self._put(exc)
+
+    def _put(self, obj: object) -> None:
+        while True:
+            try:
+                self._queue.put(obj, timeout=0.05)
+                return
+            except queue.Full:
+                if self._closed.is_set() or self._stop.is_set():
+                    raise _Closed from None
+
+    def next(self) -> T | None:
+        """The next item, waiting for it; None at the end. Raises :class:`Stopped` on a
+        stop, and the reading thread's exception if it met one."""
+        while not self.finished:
+            try:
+                got = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                self._stop.check()
+                continue
+            if got is _END:
+                self.finished = True
+                break
+            if isinstance(got, BaseException):
+                raise got
+            return got  # type: ignore[return-value]
+        return None
+
+    def close(self) -> None:
+        """Stop the reading thread and wait for it (a second at most)."""
+        self._closed.set()
+        self._thread.join(timeout=1)
+
 
 class Prefetcher(Generic[T]):
-    """Reads and parses records in a thread of its own, ahead of the chunk being written.
+    """Reads and parses records ahead of the chunk being written (a :class:`ReadAhead`).
 
-    The database does a chunk's writes while this thread parses the next one (psycopg2
-    releases the GIL while a statement runs), so Python and PostgreSQL work side by side.
     Records are read and parsed a :class:`RecordBatch` at a time (column by column where
     the task type can); at most ``depth`` batches wait, bounding memory.
     """
@@ -201,66 +264,31 @@ class Prefetcher(Generic[T]):
         *,
         depth: int = 16,
     ) -> None:
-        self._batches = batches
         self._parse = parse
         self._stop = stop
         self._end = start
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._pending: _Parsed[T] | None = None
-        self._closed = threading.Event()
-        self._finished = False
-        self._thread = threading.Thread(target=self._produce, name="longtask-prefetch",
-                                        daemon=True)
-        self._thread.start()
+        self._ahead = ReadAhead(self._parsed(batches), stop, depth=depth,
+                                name="longtask-prefetch")
 
-    def _produce(self) -> None:
-        try:
-            for batch in self._batches:
-                if self._closed.is_set() or self._stop.is_set():
-                    return
-                errors = [RowError(batch.lines[i], why) for i, why in batch.problems.items()]
-                items = self._parse(batch.lines, batch.rows, errors)
-                batch.rows = []  # the fields are parsed; only lines and cursors are kept
-                if errors:
-                    errors.sort(key=lambda e: e.line)
-                self._put(_Parsed(batch, items, errors))
-            self._put(_END)
-        except _Closed:
-            return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            self._put_final(exc)
-
-    def _put(self, obj: object) -> None:
-        while True:
-            try:
-                self._queue.put(obj, timeout=0.05)
-                return
-            except queue.Full:
-                if self._closed.is_set() or self._stop.is_set():
-                    raise _Closed from None
-
-    def _put_final(self, obj: object) -> None:
-        with contextlib.suppress(_Closed):
-            self._put(obj)
+    def _parsed(self, batches: Iterator[RecordBatch]) -> Iterator[_Parsed[T]]:
+        for batch in batches:
+            errors = [RowError(batch.lines[i], why) for i, why in batch.problems.items()]
+            items = self._parse(batch.lines, batch.rows, errors)
+            batch.rows = []  # the fields are parsed; only lines and cursors are kept
+            if errors:
+                errors.sort(key=lambda e: e.line)
+            yield _Parsed(batch, items, errors)
 
     def take(self, limit: int) -> Batch[T]:
         """Up to ``limit`` parsed records in file order; raises :class:`Stopped` on a stop."""
         out: Batch[T] = Batch([], [], [], self._end, False)
-        while len(out) < limit and not self._finished:
+        while len(out) < limit:
             if self._pending is None:
-                try:
-                    got = self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    self._stop.check()
-                    continue
-                if got is _END:
-                    self._finished = True
+                self._pending = self._ahead.next()
+                if self._pending is None:
                     break
-                if isinstance(got, BaseException):
-                    raise got
-                self._pending = got  # type: ignore[assignment]
             parsed = self._pending
-            assert parsed is not None
             lines, first = parsed.batch.lines, parsed.taken
             last = min(len(lines), first + limit - len(out))
             out.lines.extend(lines[first:last])
@@ -275,13 +303,12 @@ class Prefetcher(Generic[T]):
             if last == len(lines):
                 self._pending = None
         self._stop.check()
-        out.exhausted = self._finished and self._pending is None
+        out.exhausted = self._ahead.finished and self._pending is None
         return out
 
     def close(self) -> None:
         """Stop the reading thread and wait for it (a second at most)."""
-        self._closed.set()
-        self._thread.join(timeout=1)
+        self._ahead.close()
 
 
 class _Closed(Exception):
