@@ -17,7 +17,8 @@ import csv
 import hashlib
 import io
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2.extensions
@@ -66,6 +67,8 @@ class Export(common.TaskWork[ExportParams, None]):
         self.start, self.end = self.params.bounds()
         self._after: tuple[str, int] | None = None
         self._part = 0
+        self._reader: common.ReadAhead[_Piece] | None = None
+        self._size = 0  # rows per piece, read by the reading thread
 
     def open(self, cursor: Mapping[str, Any] | None) -> int | None:
         conn = self.read_conn
@@ -95,60 +98,93 @@ class Export(common.TaskWork[ExportParams, None]):
             )
             return int(cur.fetchone()[0])  # type: ignore[index]
 
-    def _range(self) -> tuple[sql.Composable, list[Any]]:
+    def _range(self, after: tuple[str, int] | None) -> tuple[sql.Composable, list[Any]]:
         cond: sql.Composable = sql.SQL(
             "form_id = %s AND submitted_at >= %s AND submitted_at < %s"
         )
         args: list[Any] = [self.form_id, self.start, self.end]
-        if self._after is not None:
+        if after is not None:
             cond = sql.SQL("{} AND (submitted_at, id) > (%s::timestamptz, %s)").format(cond)
-            args += list(self._after)
+            args += list(after)
         return cond, args
 
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
-        cond, args = self._range()
-        # The chunk's last row (the cursor it ends on), and the task's time zone for the
-        # rest of the transaction, in one round trip.
-        cur.execute(
-            sql.SQL("SELECT b.submitted_at, b.id FROM (SELECT set_config('TimeZone', %s, true)) "
-                    "AS zone LEFT JOIN LATERAL (SELECT submitted_at, id FROM "
-                    "collect.submissions WHERE {} ORDER BY submitted_at, id OFFSET %s LIMIT 1) "
-                    "AS b ON true").format(cond),
-            [self.params.time_zone, *args, limit - 1],
+        piece = self._next_piece(limit)
+        self.stop.check()
+        if self._part == 0 or piece.rows:
+            data = piece.data
+            if self._part == 0:
+                text = io.StringIO()
+                csv.writer(text, lineterminator="\n").writerow(self.header)
+                data = text.getvalue().encode("utf-8") + data
+            self._part += 1
+            self._store_part(cur, piece.rows, data)
+        self._after = piece.after
+        return ChunkResult(
+            rows=piece.rows,
+            cursor={"after": list(self._after) if self._after else None, "part": self._part},
+            exhausted=piece.exhausted,
         )
-        last = cur.fetchone()
-        boundary = last if last is not None and last[1] is not None else None
+
+    def _next_piece(self, limit: int) -> _Piece:
+        """The rows after the committed cursor, read ahead by a thread on the read connection.
+
+        Pieces are read at the latest ``limit``, so a chunk holds the rows of the limit
+        asked one chunk before: the size follows the engine's time target with a lag of
+        one piece, and the rate limit, which counts the rows actually done, holds.
+        """
+        if self._reader is None:
+            self._reader = common.ReadAhead(self._pieces(self._after, limit), self.stop,
+                                            depth=1, name="longtask-export-read")
+        self._size = limit
+        piece = self._reader.next()
+        assert piece is not None, "the last piece ends the task"
+        return piece
+
+    def _pieces(self, after: tuple[str, int] | None, size: int) -> Iterator[_Piece]:
+        """Consecutive pieces from ``after``; each is one short statement pair on the read
+        connection, outside the writing transaction: the rows are only read."""
+        self._size = size
+        with self.read_conn.cursor() as cur:
+            cur.execute("SELECT set_config('TimeZone', %s, false)", (self.params.time_zone,))
+            while True:
+                piece = self._read_piece(cur, after, self._size)
+                yield piece
+                if piece.exhausted:
+                    return
+                after = piece.after
+
+    def _read_piece(self, cur: Cursor, after: tuple[str, int] | None, size: int) -> _Piece:
+        cond, args = self._range(after)
+        cur.execute(
+            sql.SQL("SELECT submitted_at, id FROM collect.submissions WHERE {} "
+                    "ORDER BY submitted_at, id OFFSET %s LIMIT 1").format(cond),
+            [*args, size - 1],
+        )
+        boundary = cur.fetchone()
         upper: sql.Composable = sql.SQL("")
         upper_args: list[Any] = []
         if boundary is not None:
             upper = sql.SQL(" AND (submitted_at, id) <= (%s::timestamptz, %s)")
             upper_args = [boundary[0], boundary[1]]
-        self.stop.check()
         query = sql.SQL("COPY (SELECT {cols} FROM collect.submissions WHERE {cond}{upper} "
                         "ORDER BY submitted_at, id) TO STDOUT WITH (FORMAT csv)").format(
             cols=self._select, cond=cond, upper=upper)
-        buffer = io.BytesIO()
-        if self._part == 0:
-            text = io.StringIO()
-            csv.writer(text, lineterminator="\n").writerow(self.header)
-            buffer.write(text.getvalue().encode("utf-8"))
-        header_bytes = buffer.tell()
-        cur.copy_expert(cur.mogrify(query, [*args, *upper_args]).decode(), buffer)
-        exhausted = boundary is None
-        with buffer.getbuffer() as data:
-            rows = _count_records(bytes(data[header_bytes:])) if exhausted else limit
-            if len(data):
-                self._part += 1
-                self._store_part(cur, rows, data)
-        if boundary is not None:
-            self._after = (boundary[0].isoformat(), int(boundary[1]))
-        return ChunkResult(
-            rows=rows,
-            cursor={"after": list(self._after) if self._after else None, "part": self._part},
-            exhausted=exhausted,
+        sink = io.BytesIO()
+        cur.copy_expert(cur.mogrify(query, [*args, *upper_args]).decode(), sink)
+        return _Piece(
+            rows=cur.rowcount, data=sink.getvalue(),
+            after=(boundary[0].isoformat(), int(boundary[1])) if boundary else after,
+            exhausted=boundary is None,
         )
 
-    def _store_part(self, cur: Cursor, rows: int, data: memoryview) -> None:
+    def close(self) -> None:
+        """Stop the reading thread, if a chunk started one."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _store_part(self, cur: Cursor, rows: int, data: bytes) -> None:
         """Insert the part with a binary COPY: the CSV bytes go as they are, with no quoting
         for an SQL literal and nothing for the server's parser to scan."""
         digest = hashlib.sha256(data).hexdigest().encode()
@@ -165,6 +201,17 @@ class Export(common.TaskWork[ExportParams, None]):
                         "FROM STDIN (FORMAT binary)", tuple_)
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """Rows read for one chunk: ``rows`` of them as CSV ``data``, the cursor ``after``
+    them, and whether they were the last."""
+
+    rows: int
+    data: bytes
+    after: tuple[str, int] | None
+    exhausted: bool
+
+
 # COPY's binary format (PostgreSQL documentation, "COPY", section "Binary Format"): the
 # signature, flags and header extension length; per tuple the field count, then each field
 # as its length and its bytes (uuid: 16 bytes, bigint and int: big-endian, text: UTF-8).
@@ -172,11 +219,6 @@ _PART_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!II", 0, 0)
 _PART_FIELDS = struct.Struct("!hi16siqiii")  # count; uuid; part; rows; length of data
 _LENGTH = struct.Struct("!i")
 _TRAILER = struct.pack("!h", -1)
-
-
-def _count_records(data: bytes) -> int:
-    """Records in CSV ``data`` (quoted fields may hold newlines)."""
-    return sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8"))))
 
 
 def read_output(conn: psycopg2.extensions.connection, task_uid: Any) -> bytes:
