@@ -176,10 +176,10 @@ class _Parsed(Generic[T]):
 
 READ_BATCH_ROWS = 512
 """Records read and parsed at a time by the reading thread."""
-READ_AHEAD_ROWS = 40_960
+READ_AHEAD_ROWS = 24_576
 """Parsed records that may wait for the writing thread: two chunks of a quarter second at
-the fastest upload rate seen (~80k rows/s), so the next chunk is ready when the database
-has written this one; about 25 MB of rendered rows at most."""
+the upload rates seen (~45k rows/s), so the next chunk is ready when the database has
+written this one; about 15 MB of rendered rows at most."""
 
 _END = object()
 
