@@ -1074,7 +1074,11 @@ def make_column_parser(spec: FieldSpec, *, default_region: str = "IN") -> Column
         return by_cell
 
     def parse_column(cells: Sequence[str]) -> tuple[list[JSONValue], dict[int, str]]:
-        stripped = [c.strip(strip) for c in cells]
+        raw = "".join(cells)
+        if "\u200b" in raw or "\ufeff" in raw:
+            stripped = [c.strip(strip) for c in cells]
+        else:  # the default strip() removes exactly the other characters of _STRIP
+            stripped = list(map(str.strip, cells))
         values = fast(stripped)
         return (values, {}) if values is not None else by_cell(cells)
 

@@ -924,3 +924,12 @@ def test_a_column_reads_as_its_cells_do(cells: list[str], field_type: FieldType,
     values, bad = make_column_parser(spec)(cells)
     assert (values, bad) == (want_values, want_bad)
     assert [type(v) for v in values] == [type(v) for v in want_values]
+
+
+def test_cells_are_stripped_of_every_space_plus_zero_width_space_and_bom() -> None:
+    # make_column_parser relies on it: without U+200B and U+FEFF in a column, str.strip()
+    # removes exactly these characters.
+    from longtask.values import _STRIP
+
+    spaces = {chr(i) for i in range(sys.maxunicode + 1) if chr(i).isspace()}
+    assert set(_STRIP) == spaces | {"\u200b", "\ufeff"}

@@ -18,7 +18,6 @@ Rules (also in the README):
 from __future__ import annotations
 
 import io
-import itertools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -140,18 +139,10 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
                 errors.append(RowError(lines[readable[j]], reason, name, cells[j]))
             names.append(name)
             columns.append(values)
-        dumps = orjson.dumps
-        records = zip(*columns, strict=True) if columns else itertools.repeat((), len(keys))
-        for j, (external_id, record) in enumerate(zip(keys, records, strict=True)):
-            if j in bad:
-                continue
-            if None in record:
-                data = dumps({n: v for n, v in zip(names, record, strict=True) if v is not None})
-            else:
-                data = dumps(dict(zip(names, record, strict=True)))
-            if b"\\" in data:  # JSON escapes every control character but not the backslash
-                data = data.replace(b"\\", b"\\\\")
-            items[readable[j]] = (external_id, _copy_text(external_id) + b"\t" + data)
+        rendered = _render(keys, names, columns, bad)
+        for j, line in enumerate(rendered):
+            if line is not None:
+                items[readable[j]] = (keys[j], line)
         return items
 
     def _ensure_stage(self, cur: Cursor) -> None:
@@ -277,6 +268,60 @@ _COPY_BUFFER = 1 << 20  # bytes handed to libpq at a time: few GIL round trips p
 _COPY_NULL = "\\N"
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _render(keys: list[str], names: list[str], columns: list[list[Any]],
+           bad: set[int]) -> list[bytes | None]:
+    """``external id TAB data as JSON`` in COPY's text format for each row not in ``bad``.
+
+    Blank (None) values are left out of a row's object. A column whose values are all
+    strings, or all numbers and booleans, is encoded by one ``orjson.dumps`` of the whole
+    column, split at the separators no encoded value can hold (inside a JSON string every
+    ``"`` is escaped, so ``","`` only separates); each row is then one ``%`` formatting of a
+    template holding the keys. Other columns are encoded value by value.
+    """
+    dumps = orjson.dumps
+    parts: list[bytes] = []
+    encoded: list[list[bytes]] = []
+    blank: set[int] = set()
+    for name, values in zip(names, columns, strict=True):
+        key = dumps(name).replace(b"%", b"%%") + b":"
+        if None in values:
+            blank.update(j for j, v in enumerate(values) if v is None)
+        kinds = set(map(type, values)) - {type(None)}
+        if kinds <= {str} and values:
+            filled = [v if v is not None else "" for v in values] if None in values else values
+            pieces = dumps(filled)[2:-2].split(b'","')
+            parts.append(key + b'"%s"')
+        elif kinds <= {int, bool} and None not in values and values:
+            pieces = dumps(values)[1:-1].split(b",")
+            parts.append(key + b"%s")
+        else:
+            pieces = [dumps(v) for v in values]
+            parts.append(key + b"%s")
+        if len(pieces) != len(values):  # cannot happen; checked all the same
+            raise AssertionError(f"column {name!r} did not split into its values")
+        encoded.append(pieces)
+    template = b"%s\t{" + b",".join(parts) + b"}"
+    ids = ([_copy_text(k) for k in keys] if _COPY_SPECIAL.search("".join(keys))
+           else [k.encode() for k in keys])
+    rows = zip(ids, *encoded, strict=True) if encoded else ((i,) for i in ids)
+    out: list[bytes | None] = []
+    for j, row in enumerate(rows):
+        if j in bad:
+            out.append(None)
+            continue
+        if j in blank:
+            data = dumps({n: c[j] for n, c in zip(names, columns, strict=True)
+                          if c[j] is not None})
+            line = row[0] + b"\t" + data
+        else:
+            line = template % row
+        if b"\\" in line:  # JSON escapes every control character but not the backslash
+            head, _, data = line.partition(b"\t")
+            line = head + b"\t" + data.replace(b"\\", b"\\\\")
+        out.append(line)
+    return out
 
 
 def _copy_text(value: str) -> bytes:
