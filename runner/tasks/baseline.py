@@ -274,11 +274,11 @@ def _render(keys: list[str], names: list[str], columns: list[list[Any]],
            bad: set[int]) -> list[bytes | None]:
     """``external id TAB data as JSON`` in COPY's text format for each row not in ``bad``.
 
-    Blank (None) values are left out of a row's object. A column whose values are all
-    strings, or all numbers and booleans, is encoded by one ``orjson.dumps`` of the whole
-    column, split at the separators no encoded value can hold (inside a JSON string every
-    ``"`` is escaped, so ``","`` only separates); each row is then one ``%`` formatting of a
-    template holding the keys. Other columns are encoded value by value.
+    Blank (None) values are left out of a row's object. A column of strings none of which
+    holds a ``"``, or of numbers and booleans, is encoded by one ``orjson.dumps`` of the
+    whole column and split at the separators (``","``, ``,``) that no encoded value can
+    then hold; each row is one ``%`` formatting of a template holding the keys. Other
+    columns are encoded value by value.
     """
     dumps = orjson.dumps
     parts: list[bytes] = []
@@ -289,8 +289,8 @@ def _render(keys: list[str], names: list[str], columns: list[list[Any]],
         if None in values:
             blank.update(j for j, v in enumerate(values) if v is None)
         kinds = set(map(type, values)) - {type(None)}
-        if kinds <= {str} and values:
-            filled = [v if v is not None else "" for v in values] if None in values else values
+        filled = [v if v is not None else "" for v in values] if None in values else values
+        if kinds <= {str} and values and '"' not in "".join(filled):
             pieces = dumps(filled)[2:-2].split(b'","')
             parts.append(key + b'"%s"')
         elif kinds <= {int, bool} and None not in values and values:
