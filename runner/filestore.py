@@ -234,7 +234,8 @@ def read_blocks(
         seq += 1
 
 
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+COPY_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+"""The first bytes of ``COPY``'s binary format (PostgreSQL documentation, "COPY")."""
 _COPY_HEADER = struct.Struct("!11sII")  # signature, flags, header extension length
 _COPY_FIELD = struct.Struct("!hi")  # fields in the tuple, length of the first
 
@@ -245,7 +246,7 @@ def _binary_copy_value(buf: memoryview) -> bytes | None:
     Format: PostgreSQL documentation, "COPY", section "Binary Format".
     """
     signature, _flags, extension = _COPY_HEADER.unpack_from(buf)
-    if signature != _COPY_SIGNATURE:
+    if signature != COPY_BINARY_SIGNATURE:
         raise RuntimeError("the server sent COPY data that is not in the binary format")
     at = _COPY_HEADER.size + extension
     fields, length = _COPY_FIELD.unpack_from(buf, at) if len(buf) >= at + 6 else (-1, 0)

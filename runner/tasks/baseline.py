@@ -289,8 +289,8 @@ def _render(keys: list[str], names: list[str], columns: list[list[Any]],
         if None in values:
             blank.update(j for j, v in enumerate(values) if v is None)
         kinds = set(map(type, values)) - {type(None)}
-        filled = [v if v is not None else "" for v in values] if None in values else values
-        if kinds <= {str} and values and '"' not in "".join(filled):
+        if kinds <= {str} and values and '"' not in "".join(filter(None, values)):
+            filled = [v if v is not None else "" for v in values] if None in values else values
             pieces = dumps(filled)[2:-2].split(b'","')
             parts.append(key + b'"%s"')
         elif kinds <= {int, bool} and None not in values and values:

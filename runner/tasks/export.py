@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2.extensions
+from longtask.runner import filestore
 from longtask.runner.engine import ChunkResult, Cursor
 from longtask.runner.errors import TaskFailed
 from longtask.runner.tasks import common
@@ -133,18 +134,18 @@ class Export(common.TaskWork[ExportParams, None]):
         asked one chunk before: the size follows the engine's time target with a lag of
         one piece, and the rate limit, which counts the rows actually done, holds.
         """
-        if self._reader is None:
-            self._reader = common.ReadAhead(self._pieces(self._after, limit), self.stop,
-                                            depth=1, name="longtask-export-read")
         self._size = limit
+        if self._reader is None:
+            self._reader = common.ReadAhead(self._pieces(self._after), self.stop, depth=1,
+                                            name="longtask-export-read")
         piece = self._reader.next()
         assert piece is not None, "the last piece ends the task"
         return piece
 
-    def _pieces(self, after: tuple[str, int] | None, size: int) -> Iterator[_Piece]:
-        """Consecutive pieces from ``after``; each is one short statement pair on the read
-        connection, outside the writing transaction: the rows are only read."""
-        self._size = size
+    def _pieces(self, after: tuple[str, int] | None) -> Iterator[_Piece]:
+        """Consecutive pieces from ``after``, each of the size last asked; each is one short
+        statement pair on the read connection, outside the writing transaction: the rows are
+        only read."""
         with self.read_conn.cursor() as cur:
             cur.execute("SELECT set_config('TimeZone', %s, false)", (self.params.time_zone,))
             while True:
@@ -215,7 +216,7 @@ class _Piece:
 # COPY's binary format (PostgreSQL documentation, "COPY", section "Binary Format"): the
 # signature, flags and header extension length; per tuple the field count, then each field
 # as its length and its bytes (uuid: 16 bytes, bigint and int: big-endian, text: UTF-8).
-_PART_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!II", 0, 0)
+_PART_HEADER = filestore.COPY_BINARY_SIGNATURE + struct.pack("!II", 0, 0)
 _PART_FIELDS = struct.Struct("!hi16siqiii")  # count; uuid; part; rows; length of data
 _LENGTH = struct.Struct("!i")
 _TRAILER = struct.pack("!h", -1)
