@@ -12,4 +12,9 @@ ln -s ../../../operator "$tree/longtask/operator"
 ln -s ../../../api "$tree/longtask/api"
 ln -s ../../devcluster "$tree/devcluster"
 ln -s ../../demo "$tree/demo"
-exec "${PYTHON:-python}" -m mypy "$tree/longtask" "$tree/devcluster" "$tree/demo" "$@"
+# mypy puts its working directory on the import path: run it in the tree, not in the
+# repository root, whose operator/ folder would shadow the standard library's operator.
+python=$(command -v "${PYTHON:-python}")
+[[ $python == /* ]] || python="$PWD/$python"  # a venv's python, kept as it is named
+cd "$tree"
+exec "$python" -m mypy --config-file ../../pyproject.toml longtask devcluster demo "$@"
