@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from itertools import chain, repeat
+from operator import itemgetter
+from typing import Any, cast
 
 import orjson
 import psycopg2.errors
+from longtask.runner.csvsource import RecordBatch
 from longtask.runner.engine import ChunkResult, Cursor, RowError
 from longtask.runner.errors import HeaderError, TaskFailed
 from longtask.runner.tasks import common
@@ -92,36 +95,48 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
         assert self._prefetch is not None, "open() first"
         batch = self._prefetch.take(limit)
         errors = batch.errors
-        rows: dict[str, tuple[int, bytes]] = {}  # external id -> (line, COPY fields)
-        for line, item in zip(batch.lines, batch.items, strict=True):
-            if item is None:
-                continue
-            external_id, data = item
-            if external_id in rows:
-                errors.append(RowError(
-                    line, f"duplicate external id {external_id!r}; first on line "
-                    f"{rows[external_id][0]}", self.params.key_column, external_id))
-                continue
-            rows[external_id] = (line, data)
+        rows = self._first_of_each_id(batch.lines, batch.items, errors)
         self.stop.check()
         if rows:
             self._write(cur, rows, errors)
         return ChunkResult(rows=len(batch), cursor=batch.end.to_json(),
                            exhausted=batch.exhausted, errors=errors)
 
-    def parse_rows(self, lines: list[int], rows: list[list[str] | None],
+    def _first_of_each_id(self, lines: list[int], items: list[tuple[str, bytes] | None],
+                          errors: list[RowError]) -> dict[str, tuple[int, bytes]]:
+        """external id -> (line, COPY fields) of the first row with each id; later rows with
+        the same id become row errors."""
+        if None in items:
+            kept = [(line, item) for line, item in zip(lines, items, strict=True) if item]
+            lines, items = [k[0] for k in kept], [k[1] for k in kept]
+        present = cast("list[tuple[str, bytes]]", items)
+        rows = dict(zip(map(itemgetter(0), present),
+                        zip(lines, map(itemgetter(1), present), strict=True), strict=True))
+        if len(rows) == len(present):
+            return rows  # the common case: no id twice
+        rows = {}
+        for line, (external_id, data) in zip(lines, present, strict=True):
+            if external_id in rows:
+                errors.append(RowError(
+                    line, f"duplicate external id {external_id!r}; first on line "
+                    f"{rows[external_id][0]}", self.params.key_column, external_id))
+                continue
+            rows[external_id] = (line, data)
+        return rows
+
+    def parse_rows(self, batch: RecordBatch,
                    errors: list[RowError]) -> list[tuple[str, bytes] | None]:
         """(external id, ``external id TAB data as JSON`` in COPY's text format) of each
-        readable row, None for the others, appending their row errors; column by column."""
-        readable = [i for i, fields in enumerate(rows) if fields is not None]
-        items: list[tuple[str, bytes] | None] = [None] * len(rows)
+        readable record, None for the others, appending their row errors; column by
+        column."""
+        readable, table = batch.columns()
+        items: list[tuple[str, bytes] | None] = [None] * len(batch)
         if not readable:
             return items
-        # Records come width-checked (csvsource), so every position is in range.
-        table = list(zip(*(rows[i] for i in readable), strict=True))
+        lines = batch.lines
         bad: set[int] = set()  # positions in ``readable``
         key_name = self.params.key_column
-        keys = [k.strip() for k in table[self._key_position]]
+        keys = list(map(str.strip, table[self._key_position]))
         if "" in keys or "\x00" in "".join(keys):
             for j, k in enumerate(keys):
                 if not k or "\x00" in k:
@@ -140,6 +155,8 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
             names.append(name)
             columns.append(values)
         rendered = _render(keys, names, columns, bad)
+        if not bad and len(readable) == len(items):
+            return list(zip(keys, rendered, strict=True))  # type: ignore[arg-type]
         for j, line in enumerate(rendered):
             if line is not None:
                 items[readable[j]] = (keys[j], line)
@@ -202,13 +219,12 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
         cur.execute("SAVEPOINT baseline_copy")
         prefix = f"{self.org_id}\t{self.form_id}\t".encode()
         suffix = f"\t{self.task.uid}\n".encode()
-        lines: list[bytes] = []
-        for _line, fields in rows.values():
-            lines += (prefix, fields, suffix)
+        text = b"".join(chain.from_iterable(zip(
+            repeat(prefix), map(itemgetter(1), rows.values()), repeat(suffix))))
         try:
             cur.copy_expert(
                 "COPY collect.baseline_records (organization_id, form_id, external_id, "
-                "data, task_uid) FROM STDIN", io.BytesIO(b"".join(lines)), size=_COPY_BUFFER)
+                "data, task_uid) FROM STDIN", io.BytesIO(text), size=_COPY_BUFFER)
         except psycopg2.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT baseline_copy")
             cur.execute("RELEASE SAVEPOINT baseline_copy")
@@ -271,61 +287,75 @@ _COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def _render(keys: list[str], names: list[str], columns: list[list[Any]],
-           bad: set[int]) -> list[bytes | None]:
+            bad: set[int]) -> list[bytes | None]:
     """``external id TAB data as JSON`` in COPY's text format for each row not in ``bad``.
 
-    Blank (None) values are left out of a row's object. A column of strings none of which
-    holds a ``"``, or of numbers and booleans, is encoded by one ``orjson.dumps`` of the
-    whole column and split at the separators (``","``, ``,``) that no encoded value can
-    then hold; each row is one ``%`` formatting of a template holding the keys. Other
-    columns are encoded value by value.
+    Blank (None) values are left out of a row's object. The rows are built as text a
+    column at a time: a column of strings none of which holds a character that JSON or
+    COPY escapes is used as it is (between quotes); a column of integers is written by
+    ``str``; other values are encoded by ``orjson``, their backslashes doubled for COPY.
+    Then one join interleaves the columns with the text between them (keys, quotes), one
+    encode makes the bytes and one split the rows. Rows with a blank value are then encoded
+    whole.
     """
     dumps = orjson.dumps
-    parts: list[bytes] = []
-    encoded: list[list[bytes]] = []
+    # A row: glue[0] id glue[1] value glue[2] ... glue[-1] (which ends with a line end).
+    glue = ["\t{"]
+    texts: list[list[str]] = []
     blank: set[int] = set()
     for name, values in zip(names, columns, strict=True):
-        key = dumps(name).replace(b"%", b"%%") + b":"
-        if None in values:
-            blank.update(j for j, v in enumerate(values) if v is None)
-        kinds = set(map(type, values)) - {type(None)}
-        if kinds <= {str} and values and '"' not in "".join(filter(None, values)):
-            filled = [v if v is not None else "" for v in values] if None in values else values
-            pieces = dumps(filled)[2:-2].split(b'","')
-            parts.append(key + b'"%s"')
-        elif kinds <= {int, bool} and None not in values and values:
-            pieces = dumps(values)[1:-1].split(b",")
-            parts.append(key + b"%s")
+        key = _copy_json(dumps(name)).decode() + ":"
+        quote, filled = "", values
+        try:  # the common case: a column of strings, none blank
+            joined: str | None = "".join(values)
+        except TypeError:
+            joined = None
+        if joined is None:
+            kinds = set(map(type, values))
+            if type(None) in kinds:
+                blank.update(j for j, v in enumerate(values) if v is None)
+                filled = [v if v is not None else "" for v in values]
+            if kinds <= {str, type(None)}:
+                joined = "".join(filled)
+        if joined is not None and not _JSON_SPECIAL.search(joined):
+            pieces, quote = filled, '"'
+        elif joined is None and kinds == {int}:
+            pieces = list(map(str, values))
         else:
-            pieces = [dumps(v) for v in values]
-            parts.append(key + b"%s")
-        if len(pieces) != len(values):  # cannot happen; checked all the same
-            raise AssertionError(f"column {name!r} did not split into its values")
-        encoded.append(pieces)
-    template = b"%s\t{" + b",".join(parts) + b"}"
-    ids = ([_copy_text(k) for k in keys] if _COPY_SPECIAL.search("".join(keys))
-           else [k.encode() for k in keys])
-    rows = zip(ids, *encoded, strict=True) if encoded else ((i,) for i in ids)
-    out: list[bytes | None] = []
-    for j, row in enumerate(rows):
-        if j in bad:
-            out.append(None)
-            continue
-        if j in blank:
-            data = dumps({n: c[j] for n, c in zip(names, columns, strict=True)
-                          if c[j] is not None})
-            line = row[0] + b"\t" + data
-        else:
-            line = template % row
-        if b"\\" in line:  # JSON escapes every control character but not the backslash
-            head, _, data = line.partition(b"\t")
-            line = head + b"\t" + data.replace(b"\\", b"\\\\")
-        out.append(line)
+            pieces = [_copy_json(dumps(v)).decode() for v in values]
+        glue[-1] += ("," if texts else "") + key + quote
+        glue.append(quote)
+        texts.append(pieces)
+    glue[-1] += "}\n"
+    ids = [_copy_text(k) for k in keys] if _COPY_SPECIAL.search("".join(keys)) else keys
+    streams: list[Iterable[str]] = [ids]
+    for between, pieces in zip(glue[:-1], texts, strict=True):
+        streams += (repeat(between), pieces)
+    streams.append(repeat(glue[-1]))
+    # The ids end the zip; the glue repeats. No raw line end is left inside a row: JSON and
+    # COPY escape them, and a plain column holds none.
+    text = "".join(chain.from_iterable(zip(*streams, strict=False)))
+    out = cast("list[bytes | None]", text.encode().split(b"\n"))
+    out.pop()
+    for j in blank - bad:
+        data = dumps({n: c[j] for n, c in zip(names, columns, strict=True) if c[j] is not None})
+        out[j] = ids[j].encode() + b"\t" + _copy_json(data)
+    for j in bad:
+        out[j] = None
     return out
 
 
-def _copy_text(value: str) -> bytes:
-    """``value`` in COPY's text format: UTF-8, backslash, tab and line ends escaped."""
+_JSON_SPECIAL = re.compile(r'["\\\x00-\x1f]')
+"""What JSON escapes in a string (RFC 8259, section 7); COPY's specials are among them."""
+
+
+def _copy_json(encoded: bytes) -> bytes:
+    """JSON text ready for COPY's text format: its backslashes doubled."""
+    return encoded.replace(b"\\", b"\\\\") if b"\\" in encoded else encoded
+
+
+def _copy_text(value: str) -> str:
+    """``value`` in COPY's text format: backslash, tab and line ends escaped."""
     if _COPY_SPECIAL.search(value):
         value = _COPY_SPECIAL.sub(lambda m: _COPY_ESCAPES[m[0]], value)
-    return value.encode()
+    return value

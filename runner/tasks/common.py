@@ -140,9 +140,9 @@ def cell(fields: Sequence[str], position: int) -> str:
 
 T = TypeVar("T")
 
-RowsParser = Callable[[list[int], list["list[str] | None"], list[RowError]], list["T | None"]]
-"""``parse(lines, rows, errors)``: the item to write for each row (None for a bad row or an
-unreadable one, whose ``rows`` entry is None), appending the row errors it finds."""
+RowsParser = Callable[[RecordBatch, list[RowError]], list["T | None"]]
+"""``parse(batch, errors)``: the item to write for each record of ``batch`` (None for a bad
+row or an unreadable one), appending the row errors it finds."""
 
 
 @dataclass
@@ -274,8 +274,8 @@ class Prefetcher(Generic[T]):
     def _parsed(self, batches: Iterator[RecordBatch]) -> Iterator[_Parsed[T]]:
         for batch in batches:
             errors = [RowError(batch.lines[i], why) for i, why in batch.problems.items()]
-            items = self._parse(batch.lines, batch.rows, errors)
-            batch.rows = []  # the fields are parsed; only lines and cursors are kept
+            items = self._parse(batch, errors)
+            batch.release()  # the fields are parsed; only lines and cursors are kept
             if errors:
                 errors.sort(key=lambda e: e.line)
             yield _Parsed(batch, items, errors)
@@ -346,16 +346,17 @@ class TaskWork(Generic[P, Item]):
         limit = getattr(self.params, "max_row_errors", None)
         return None if limit is None else int(limit)
 
-    def parse_rows(self, lines: list[int], rows: list[list[str] | None],
-                   errors: list[RowError]) -> list[Item | None]:
-        """What to write for each row (a :data:`RowsParser`); task types that read files
-        override it."""
+    def parse_rows(self, batch: RecordBatch, errors: list[RowError]) -> list[Item | None]:
+        """What to write for each record of ``batch`` (a :data:`RowsParser`); task types
+        that read files override it."""
         raise NotImplementedError
 
     def parse(self, record: Record, errors: list[RowError]) -> Item | None:
         """One readable record through :meth:`parse_rows`, appending its row errors (the
         API's dry run reads records one at a time)."""
-        return self.parse_rows([record.line], [record.fields], errors)[0]
+        batch = RecordBatch(record.end.record - 1, [record.line],
+                            [(record.end.offset, record.end.line)], [record.fields])
+        return self.parse_rows(batch, errors)[0]
 
     def start_reading(self, csv_file: CsvFile, header: Header,
                       cursor: Mapping[str, Any] | None, width: int | None) -> int | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from longtask.runner.csvsource import RecordBatch
 from longtask.runner.engine import ChunkResult, Cursor, RowError
 from longtask.runner.tasks import common
 
@@ -43,12 +44,12 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
         return self.start_reading(csv_file, header, cursor, width)
 
 
-    def parse_rows(self, lines: list[int], rows: list[list[str] | None],
+    def parse_rows(self, batch: RecordBatch,
                    errors: list[RowError]) -> list[tuple[str, str, list[str]] | None]:
-        """(team, manager E.164, member E.164s) of each readable row, None for the others,
-        appending their row errors."""
+        """(team, manager E.164, member E.164s) of each readable record, None for the
+        others, appending their row errors."""
         return [None if fields is None else self._parse_row(line, fields, errors)
-                for line, fields in zip(lines, rows, strict=True)]
+                for line, fields in zip(batch.lines, batch.rows, strict=True)]
 
     def _parse_row(self, line: int, fields: list[str],
                    errors: list[RowError]) -> tuple[str, str, list[str]] | None:
