@@ -31,6 +31,10 @@ class RunnerSettings(BaseSettings):
     # ~300k rows/s, and COPY TO in 20k-row pieces ran a fifth slower than in 100k-row ones.
     chunk_max_rows: int = Field(default=100_000, ge=1)
     chunk_initial_rows: int = Field(default=500, ge=1)
+    # An export copies up to this many pieces at once, each on a read connection of its
+    # own, and commits them in order: a COPY TO is one server process's work, and two at
+    # once ran 1.6 times as fast on two cores. 1: the task's one read connection reads.
+    export_read_connections: int = Field(default=2, ge=1, le=8)
     # Upper bound on one CSV field and one physical record, in characters; longer is a row
     # error, so memory stays bounded whatever the file holds.
     max_field_chars: int = Field(default=131_072, ge=1024)

@@ -12,6 +12,7 @@ moment: the handler sets the stop token, which cancels the statement in flight.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -96,7 +97,8 @@ def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
         register(conn, task)
         engine = Engine(conn, task.uid, mode, stop=stop, holder=holder, settings=settings)
         record = engine.acquire()
-        work = build_work(task, mode, read_conn, stop, settings)
+        work = build_work(task, mode, read_conn, stop, settings,
+                          connect=functools.partial(_read_connection, url, mode))
         engine.run(work, record)
         log.info("task_complete", extra={"task": str(task.uid), "mode": mode})
         return constants.EXIT_DONE
@@ -121,6 +123,13 @@ def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
         for c in (conn, read_conn):
             if c is not None:
                 c.close()
+
+
+def _read_connection(url: str, mode: Mode, purpose: str) -> Any:
+    """A new autocommit connection for reading, named ``longtask-runner-<mode>-<purpose>``."""
+    conn = connect(url, application_name=f"longtask-runner-{mode}-{purpose}")
+    conn.autocommit = True
+    return conn
 
 
 def _record_early_failure(conn: Any, uid: uuid.UUID, mode: Mode, message: str) -> None:

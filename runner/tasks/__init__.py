@@ -7,6 +7,7 @@ from typing import Any
 from longtask.runner.engine import Mode, StopToken, TaskDefinition, Work
 from longtask.runner.errors import TaskFailed
 from longtask.runner.rollback import DeleteInserted, DeleteOwned, RestoreJournal, Rollback, Step
+from longtask.runner.tasks.common import Connector
 
 from longtask import tasktypes
 from longtask.settings import RunnerSettings
@@ -32,8 +33,10 @@ def build_work(
     read_conn: Any,
     stop: StopToken,
     settings: RunnerSettings,
+    connect: Connector | None = None,
 ) -> Work:
-    """The :class:`Work` doing ``mode`` for ``task``.
+    """The :class:`Work` doing ``mode`` for ``task``; ``connect`` opens more read
+    connections (see :class:`~longtask.runner.tasks.common.TaskWork`).
 
     Raises :class:`TaskFailed` when the type is unknown or its params do not fit its schema.
     """
@@ -50,7 +53,7 @@ def build_work(
     if isinstance(params, tasktypes.ExportParams):
         from longtask.runner.tasks.export import Export
 
-        return Export(task, params, read_conn, stop, settings)
+        return Export(task, params, read_conn, stop, settings, connect=connect)
     if isinstance(params, tasktypes.BulkTeamCreateParams):
         from longtask.runner.tasks.teams import BulkTeamCreate
 

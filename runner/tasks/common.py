@@ -20,6 +20,9 @@ from longtask.settings import RunnerSettings
 from longtask.values import FieldSpec, FieldType, normalize_header
 
 Connection = psycopg2.extensions.connection
+Connector = Callable[[str], Connection]
+"""``connect(purpose)``: a new autocommit connection to the task's database, for reading
+only; ``purpose`` goes into its application name."""
 
 
 
@@ -190,7 +193,8 @@ class ReadAhead(Generic[T]):
     A task's reading (files, rows to export) goes on while the writing thread has the
     database store the previous chunk (psycopg2 releases the GIL while a statement runs),
     so Python and PostgreSQL work side by side. The thread ends at the iterator's end, at a
-    stop, or at :meth:`close`; an exception it meets is raised by :meth:`next`.
+    stop, or at :meth:`close`, and then closes the iterator (a generator's ``finally``
+    runs); an exception it meets is raised by :meth:`next`.
     """
 
     def __init__(self, items: Iterator[T], stop: StopToken, *, depth: int,
@@ -215,6 +219,10 @@ class ReadAhead(Generic[T]):
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             with contextlib.suppress(_Closed):
                 self._put(exc)
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:  # a generator's own clean-up runs here, in this thread
+                close()
 
     def _put(self, obj: object) -> None:
         while True:
@@ -323,6 +331,8 @@ class TaskWork(Generic[P, Item]):
     """Base of every task type's run: what each is given, and its prefetching reader.
 
     ``P`` is the type's parameter model; ``Item`` what its reader parses a record into.
+    ``connect`` opens more read connections, for a type that reads on several at once
+    (None: only ``read_conn``).
     """
 
     def __init__(
@@ -332,12 +342,15 @@ class TaskWork(Generic[P, Item]):
         read_conn: Connection,
         stop: StopToken,
         settings: RunnerSettings,
+        *,
+        connect: Connector | None = None,
     ) -> None:
         self.task = task
         self.params = params
         self.read_conn = read_conn
         self.stop = stop
         self.settings = settings
+        self.connect = connect
         self._prefetch: Prefetcher[Item] | None = None
 
     @property

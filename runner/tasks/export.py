@@ -13,14 +13,19 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import struct
-from collections.abc import Iterator, Mapping
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2
 import psycopg2.extensions
 from longtask.runner import filestore
 from longtask.runner.engine import ChunkResult, Cursor
@@ -69,6 +74,7 @@ class Export(common.TaskWork[ExportParams, None]):
         self._after: tuple[str, int] | None = None
         self._part = 0
         self._reader: common.ReadAhead[_Piece] | None = None
+        self._copiers: _Copiers | None = None
         self._size = 0  # rows per piece, read by the reading thread
 
     def open(self, cursor: Mapping[str, Any] | None) -> int | None:
@@ -143,45 +149,76 @@ class Export(common.TaskWork[ExportParams, None]):
         return piece
 
     def _pieces(self, after: tuple[str, int] | None) -> Iterator[_Piece]:
-        """Consecutive pieces from ``after``, each of the size last asked; each is one short
-        statement pair on the read connection, outside the writing transaction: the rows are
-        only read."""
-        with self.read_conn.cursor() as cur:
-            cur.execute("SELECT set_config('TimeZone', %s, false)", (self.params.time_zone,))
-            while True:
-                piece = self._read_piece(cur, after, self._size)
-                yield piece
-                if piece.exhausted:
-                    return
-                after = piece.after
+        """Consecutive pieces from ``after``, each of the size last asked, read outside the
+        writing transaction (the rows are only read).
 
-    def _read_piece(self, cur: Cursor, after: tuple[str, int] | None, size: int) -> _Piece:
+        Each piece's last row is found on the read connection (an index-only scan); the
+        piece itself is copied there too, or, with ``export_read_connections`` above 1 and
+        a way to connect, by up to that many copiers at once, handed out in order.
+        """
+        with self.read_conn.cursor() as cur:
+            self._set_time_zone(cur)
+            workers = self.settings.export_read_connections
+            if self.connect is None or workers <= 1:
+                while True:
+                    last = self._last_row(cur, after, self._size)
+                    yield self._copy_piece(cur, after, last)
+                    if last is None:
+                        return
+                    after = last
+            self._copiers = _Copiers(self.connect, workers, self._set_time_zone)
+            pending: deque[Future[_Piece]] = deque()
+            try:
+                while True:
+                    while after is not _DONE and len(pending) < workers:
+                        last = self._last_row(cur, after, self._size)
+                        pending.append(self._copiers.submit(self._copy_piece, after, last))
+                        after = _DONE if last is None else last
+                    if not pending:
+                        return
+                    yield pending.popleft().result()
+            finally:
+                self._copiers.close()
+
+    def _set_time_zone(self, cur: Cursor) -> None:
+        cur.execute("SELECT set_config('TimeZone', %s, false)", (self.params.time_zone,))
+
+    def _last_row(self, cur: Cursor, after: tuple[str, int] | None,
+                  size: int) -> tuple[str, int] | None:
+        """The key of the ``size``-th row after ``after``; None when fewer rows are left."""
         cond, args = self._range(after)
         cur.execute(
             sql.SQL("SELECT submitted_at, id FROM collect.submissions WHERE {} "
                     "ORDER BY submitted_at, id OFFSET %s LIMIT 1").format(cond),
             [*args, size - 1],
         )
-        boundary = cur.fetchone()
+        row = cur.fetchone()
+        return None if row is None else (row[0].isoformat(), int(row[1]))
+
+    def _copy_piece(self, cur: Cursor, after: tuple[str, int] | None,
+                    last: tuple[str, int] | None) -> _Piece:
+        """The rows after ``after`` up to ``last`` (None: to the end) as CSV."""
+        cond, args = self._range(after)
         upper: sql.Composable = sql.SQL("")
-        upper_args: list[Any] = []
-        if boundary is not None:
+        if last is not None:
             upper = sql.SQL(" AND (submitted_at, id) <= (%s::timestamptz, %s)")
-            upper_args = [boundary[0], boundary[1]]
+            args += list(last)
         query = sql.SQL("COPY (SELECT {cols} FROM collect.submissions WHERE {cond}{upper} "
                         "ORDER BY submitted_at, id) TO STDOUT WITH (FORMAT csv)").format(
             cols=self._select, cond=cond, upper=upper)
         sink = io.BytesIO()
-        cur.copy_expert(cur.mogrify(query, [*args, *upper_args]).decode(), sink)
-        return _Piece(
-            rows=cur.rowcount, data=sink.getvalue(),
-            after=(boundary[0].isoformat(), int(boundary[1])) if boundary else after,
-            exhausted=boundary is None,
-        )
+        cur.copy_expert(cur.mogrify(query, args).decode(), sink)
+        return _Piece(rows=cur.rowcount, data=sink.getvalue(),
+                      after=after if last is None else last, exhausted=last is None)
 
     def close(self) -> None:
-        """Stop the reading thread, if a chunk started one."""
+        """Stop the reading thread, if a chunk started one: a read in flight is cancelled."""
         if self._reader is not None:
+            if not self._reader.finished:
+                with contextlib.suppress(psycopg2.Error):
+                    self.read_conn.cancel()
+                if self._copiers is not None:
+                    self._copiers.cancel()
             self._reader.close()
             self._reader = None
 
@@ -200,6 +237,56 @@ class Export(common.TaskWork[ExportParams, None]):
         tuple_.seek(0)
         cur.copy_expert("COPY longtask.export_parts (task_uid, part, rows, data, sha256) "
                         "FROM STDIN (FORMAT binary)", tuple_)
+
+
+_DONE: Any = object()
+"""The reading position once the last piece is asked for."""
+
+
+class _Copiers:
+    """Up to ``workers`` threads copying pieces, each on a read connection of its own
+    (opened by ``connect`` at its first piece and prepared by ``prepare``)."""
+
+    def __init__(self, connect: common.Connector, workers: int,
+                 prepare: Callable[[Cursor], None]) -> None:
+        self._connect = connect
+        self._prepare = prepare
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="longtask-export-copy")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[common.Connection] = []
+
+    def submit(self, fn: Callable[..., _Piece], *args: Any) -> Future[_Piece]:
+        """Run ``fn(cursor, *args)`` on one of the copiers' connections."""
+        return self._pool.submit(self._run, fn, args)
+
+    def _run(self, fn: Callable[..., _Piece], args: tuple[Any, ...]) -> _Piece:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect("export-copy")
+            with self._lock:
+                self._conns.append(conn)
+            with conn.cursor() as cur:
+                self._prepare(cur)
+        with conn.cursor() as cur:
+            return fn(cur, *args)
+
+    def cancel(self) -> None:
+        """Cancel the statements in flight (from any thread)."""
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(psycopg2.Error):
+                conn.cancel()
+
+    def close(self) -> None:
+        """Cancel what runs, drop what waits, then close the connections."""
+        self.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,13 @@ import csv
 import datetime as dt
 import io
 import signal
+import threading
 import time
 
 import pytest
 import runner_support as s
+from longtask.runner.cli import execute
+from longtask.runner.engine import StopToken
 from longtask.runner.tasks.export import read_output
 
 from devcluster import seed
@@ -123,6 +126,53 @@ def test_stopped_export_resumes_to_the_same_bytes(db, db_url, survey, tmp_path):
 
     assert s.run_inline(db_url, task, settings=SMALL_CHUNKS) == constants.EXIT_DONE
     assert read_output(db, task.uid) == read_output(db, reference.uid)
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_pieces_read_on_several_connections_are_stored_in_order(db, db_url, survey,
+                                                               connections):
+    params = {"from": "2015-08-01", "to": "2018-12-31"}
+    reference = export(**params)  # the default: two copiers
+    assert s.run_inline(db_url, reference, settings=SMALL_CHUNKS) == constants.EXIT_DONE
+    task = export(**params)
+    settings = SMALL_CHUNKS.model_copy(update={"export_read_connections": connections})
+    assert s.run_inline(db_url, task, settings=settings) == constants.EXIT_DONE
+    assert read_output(db, task.uid) == read_output(db, reference.uid)
+    with db.cursor() as cur:
+        cur.execute("SELECT task_uid = %s, count(*), sum(rows) FROM longtask.export_parts "
+                    "WHERE task_uid IN (%s, %s) GROUP BY 1 ORDER BY 1",
+                    (task.uid, task.uid, reference.uid))
+        (_, ref_parts, ref_rows), (_, parts, rows) = cur.fetchall()
+    assert (parts, rows) == (ref_parts, ref_rows) and parts > 5
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_export_cancels_its_reads_and_closes_their_connections(db, db_url, survey):
+    task = s.task("Export", {"form": "household-survey", "from": "2015-01-01",
+                             "to": "2018-12-31"}, rate_limit=1000)
+    stop = StopToken()
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(
+        execute(task, "run", db_url, stop, SMALL_CHUNKS)))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not s.record_or_none(db, task.uid, "done"):
+        assert time.monotonic() < deadline and runner.is_alive(), "no progress"
+        time.sleep(0.02)
+    stop.request("test stop")
+    runner.join(timeout=10)
+    assert not runner.is_alive() and codes == [constants.EXIT_STOPPED]
+    # A closed connection's server process leaves pg_stat_activity a moment later.
+    deadline = time.monotonic() + 5
+    while True:
+        with db.cursor() as cur:
+            cur.execute("SELECT array_agg(application_name) FROM pg_stat_activity "
+                        "WHERE application_name LIKE 'longtask-runner-run%%'")
+            left = cur.fetchone()[0]
+        if not left:
+            break
+        assert time.monotonic() < deadline, f"connections left open: {left}"
+        time.sleep(0.05)
 
 
 def test_rollback_removes_every_part(db, db_url, survey):
