@@ -402,7 +402,7 @@ class CsvFile:
             return Header(names, Position(record.end.offset, record.end.line, 0))
         raise FileUnreadable(f"{self.filename} is empty: it has no header line")
 
-    def count(self, start: Position) -> int:
+    def count(self, start: Position, source: BlockSource | None = None) -> int:
         """Data records from ``start`` to the end, counted at C speed (the progress total).
 
         Counts as :meth:`records` does (blank rows skipped, broken records counted once).
@@ -410,18 +410,20 @@ class CsvFile:
         the first quote on, :mod:`csv` reads the rest. A row of blanks holding Unicode-only
         spaces (NBSP), a bare carriage return inside a line, an overlong line or
         undecodable bytes may make the count differ slightly, which affects the progress
-        total alone.
+        total alone. ``source`` reads the bytes instead of the file's own (another
+        connection, say).
         """
         sep = self.separator
         spaces = b" \t\v\f," + (b"\r" if sep == b"\n" else b"")
         # A blank line: a line end, then only spaces and commas up to the next line end.
         blank = re.compile(re.escape(sep) + b"[" + re.escape(spaces) + b"]*(?=" + re.escape(sep)
                            + b")")
+        source = source or self._source
         total, offset, tail = 0, start.offset, b""
-        for block in self._source(start.offset):
+        for block in source(start.offset):
             data = tail + block if tail else block
             if b'"' in data:
-                return total + self._count_with_csv(offset)
+                return total + self._count_with_csv(source, offset)
             cut = data.rfind(sep) + 1
             tail = data[cut:]
             lines = data[:cut]
@@ -431,8 +433,8 @@ class CsvFile:
             total += 1
         return total
 
-    def _count_with_csv(self, offset: int) -> int:
-        raw = io.BufferedReader(_BlockStream(self._source(offset)), 1 << 16)
+    def _count_with_csv(self, source: BlockSource, offset: int) -> int:
+        raw = io.BufferedReader(_BlockStream(source(offset)), 1 << 16)
         text = io.TextIOWrapper(raw, encoding=self.encoding,
                                 errors="replace", newline=None if self.separator == b"\r" else "")
         reader = csv.reader(text, strict=True)

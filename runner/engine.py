@@ -135,6 +135,11 @@ class Work(Protocol):
         """Release what :meth:`open` took (threads, iterators); safe to call twice."""
         ...
 
+    def total(self) -> int | None:
+        """The total, once known, when :meth:`open` could not give it at once (a count
+        still running beside the chunks); None until then."""
+        ...
+
     @property
     def max_row_errors(self) -> int | None:
         """The task fails once its row errors exceed this (None: no limit)."""
@@ -287,8 +292,10 @@ class Engine:
     def _run(self, work: Work, record: Mapping[str, Any]) -> None:
         c = self.cols
         total = work.open(record[c.cursor])
-        if total is not None and record[c.total] is None:
+        total_known = record[c.total] is not None
+        if total is not None and not total_known:
             self._set_total(total)
+            total_known = True
         started = time.monotonic()
         rows_this_run = 0
         last_commit = started
@@ -302,6 +309,9 @@ class Engine:
             result, limit_per_second = self._one_chunk(work, size, record)
             now = time.monotonic()
             rows_this_run += result.rows
+            if not total_known and (total := work.total()) is not None:
+                self._set_total(total)
+                total_known = True
             self._adapt(now - chunk_started, size, result.rows)
             self._rate_update(result.rows, now - last_commit)
             last_commit = now
@@ -363,6 +373,8 @@ class Engine:
                     "updated_at = clock_timestamp()"
                     + (", rollback_conflicts = rollback_conflicts + %s" if self.mode == "rollback"
                        else "")
+                    # A count still running when the work ends: the total is what was done.
+                    + (f", {c.total} = coalesce({c.total}, %s)" if finished else "")
                     + (f", {c.status} = %s, message = %s, "
                        + ("finished_at" if self.mode == "run" else "rollback_finished_at")
                        + " = clock_timestamp()" if end_status else "")
@@ -376,6 +388,7 @@ class Engine:
                         psycopg2.extras.Json(dict(result.cursor)), new_done, new_errors,
                         self._rate, eta,
                         *((result.conflicts,) if self.mode == "rollback" else ()),
+                        *((new_done,) if finished else ()),
                         *((end_status, failure) if end_status else ()),
                         self.uid,
                         self.mode, self.uid, self.mode, self.epoch, result.rows,

@@ -193,6 +193,10 @@ class Rollback:
     def close(self) -> None:
         """Nothing to release."""
 
+    def total(self) -> int | None:
+        """Never late: :meth:`open` counts."""
+        return None
+
     def chunk(self, cur: Cursor, limit: int) -> ChunkResult:
         units = conflicts = 0
         while self._step < len(self.steps) and units < limit:

@@ -49,7 +49,7 @@ def build_work(
     if isinstance(params, tasktypes.BaselineUploadParams):
         from longtask.runner.tasks.baseline import BaselineUpload
 
-        return BaselineUpload(task, params, read_conn, stop, settings)
+        return BaselineUpload(task, params, read_conn, stop, settings, connect=connect)
     if isinstance(params, tasktypes.ExportParams):
         from longtask.runner.tasks.export import Export
 
@@ -57,5 +57,5 @@ def build_work(
     if isinstance(params, tasktypes.BulkTeamCreateParams):
         from longtask.runner.tasks.teams import BulkTeamCreate
 
-        return BulkTeamCreate(task, params, read_conn, stop, settings)
+        return BulkTeamCreate(task, params, read_conn, stop, settings, connect=connect)
     raise TaskFailed(f"task type {task.type!r} has no runner")

@@ -58,7 +58,7 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
         index = common.header_index(header, info.filename)
         self._map_columns(index, header.names, form, info.filename)
         self._width = len(header.names)
-        return self.start_reading(csv_file, header, cursor, self._width)
+        return self.start_reading(info, csv_file, header, cursor, self._width)
 
 
     def _map_columns(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import psycopg2
 import psycopg2.extensions
 from longtask.runner import filestore
 from longtask.runner.csvsource import CsvFile, Header, Position, Record, RecordBatch
@@ -18,6 +20,8 @@ from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 
 from longtask.settings import RunnerSettings
 from longtask.values import FieldSpec, FieldType, normalize_header
+
+log = logging.getLogger("longtask.runner")
 
 Connection = psycopg2.extensions.connection
 Connector = Callable[[str], Connection]
@@ -123,6 +127,62 @@ def count_records(csv_file: CsvFile, header: Header, stop: StopToken) -> int:
     total = csv_file.count(header.end)
     stop.check()
     return total
+
+
+class BackgroundCount:
+    """Counts a stored file's data records (the progress total) in a thread of its own, on
+    a read connection of its own, so the first chunk does not wait for a whole pass over
+    the file (about 6 s for 1 GB). A stop or :meth:`close` ends it; a failure leaves the
+    total unknown (progress goes on without it) and is logged.
+    """
+
+    def __init__(self, connect: Connector, info: filestore.FileInfo, csv_file: CsvFile,
+                 start: Position, stop: StopToken) -> None:
+        self._connect = connect
+        self._info = info
+        self._csv_file = csv_file
+        self._start = start
+        self._stop = stop
+        self._closed = threading.Event()
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+        self.result: int | None = None
+        self._thread = threading.Thread(target=self._count, name="longtask-count", daemon=True)
+        self._thread.start()
+
+    def _count(self) -> None:
+        try:
+            conn = self._connect("count")
+            with self._lock:
+                if self._closed.is_set():
+                    conn.close()
+                    return
+                self._conn = conn
+            self.result = self._csv_file.count(self._start, source=self._blocks)
+        except Exception as exc:  # noqa: BLE001 - the total is only progress information
+            if not (self._closed.is_set() or self._stop.is_set()):
+                log.warning("count_failed", extra={"error": str(exc)})
+        finally:
+            with self._lock:
+                opened, self._conn = self._conn, None
+            if opened is not None:
+                opened.close()
+
+    def _blocks(self, offset: int) -> Iterator[bytes]:
+        assert self._conn is not None
+        for block in filestore.read_blocks(self._conn, self._info, offset):
+            if self._closed.is_set() or self._stop.is_set():
+                raise _Closed
+            yield block
+
+    def close(self) -> None:
+        """End the count (a read in flight is cancelled) and wait for it (a second at most)."""
+        self._closed.set()
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(psycopg2.Error):
+                    self._conn.cancel()
+        self._thread.join(timeout=1)
 
 
 def column_of(ref: str, index: dict[str, int], what: str, filename: str) -> int:
@@ -288,6 +348,12 @@ class Prefetcher(Generic[T]):
                 errors.sort(key=lambda e: e.line)
             yield _Parsed(batch, items, errors)
 
+    def empty(self) -> bool:
+        """Whether the reader holds no record at all (waits for its first batch)."""
+        if self._pending is None:
+            self._pending = self._ahead.next()
+        return self._pending is None
+
     def take(self, limit: int) -> Batch[T]:
         """Up to ``limit`` parsed records in file order; raises :class:`Stopped` on a stop."""
         out: Batch[T] = Batch([], [], [], self._end, False)
@@ -352,6 +418,7 @@ class TaskWork(Generic[P, Item]):
         self.settings = settings
         self.connect = connect
         self._prefetch: Prefetcher[Item] | None = None
+        self._count: BackgroundCount | None = None
 
     @property
     def max_row_errors(self) -> int | None:
@@ -371,27 +438,49 @@ class TaskWork(Generic[P, Item]):
                             [(record.end.offset, record.end.line)], [record.fields])
         return self.parse_rows(batch, errors)[0]
 
-    def start_reading(self, csv_file: CsvFile, header: Header,
+    def start_reading(self, info: filestore.FileInfo, csv_file: CsvFile, header: Header,
                       cursor: Mapping[str, Any] | None, width: int | None) -> int | None:
         """Start the prefetching reader after ``cursor`` (None: after the header).
 
-        On a first start, counts the records (the progress total; returned) and raises
-        :class:`FileUnreadable` for a file with no data rows; on a resume returns None.
+        On a first start raises :class:`FileUnreadable` for a file with no data rows, and
+        counts the records (the progress total): beside the chunks when it can open a
+        connection (:meth:`total` gives it later), else at once (returned). On a resume,
+        counts beside the chunks only if an earlier run stopped before its count ended.
         """
+        # read_conn serves one thread at a time: what the main thread reads on it comes
+        # before the reading thread starts.
         total = None
-        if cursor is None:
+        count_beside = self.connect is not None and (cursor is None
+                                                     or not self._total_recorded())
+        if cursor is None and self.connect is None:
             total = count_records(csv_file, header, self.stop)
             if total == 0:
                 raise FileUnreadable(f"{csv_file.filename} has no data rows")
-            start = header.end
-        else:
-            start = Position.from_json(dict(cursor))
+        start = header.end if cursor is None else Position.from_json(dict(cursor))
         self._prefetch = Prefetcher(csv_file.batches(start, width, READ_BATCH_ROWS),
                                     self.parse_rows, self.stop, start,
                                     depth=READ_AHEAD_ROWS // READ_BATCH_ROWS)
+        if cursor is None and total is None and self._prefetch.empty():
+            raise FileUnreadable(f"{csv_file.filename} has no data rows")
+        if count_beside:
+            assert self.connect is not None
+            self._count = BackgroundCount(self.connect, info, csv_file, header.end, self.stop)
         return total
 
+    def _total_recorded(self) -> bool:
+        with self.read_conn.cursor() as cur:
+            cur.execute("SELECT total IS NOT NULL FROM longtask.tasks WHERE uid = %s",
+                        (self.task.uid,))
+            row = cur.fetchone()
+        return bool(row and row[0])
+
+    def total(self) -> int | None:
+        """The record count, once the background count has it (see :meth:`start_reading`)."""
+        return None if self._count is None else self._count.result
+
     def close(self) -> None:
-        """Stop the reading thread, if :meth:`open` started one."""
+        """Stop the reading thread and the count, if :meth:`open` started them."""
+        if self._count is not None:
+            self._count.close()
         if self._prefetch is not None:
             self._prefetch.close()

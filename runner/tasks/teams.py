@@ -41,7 +41,7 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
         self._members = (None if p.member_phones_column is None else common.column_of(
             p.member_phones_column, index, "member phones", info.filename))
         width = len(header.names) if p.has_header else None
-        return self.start_reading(csv_file, header, cursor, width)
+        return self.start_reading(info, csv_file, header, cursor, width)
 
 
     def parse_rows(self, batch: RecordBatch,

@@ -200,6 +200,38 @@ def test_rollback_after_a_stop_mid_run_and_a_crash_mid_rollback(db, db_url, peop
     assert s.snapshot(db) == before
 
 
+@pytest.mark.timeout(120)
+def test_the_total_is_counted_beside_the_chunks_and_again_after_a_stop_before_it(
+        db, db_url, people, tmp_path):
+    rows = 20_000
+    body = "".join(f"N{i},New {i},{i % 90}\n" for i in range(rows))
+    file_id = s.store_bytes(db_url, ("id,name,age\n" + body).encode())
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"},
+                  rate_limit=4000)
+
+    def total_while_running(proc) -> int:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 60
+        while True:
+            total = s.record_or_none(db, task.uid, "total")
+            if total is not None:
+                assert s.record(db, task.uid)["done"] < rows, "known only at the end"
+                return int(total)
+            assert time.monotonic() < deadline and proc.poll() is None, "no total"
+            time.sleep(0.02)
+
+    run = s.spawn(db_url, task, log=tmp_path / "run.log")
+    assert total_while_running(run) == rows
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=30) == constants.EXIT_STOPPED
+    # As a run stopped before its count ended leaves it: the next run counts again.
+    with db.cursor() as cur:
+        cur.execute("UPDATE longtask.tasks SET total = NULL WHERE uid = %s", (task.uid,))
+    resumed = s.spawn(db_url, task, log=tmp_path / "resumed.log")
+    assert total_while_running(resumed) == rows
+    resumed.send_signal(signal.SIGTERM)
+    assert resumed.wait(timeout=30) == constants.EXIT_STOPPED
+
+
 ST_LOUIS = "St-Louis-Data-Collection-Campaign-Gth_Hs_Osm_11.csv"
 ST_LOUIS_TYPES = {
     "Start": ("datetime", None), "Timestamp": ("datetime", None),
