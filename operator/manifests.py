@@ -48,10 +48,13 @@ from longtask.constants import (
     RUNNER_CONTAINER,
 )
 from longtask.phases import DesiredState
+from longtask.settings import RunnerSettings
 
 # 128 + SIGTERM: the exit status the kubelet reports for a process the signal ended.
 EXIT_SIGTERM = 143
 _TMP_VOLUME = "tmp"
+# The runner reads its tuning (RunnerSettings) from variables with this prefix.
+RUNNER_SETTINGS_PREFIX: str = RunnerSettings.model_config["env_prefix"]
 
 
 def owner_reference(task: Task) -> dict[str, Any]:
@@ -87,9 +90,11 @@ def resources(task: Task, settings: OperatorSettings) -> dict[str, dict[str, str
 
 
 def runner_env(task: Task, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """The runner's environment: the task, its throttles, the pod's name, the database URL.
+    """The runner's environment: the task, its throttles, the pod's name, the database URL,
+    then the operator's ``runner_settings`` as ``LONGTASK_RUNNER_<NAME>``.
 
-    ``ENV_TASK_PARAMS`` is the params as compact JSON with sorted keys (deterministic).
+    ``ENV_TASK_PARAMS`` is the params as compact JSON with sorted keys, and the runner
+    settings come in sorted order (deterministic manifests).
     """
     spec = task.spec
     env: list[dict[str, Any]] = [
@@ -120,6 +125,10 @@ def runner_env(task: Task, settings: OperatorSettings) -> list[dict[str, Any]]:
         # The root filesystem is read-only: no bytecode cache; logs reach the kubelet at once.
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    env += [
+        {"name": f"{RUNNER_SETTINGS_PREFIX}{key.upper()}", "value": value}
+        for key, value in sorted(settings.runner_settings.items())
     ]
     return env
 

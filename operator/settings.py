@@ -1,7 +1,8 @@
 """The operator's settings, read from ``LONGTASK_OPERATOR_*`` environment variables.
 
 One pydantic-settings class for the process: what the Jobs it makes look like (runner image,
-database Secret, grace period, resources) and how it watches (namespaces, refresh interval).
+database Secret, grace period, resources, the runner's own settings) and how it watches
+(namespaces, refresh interval).
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from longtask.settings import RunnerSettings
 
 # resource.Quantity's serialized form (k8s.io/apimachinery/pkg/api/resource, as published
 # in the Kubernetes OpenAPI schema); the CRD's spec.resources uses the same pattern.
@@ -21,6 +24,25 @@ QUANTITY_PATTERN = (
 _QUANTITY = re.compile(QUANTITY_PATTERN)
 # DNS-1123 label (Kubernetes API conventions): Secret keys are looser, but names are not.
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class _GivenRunnerSettings(RunnerSettings):
+    """RunnerSettings from the values passed in and the defaults only.
+
+    A BaseSettings reads the environment even in ``model_validate``; the operator's own
+    ``LONGTASK_RUNNER_*`` variables must neither fail nor pass the values it checks.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 class OperatorSettings(BaseSettings):
@@ -56,6 +78,10 @@ class OperatorSettings(BaseSettings):
     # numeric id lets the kubelet enforce runAsNonRoot.
     run_as_user: int = Field(default=10001, ge=1)
     run_as_group: int = Field(default=10001, ge=1)
+    # RunnerSettings of every runner Job, as a JSON object of field name to value, e.g.
+    # {"export_read_connections": "1"}; each becomes LONGTASK_RUNNER_<NAME> in the Job.
+    # Checked against RunnerSettings here, so a typo stops the operator, not every task.
+    runner_settings: dict[str, str] = Field(default_factory=dict)
     # Seconds between refreshes of status.progress from the runner's record while a task
     # is not final ("refreshed every few seconds", issue 3).
     progress_interval_seconds: float = Field(default=5.0, gt=0, le=300)
@@ -77,6 +103,25 @@ class OperatorSettings(BaseSettings):
     def _quantity(cls, value: str | None) -> str | None:
         if value is not None and not _QUANTITY.match(value):
             raise ValueError(f"{value!r} is not a Kubernetes quantity such as '500m' or '1Gi'")
+        return value
+
+    @field_validator("runner_settings")
+    @classmethod
+    def _runner_settings(cls, value: dict[str, str]) -> dict[str, str]:
+        known = RunnerSettings.model_fields
+        unknown = sorted(key for key in value if key not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown runner setting(s) {', '.join(map(repr, unknown))}; "
+                f"RunnerSettings has {', '.join(sorted(known))}"
+            )
+        try:
+            _GivenRunnerSettings.model_validate(value)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg']}" for e in error.errors()
+            )
+            raise ValueError(f"runner setting(s) refused by RunnerSettings: {problems}") from None
         return value
 
     @property

@@ -15,6 +15,8 @@ from deploy_support import CHART, CI_VALUES, REPO, find, helm, kube_version, ren
 from longtask.api.settings import ApiSettings
 from longtask.operator.settings import OperatorSettings
 
+from longtask.settings import RunnerSettings
+
 CRD_FILE = REPO / "crds" / "longtask.yaml"
 
 
@@ -224,6 +226,48 @@ def test_the_operator_settings_accept_what_the_chart_passes(
     assert settings.default_resources() == {"requests": {"cpu": "100m", "memory": "256Mi"},
                                             "limits": {"memory": "1Gi"}}
     assert (settings.standalone, settings.peering_name) == (False, "lt-longtask")
+
+
+def _operator_env(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return env_of(containers(find(objects, "Deployment", "lt-longtask-operator")[0])[-1])
+
+
+def test_runner_settings_reach_the_operator_as_a_json_object(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = tmp_path / "runner-settings-values.yaml"
+    values.write_text('runner:\n  settings:\n'
+                      '    export_read_connections: "1"\n    chunk_target_seconds: "0.5"\n')
+    env = _operator_env(render([values]))
+
+    given = {"export_read_connections": "1", "chunk_target_seconds": "0.5"}
+    assert json.loads(env["LONGTASK_OPERATOR_RUNNER_SETTINGS"]) == given
+    for name, value in env.items():
+        if name.startswith("LONGTASK_OPERATOR_"):
+            monkeypatch.setenv(name, value)
+    assert OperatorSettings().runner_settings == given  # type: ignore[call-arg]
+
+
+def test_no_runner_settings_means_no_variable() -> None:
+    for sets in ([], ["runner.settings=null"]):
+        env = _operator_env(render(sets=sets))
+        assert "LONGTASK_OPERATOR_RUNNER_SETTINGS" not in env, (sets, env)
+
+
+def test_the_schema_refuses_an_unknown_runner_setting_and_a_number() -> None:
+    unknown = helm(*template_args(), "--set-string", "runner.settings.chunk_size=100",
+                   check=False)
+    number = helm(*template_args(sets=["runner.settings.chunk_min_rows=100"]), check=False)
+
+    assert unknown.returncode != 0 and "chunk_size" in unknown.stderr, unknown.stderr
+    assert number.returncode != 0 and "chunk_min_rows" in number.stderr \
+        and "want string" in number.stderr, number.stderr
+
+
+def test_the_schema_knows_exactly_the_runner_settings() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    settings = schema["properties"]["runner"]["properties"]["settings"]
+
+    assert settings["propertyNames"]["enum"] == sorted(RunnerSettings.model_fields)
 
 
 def test_every_api_variable_is_a_field_of_api_settings() -> None:

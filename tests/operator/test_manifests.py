@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ from longtask.operator.manifests import build_rollback_job, build_run_job
 from longtask.operator.model import Task, TaskSpec
 from longtask.operator.names import is_dns_label, job_name, label_value, safe_name
 from longtask.operator.settings import OperatorSettings
+
+from longtask.settings import RunnerSettings
 
 UID = "6f1c1d9e-7c1b-4c0e-9a53-2f0f3c3f7a11"
 FILE_ID = "0b9f3f9e-55d5-4a55-a1f0-8f3c6a0f0d2e"
@@ -249,6 +252,36 @@ def test_params_json_is_the_same_whatever_the_key_order() -> None:
         _env(build_run_job(b, _settings()))["LONGTASK_TASK_PARAMS"],
     )
     assert got[0] == got[1], got
+
+
+def test_runner_settings_follow_the_task_env_in_sorted_order() -> None:
+    settings = _settings(
+        runner_settings={"export_read_connections": "1", "chunk_target_seconds": "0.5"}
+    )
+    for mode, build in (("run", build_run_job), ("rollback", build_rollback_job)):
+        (want_container,) = _expected_job(mode, suspend=False)["spec"]["template"]["spec"][
+            "containers"
+        ]
+        want = [
+            *want_container["env"],
+            {"name": "LONGTASK_RUNNER_CHUNK_TARGET_SECONDS", "value": "0.5"},
+            {"name": "LONGTASK_RUNNER_EXPORT_READ_CONNECTIONS", "value": "1"},
+        ]
+        (container,) = build(_task(), settings)["spec"]["template"]["spec"]["containers"]
+        assert container["env"] == want, _differences(want, container["env"])
+
+
+def test_the_runner_reads_the_settings_its_job_gives_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings(runner_settings={"max_stored_row_errors": "0", "chunk_max_rows": "20000"})
+    for name in [n for n in os.environ if n.startswith("LONGTASK_RUNNER_")]:
+        monkeypatch.delenv(name)
+    for name, value in _env(build_run_job(_task(), settings)).items():
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+
+    runner = RunnerSettings()
+    got = (runner.max_stored_row_errors, runner.chunk_max_rows, runner.chunk_min_rows)
+    assert got == (0, 20_000, 50), got
 
 
 # --------------------------------------------------------------------------- names
