@@ -311,8 +311,15 @@ class ReadAhead(Generic[T]):
         return None
 
     def close(self) -> None:
-        """Stop the reading thread and wait for it (a second at most)."""
+        """Stop the reading thread and wait for it (a second at most).
+
+        The queue is emptied so that a thread waiting to put an item wakes at once, sees
+        the close and ends, rather than at its next poll.
+        """
         self._closed.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
         self._thread.join(timeout=1)
 
 
