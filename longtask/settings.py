@@ -41,5 +41,7 @@ class RunnerSettings(BaseSettings):
     max_record_chars: int = Field(default=1_048_576, ge=4096)
     # Row errors stored per task (the count goes on beyond it).
     max_stored_row_errors: int = Field(default=10_000, ge=0)
-    # Seconds between progress heartbeats while a chunk is slow or the task is throttled.
+    # The server cancels any statement of the runner's that runs longer (a lock held for
+    # minutes, say): the runner then exits as crashed and its Job starts it again, from
+    # the last checkpoint. Chunks take a fraction of a second.
     statement_timeout_seconds: float = Field(default=300, gt=0)

@@ -90,15 +90,15 @@ def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
     conn = read_conn = None
     engine: Engine | None = None
     try:
-        conn = connect(url, application_name=f"longtask-runner-{mode}")
-        read_conn = connect(url, application_name=f"longtask-runner-{mode}-read")
-        read_conn.autocommit = True
+        timeout = settings.statement_timeout_seconds
+        conn = connect(url, application_name=f"longtask-runner-{mode}", statement_timeout=timeout)
+        read_conn = _read_connection(url, mode, timeout, "read")
         stop.bind(conn)
         register(conn, task)
         engine = Engine(conn, task.uid, mode, stop=stop, holder=holder, settings=settings)
         record = engine.acquire()
         work = build_work(task, mode, read_conn, stop, settings,
-                          connect=functools.partial(_read_connection, url, mode))
+                          connect=functools.partial(_read_connection, url, mode, timeout))
         engine.run(work, record)
         log.info("task_complete", extra={"task": str(task.uid), "mode": mode})
         return constants.EXIT_DONE
@@ -125,9 +125,11 @@ def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
                 c.close()
 
 
-def _read_connection(url: str, mode: Mode, purpose: str) -> Any:
-    """A new autocommit connection for reading, named ``longtask-runner-<mode>-<purpose>``."""
-    conn = connect(url, application_name=f"longtask-runner-{mode}-{purpose}")
+def _read_connection(url: str, mode: Mode, timeout: float, purpose: str) -> Any:
+    """A new autocommit connection for reading, named ``longtask-runner-<mode>-<purpose>``,
+    whose statements end after ``timeout`` seconds."""
+    conn = connect(url, application_name=f"longtask-runner-{mode}-{purpose}",
+                   statement_timeout=timeout)
     conn.autocommit = True
     return conn
 

@@ -15,15 +15,20 @@ import psycopg2.extras
 psycopg2.extras.register_uuid()  # type: ignore[no-untyped-call]
 
 
-def connect(url: str, *, application_name: str = "longtask") -> psycopg2.extensions.connection:
+def connect(url: str, *, application_name: str = "longtask",
+            statement_timeout: float | None = None) -> psycopg2.extensions.connection:
     """Open a connection in explicit-transaction mode (psycopg2's default), UTC session zone,
-    UTF-8 client encoding (the runner hands ``COPY`` UTF-8 bytes).
+    UTF-8 client encoding (the runner hands ``COPY`` UTF-8 bytes); with
+    ``statement_timeout`` (seconds) the server cancels any statement that runs longer.
 
     Raises ``psycopg2.OperationalError`` when the server cannot be reached.
     """
     conn = psycopg2.connect(url, application_name=application_name, client_encoding="UTF8")
     with conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'UTC'")
+        if statement_timeout is not None:
+            cur.execute("SELECT set_config('statement_timeout', %s, false)",
+                        (f"{max(1, round(statement_timeout * 1000))}ms",))
     conn.commit()
     return conn
 

@@ -7,11 +7,13 @@ import signal
 import time
 from pathlib import Path
 
+import psycopg2.errors
 import pytest
 import runner_support as s
 
 from longtask import constants
-from longtask.db import set_hold
+from longtask.db import connect, set_hold
+from longtask.settings import RunnerSettings
 
 KARNATAKA = "29-karnataka-constituency.csv"
 CODE_FIELDS = {"Assembly Constituency Code", "Block Code", "District Code"}
@@ -230,6 +232,24 @@ def test_the_total_is_counted_beside_the_chunks_and_again_after_a_stop_before_it
     assert total_while_running(resumed) == rows
     resumed.send_signal(signal.SIGTERM)
     assert resumed.wait(timeout=30) == constants.EXIT_STOPPED
+
+
+@pytest.mark.timeout(60)
+def test_a_statement_held_past_the_timeout_ends_the_run_as_a_crash(db, db_url, people):
+    file_id = s.store_bytes(db_url, b"id,name,age\nA1,Asha,31\n")
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"})
+    blocker = connect(db_url)
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("LOCK TABLE collect.baseline_records IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(psycopg2.errors.QueryCanceled, match="statement timeout"):
+            s.run_inline(db_url, task, settings=RunnerSettings(statement_timeout_seconds=0.5))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert (s.record(db, task.uid)["done"], people_rows(db)) == (0, {})
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE, "the next start loads the file"
+    assert set(people_rows(db)) == {"A1"}
 
 
 ST_LOUIS = "St-Louis-Data-Collection-Campaign-Gth_Hs_Osm_11.csv"
