@@ -296,9 +296,14 @@ def _render(keys: list[str], names: list[str], columns: list[list[Any]],
     ``str``; other values are encoded by ``orjson``, their backslashes doubled for COPY.
     Then one join interleaves the columns with the text between them (keys, quotes), one
     encode makes the bytes and one split the rows. Rows with a blank value are then encoded
-    whole.
+    whole. Keys come in the order jsonb stores them (shorter first, then bytewise: PostgreSQL
+    source, ``lengthCompareJsonbStringValue`` in ``jsonb_util.c``), so the server finds
+    each object's keys already sorted; any order reads back the same.
     """
     dumps = orjson.dumps
+    order = sorted(range(len(names)), key=lambda i: (len(names[i].encode()), names[i].encode()))
+    names = [names[i] for i in order]
+    columns = [columns[i] for i in order]
     # A row: glue[0] id glue[1] value glue[2] ... glue[-1] (which ends with a line end).
     glue = ["\t{"]
     texts: list[list[str]] = []
