@@ -216,11 +216,14 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
         Returns False, having written nothing, when an id already exists (someone else's,
         or this task's from an earlier chunk): the caller then sorts the rows out.
         """
-        cur.execute("SAVEPOINT baseline_copy")
         prefix = f"{self.org_id}\t{self.form_id}\t".encode()
         suffix = f"\t{self.task.uid}\n".encode()
         text = b"".join(chain.from_iterable(zip(
             repeat(prefix), map(itemgetter(1), rows.values()), repeat(suffix))))
+        cur.execute("SAVEPOINT baseline_copy")
+        # A stop's cancel reaching the server between two statements is lost; one taken
+        # before this check is seen here, one after it cancels the COPY.
+        self.stop.check()
         try:
             cur.copy_expert(
                 "COPY collect.baseline_records (organization_id, form_id, external_id, "

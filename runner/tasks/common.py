@@ -298,12 +298,17 @@ class ReadAhead(Generic[T]):
 
     def next(self) -> T | None:
         """The next item, waiting for it; None at the end. Raises :class:`Stopped` on a
-        stop, and the reading thread's exception if it met one."""
+        stop, and the reading thread's exception if it met one.
+
+        The stop is checked at every call, not only while waiting: a chunk gathering
+        thousands of rows from a reader that keeps up would otherwise notice it only once
+        gathered.
+        """
         while not self.finished:
+            self._stop.check()
             try:
                 got = self._queue.get(timeout=_STOP_POLL_SECONDS)
             except queue.Empty:
-                self._stop.check()
                 continue
             if got is _END:
                 self.finished = True

@@ -235,6 +235,7 @@ class Export(common.TaskWork[ExportParams, None]):
         tuple_.write(digest)
         tuple_.write(_TRAILER)
         tuple_.seek(0)
+        self.stop.check()  # right before the long statement (see BaselineUpload._copy)
         cur.copy_expert("COPY longtask.export_parts (task_uid, part, rows, data, sha256) "
                         "FROM STDIN (FORMAT binary)", tuple_)
 
