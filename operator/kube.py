@@ -9,6 +9,7 @@ this task's Job waits for it (:class:`JobNameTaken`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import socket
 from collections.abc import Mapping
@@ -33,6 +34,10 @@ COMPONENT = "longtask-operator"
 # An Event's message is cut to this many characters (events.k8s.io/v1 ``note`` limit: 1 kB).
 EVENT_MESSAGE_MAX = 1024
 log = logging.getLogger("longtask.operator")
+
+
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+"""Accept header of a list that returns only each object's metadata."""
 
 
 class JobNameTaken(RuntimeError):
@@ -106,9 +111,20 @@ class Kube:
         return [self._dict(p) for p in pods.items]
 
     def run_jobs(self, namespace: str) -> list[dict[str, Any]]:
-        """Every run Job in the namespace (they show which tasks have started)."""
-        jobs = self._batch.list_namespaced_job(namespace, label_selector=f"{LABEL_MODE}=run")
-        return [self._dict(j) for j in jobs.items]
+        """Every run Job in the namespace, metadata only (they show which tasks started).
+
+        Asks for a ``PartialObjectMetadataList`` (``meta.k8s.io/v1``, the representation
+        client-go's metadata client asks for) and reads it as plain JSON: turning whole
+        Jobs into the client's object models cost about 0.5 s of CPU per call at 300
+        Jobs, on every reconcile of a task waiting for its turn.
+        """
+        response = self._batch.list_namespaced_job(
+            namespace, label_selector=f"{LABEL_MODE}=run", _preload_content=False,
+            _headers={"Accept": _METADATA_LIST},
+        )
+        # An empty list comes as "items": null (the server's nil slice).
+        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        return items
 
     def tasks(self, namespace: str) -> list[dict[str, Any]]:
         """Every LongTask in the namespace."""
