@@ -271,12 +271,17 @@ class ReadAhead(Generic[T]):
         self._thread.start()
 
     def _produce(self) -> None:
+        items = iter(self._items)
         try:
-            for item in self._items:
-                if self._closed.is_set() or self._stop.is_set():
+            # The close is looked at before each item is made, not after: an item taken
+            # after close() (an export piece, say) would start work nobody cancels.
+            while not (self._closed.is_set() or self._stop.is_set()):
+                try:
+                    item = next(items)
+                except StopIteration:
+                    self._put(_END)
                     return
                 self._put(item)
-            self._put(_END)
         except _Closed:
             return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
@@ -469,13 +474,13 @@ class TaskWork(Generic[P, Item]):
                                                      or not self._total_recorded())
         if cursor is None and self.connect is None:
             total = count_records(csv_file, header, self.stop)
-            if total == 0:
-                raise FileUnreadable(f"{csv_file.filename} has no data rows")
         start = header.end if cursor is None else Position.from_json(dict(cursor))
         self._prefetch = Prefetcher(csv_file.batches(start, width, READ_BATCH_ROWS),
                                     self.parse_rows, self.stop, start,
                                     depth=READ_AHEAD_ROWS // READ_BATCH_ROWS)
-        if cursor is None and total is None and self._prefetch.empty():
+        # The reader decides, with a count or without: the count may take a row of
+        # Unicode-only spaces for one, where the reader skips it as blank.
+        if cursor is None and self._prefetch.empty():
             raise FileUnreadable(f"{csv_file.filename} has no data rows")
         if count_beside:
             assert self.connect is not None
