@@ -32,7 +32,13 @@ from longtask.runner.errors import HeaderError, TaskFailed
 from longtask.runner.tasks import common
 
 from longtask.tasktypes import BaselineUploadParams, UploadMode
-from longtask.values import ColumnParser, InvalidFieldSpec, make_column_parser, normalize_header
+from longtask.values import (
+    ColumnParser,
+    FieldSpec,
+    InvalidFieldSpec,
+    make_column_parser,
+    normalize_header,
+)
 
 _STAGE = "longtask_stage_baseline"
 
@@ -71,7 +77,15 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
                 f"(columns: {', '.join(repr(n) for n in names)})"
             )
         self._key_position = index[key]
-        fields = {normalize_header(f.name): f for f in form.fields}
+        fields: dict[str, FieldSpec] = {}
+        for f in form.fields:
+            twin = fields.setdefault(normalize_header(f.name), f)
+            if twin is not f:
+                raise TaskFailed(
+                    f"form {form.name!r} has fields {twin.name!r} and {f.name!r}, which no "
+                    "column name can tell apart (headers are matched ignoring case and "
+                    "spaces); rename one of them"
+                )
         unknown = [names[i] for k, i in index.items() if k not in fields and k != key]
         if unknown:
             raise HeaderError(

@@ -11,9 +11,12 @@ import codecs
 import pytest
 import runner_support as s
 from longtask.runner import filestore
+from longtask.runner.engine import StopToken
 from longtask.runner.errors import FileUnreadable
+from longtask.runner.tasks import build_work
 
 from longtask import constants
+from longtask.db import connect
 from longtask.settings import RunnerSettings
 
 FIELDS = [("name", "text", True), ("age", "integer", False), ("joined", "date", False),
@@ -102,6 +105,32 @@ def test_empty_file_is_refused_by_the_store(db_url):
 def test_header_only_file_fails_before_writing(db, db_url, people):
     code, task = upload(db_url, b"id,name,age\n")
     assert_failed_before_writing(db, task, code, "no data rows")
+
+
+def test_rows_of_unicode_spaces_only_are_no_data_rows_for_the_run_and_the_dry_run(
+        db, db_url, people):
+    data = "id,name\n\u00a0,\u00a0\n\u2007,\n".encode()
+    code, task = upload(db_url, data)  # the runner: the count runs beside the chunks
+    assert_failed_before_writing(db, task, code, "no data rows")
+    # The API's dry run opens the work with no connection factory: it counts at once.
+    conn = connect(db_url)
+    conn.autocommit = True
+    work = build_work(task, "run", conn, StopToken(), RunnerSettings())
+    try:
+        with pytest.raises(FileUnreadable, match="no data rows"):
+            work.open(None)
+    finally:
+        work.close()
+        conn.close()
+
+
+def test_form_fields_a_header_cannot_tell_apart_are_refused_before_writing(db, db_url):
+    org = s.create_org(db)
+    s.create_form(db, org, "twins", [("Name", "text", True), ("name ", "text", False)])
+    file_id = s.store_bytes(db_url, b"id,name\nA1,Asha\n")
+    task = s.task("BaselineUpload", {"form": "twins", "fileId": file_id, "keyColumn": "id"})
+    code = s.run_inline(db_url, task)
+    assert_failed_before_writing(db, task, code, "'Name' and 'name '", "rename one")
 
 
 def test_file_of_blank_lines_has_no_header(db, db_url, people):
