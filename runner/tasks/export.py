@@ -153,21 +153,27 @@ class Export(common.TaskWork[ExportParams, None]):
         writing transaction (the rows are only read).
 
         Each piece's last row is found on the read connection (an index-only scan); the
-        piece itself is copied there too, or, with ``export_read_connections`` above 1 and
-        a way to connect, by up to that many copiers at once, handed out in order.
+        piece itself is copied there too, or, with ``export_read_connections`` above 1, a
+        way to connect and more than one piece to read, by up to that many copiers at
+        once, each on a connection of its own, handed out in order.
         """
         with self.read_conn.cursor() as cur:
             self._set_time_zone(cur)
             workers = self.settings.export_read_connections
-            if self.connect is None or workers <= 1:
+            last = self._last_row(cur, after, self._size)
+            if self.connect is None or workers <= 1 or last is None:
+                # Piece after piece on this connection; so too an export that fits in one
+                # piece, which then opens no connection more.
                 while True:
-                    last = self._last_row(cur, after, self._size)
                     yield self._copy_piece(cur, after, last)
                     if last is None:
                         return
                     after = last
+                    last = self._last_row(cur, after, self._size)
             self._copiers = _Copiers(self.connect, workers, self._set_time_zone)
-            pending: deque[Future[_Piece]] = deque()
+            pending: deque[Future[_Piece]] = deque(
+                [self._copiers.submit(self._copy_piece, after, last)])
+            after = last
             try:
                 while True:
                     while after is not _DONE and len(pending) < workers:
