@@ -19,9 +19,9 @@ and the operator (``python -m longtask.operator``, its default settings), and pr
    of each key's chain.
 
 Each runner pod is a local process with two database connections (a tiny export opens no
-copier; PostgreSQL here allows 200), so ``--keys`` bounds how many run at once. Figures come from watches in this process,
-so they include the watch delivery; machines here are shared and noisy: compare an
-operator figure with its floor, not across runs.
+copier; PostgreSQL here allows 200), so ``--keys`` bounds how many run at once. Figures
+come from watches in this process, so they include the watch delivery; machines here are
+shared and noisy: compare an operator figure with its floor, not across runs.
 """
 
 from __future__ import annotations
