@@ -185,6 +185,7 @@ class _LineFeed:
         text_sep = re.escape(separator.decode("ascii"))
         self._text_line = re.compile("[^" + text_sep + "]*" + text_sep)
         self._max = max_line_bytes
+        self._overlong = f"line is longer than the limit of {max_line_bytes} bytes"
         self._line = start.line  # number of the next segment's first line
         self._offset = start.offset  # byte offset where the next segment starts
 
@@ -242,7 +243,7 @@ class _LineFeed:
         for i, line in enumerate(parts):
             number = first + i
             if len(line) + (0 if unterminated and i == len(parts) - 1 else 1) > self._max:
-                segment.bad[number] = f"line is longer than the limit of {self._max} bytes"
+                segment.bad[number] = self._overlong
                 lines.append(text_sep)
                 continue
             try:
@@ -257,7 +258,7 @@ class _LineFeed:
         first, start = self._line, self._offset
         self._line, self._offset = first + 1, start + length
         return _Segment(first, start, [start + length], None, length, [self._sep.decode()],
-                        {first: f"line is longer than the limit of {self._max} bytes"})
+                        {first: self._overlong})
 
 
 class _Pump:
@@ -326,10 +327,7 @@ class _Batcher:
         batch.lines.append(line)
         batch.rows.append(fields)
         batch.ends.append(end)
-        if len(batch.lines) < self.size:
-            return None
-        self._open = RecordBatch(batch.before + len(batch.lines))
-        return batch
+        return self.flush() if len(batch.lines) >= self.size else None
 
     def flush(self) -> RecordBatch | None:
         """The open batch, if it holds any record; a new one is opened after it."""
