@@ -44,13 +44,12 @@ from longtask.runner.tasks.common import load_form
 from longtask.runner.tasks.export import select_list
 from psycopg2 import sql
 
-from devcluster import postgres, seed
+from devcluster import postgres, realdata, seed
 from longtask import constants
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
-REPO = Path(__file__).resolve().parent.parent
-VILLAGES = REPO.parent / "shared" / "data" / "real" / "29-karnataka-constituency.csv"
+VILLAGES = realdata.path(realdata.KARNATAKA)
 UTC = dt.UTC
 
 

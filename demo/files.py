@@ -1,4 +1,4 @@
-"""Input files for the demo, made from the real files in ``../shared/data/real``.
+"""Input files for the demo, made from the real files in ``data/real`` (see its README).
 
 Each function returns bytes ready to upload, and says in its docstring what it changed.
 """
@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import random
-from pathlib import Path
 
 import phonenumbers
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real"
-VILLAGES = SHARED / "29-karnataka-constituency.csv"
-PRACTICES = SHARED / "epraccur.csv"
+from devcluster import realdata
+
+VILLAGES = realdata.path(realdata.KARNATAKA)
+PRACTICES = realdata.path(realdata.EPRACCUR)
 
 
 def village_baseline(rows: int, *, prefix: str = "V", offset: int = 0) -> bytes:

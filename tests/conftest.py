@@ -16,14 +16,13 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-from devcluster import postgres
+from devcluster import postgres, realdata
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
 pytest_plugins = ["devcluster.pytest_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data" / "real"
 _TEMPLATE = "longtask_template"
 
 
@@ -87,7 +86,8 @@ def db(db_url: str) -> Iterator[psycopg2.extensions.connection]:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The folder of real input files shipped beside the repository."""
-    assert SHARED_DATA.is_dir(), f"real input files expected in {SHARED_DATA}"
-    return SHARED_DATA
+def real_data() -> Path:
+    """The folder of real input files carried in the repository (``data/real``)."""
+    for name in realdata.NAMES:
+        realdata.path(name)  # raises, naming the folder, when one is missing
+    return realdata.FOLDER

@@ -1,6 +1,6 @@
 """Cell values (``longtask.values``): pure tests, no server.
 
-Values come from the real files in ``shared/data/real`` (see SOURCES.md there): NHS
+Values come from the real files in ``data/real`` (see the README there): NHS
 epraccur (UK phones, YYYYMMDD dates), the St-Louis field-campaign export (Senegal phones,
 ISO timestamps, space-separated multiple choices, GPS), and the Indian LGD lists (names in
 Hindi and Kannada, census codes).
@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devcluster import realdata
 from longtask.values import (
     FieldSpec,
     FieldType,
@@ -35,7 +36,7 @@ from longtask.values import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-REAL = REPO.parent / "shared" / "data" / "real"
+REAL = realdata.FOLDER
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # the CHECK on collect.field_users.phone_e164
 
 

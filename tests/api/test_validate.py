@@ -69,9 +69,9 @@ def validate(client: httpx.Client, request: dict[str, Any], **params: Any) -> di
     return report
 
 
-def test_a_real_village_file_maps_cleanly(shared_data: Path, operator: httpx.Client,
+def test_a_real_village_file_maps_cleanly(real_data: Path, operator: httpx.Client,
                                           villages: int) -> None:
-    file_id = upload(operator, (shared_data / KARNATAKA).read_bytes(), KARNATAKA).json()["id"]
+    file_id = upload(operator, (real_data / KARNATAKA).read_bytes(), KARNATAKA).json()["id"]
 
     report = validate(operator, village_request(file_id))
 
@@ -86,9 +86,9 @@ def test_a_real_village_file_maps_cleanly(shared_data: Path, operator: httpx.Cli
 
 
 def test_swapped_columns_in_a_real_file_are_flagged_before_the_run(
-        shared_data: Path, operator: httpx.Client, villages: int,
+        real_data: Path, operator: httpx.Client, villages: int,
         custom_objects: Any, api_namespace: str) -> None:
-    data = swap_header((shared_data / KARNATAKA).read_bytes(), "District Code", "District Name")
+    data = swap_header((real_data / KARNATAKA).read_bytes(), "District Code", "District Name")
     file_id = upload(operator, data, KARNATAKA).json()["id"]
 
     report = validate(operator, village_request(file_id), rows=100)
@@ -107,8 +107,8 @@ def test_swapped_columns_in_a_real_file_are_flagged_before_the_run(
         "a dry run creates nothing")
 
 
-def epraccur_slice(shared_data: Path, rows: int = 300) -> list[list[str]]:
-    with (shared_data / "epraccur.csv").open(newline="") as f:
+def epraccur_slice(real_data: Path, rows: int = 300) -> list[list[str]]:
+    with (real_data / "epraccur.csv").open(newline="") as f:
         return [row for _, row in zip(range(rows), csv.reader(f), strict=False)]
 
 
@@ -126,8 +126,8 @@ def teams_request(file_id: str, team: str, manager: str) -> dict[str, Any]:
 
 
 def test_team_and_phone_columns_given_the_wrong_way_round_are_flagged(
-        shared_data: Path, operator: httpx.Client) -> None:
-    file_id = upload(operator, as_csv(epraccur_slice(shared_data))).json()["id"]
+        real_data: Path, operator: httpx.Client) -> None:
+    file_id = upload(operator, as_csv(epraccur_slice(real_data))).json()["id"]
 
     right = validate(operator, teams_request(file_id, "#2", "#18"))
     wrong = validate(operator, teams_request(file_id, "#18", "#2"))
@@ -139,8 +139,8 @@ def test_team_and_phone_columns_given_the_wrong_way_round_are_flagged(
 
 
 def test_a_phone_column_shifted_by_ten_rows_shows_as_rows_without_a_valid_phone(
-        shared_data: Path, operator: httpx.Client) -> None:
-    rows = epraccur_slice(shared_data)
+        real_data: Path, operator: httpx.Client) -> None:
+    rows = epraccur_slice(real_data)
     phones = [r[17] for r in rows]
     shifted = [[*r[:17], p, *r[18:]] for r, p in zip(rows, [""] * 10 + phones, strict=False)]
     file_id = upload(operator, as_csv(shifted)).json()["id"]
@@ -153,8 +153,8 @@ def test_a_phone_column_shifted_by_ten_rows_shows_as_rows_without_a_valid_phone(
 
 
 def test_a_header_the_run_would_refuse_makes_the_request_invalid(
-        shared_data: Path, operator: httpx.Client) -> None:
-    file_id = upload(operator, (shared_data / "blocks.csv").read_bytes()).json()["id"]
+        real_data: Path, operator: httpx.Client) -> None:
+    file_id = upload(operator, (real_data / "blocks.csv").read_bytes()).json()["id"]
 
     report = validate(operator, {"type": "BaselineUpload", "organization": "acme",
                                  "params": {"form": "Households", "fileId": file_id}})

@@ -156,7 +156,7 @@ def test_the_migrations_run_from_the_operator_environment(
 def test_the_operator_runs_as_its_service_account_and_drives_a_task_the_api_controls(
         image_env: Callable[[str], Path], kube_cluster: KubeCluster, core_v1: Any,
         custom_objects: Any, chart_release: Release, db_url: str,
-        db: psycopg2.extensions.connection, shared_data: Path, tmp_path: Path,
+        db: psycopg2.extensions.connection, real_data: Path, tmp_path: Path,
         running: list[subprocess.Popen[bytes]]) -> None:
     """The operator from the image environment, as its ServiceAccount under the chart's
     rules: liveness, peering, then a task's whole life (start, pause, resume, terminate
@@ -202,7 +202,7 @@ def test_the_operator_runs_as_its_service_account_and_drives_a_task_the_api_cont
                                       chart_release.service_account("api"),
                                       tmp_path / "api.kubeconfig")
     run_lifecycle(ApiTasks(load_api_client(api_kubeconfig, 4), ns, timeout=10), db, db_url,
-                  shared_data, log)
+                  real_data, log)
     forbidden = refusals(log)
     assert forbidden == [], "the operator was refused something it uses:\n" + "\n".join(forbidden)
 
@@ -228,9 +228,9 @@ def wait_phase(api: ApiTasks, name: str, phases: set[str], log: Path,
 
 
 def run_lifecycle(api: ApiTasks, db: psycopg2.extensions.connection, db_url: str,
-                  shared_data: Path, log: Path) -> None:
+                  real_data: Path, log: Path) -> None:
     """Start, pause, resume and terminate a baseline upload through the API's client."""
-    data = (shared_data / s.KARNATAKA).read_bytes()
+    data = (real_data / s.KARNATAKA).read_bytes()
     org = s.create_org(db)
     s.create_village_form(db, org, "villages", data.split(b"\n", 1)[0].decode().split(","))
     file_id = s.store_file(db_url, data, s.KARNATAKA)

@@ -37,9 +37,9 @@ def org(db: psycopg2.extensions.connection) -> int:
 
 
 @pytest.fixture
-def karnataka(shared_data: Path) -> bytes:
+def karnataka(real_data: Path) -> bytes:
     """The real Karnataka village file (14,859 rows, some village codes repeated)."""
-    return (shared_data / s.KARNATAKA).read_bytes()
+    return (real_data / s.KARNATAKA).read_bytes()
 
 
 @pytest.fixture

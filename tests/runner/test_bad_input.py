@@ -151,10 +151,10 @@ def test_duplicate_header_names_are_refused(db, db_url, people):
     assert_failed_before_writing(db, task, code, "columns 2 and 3", "same name")
 
 
-def test_real_file_with_two_block_name_columns_is_refused(db, db_url, shared_data):
+def test_real_file_with_two_block_name_columns_is_refused(db, db_url, real_data):
     org = s.create_org(db)
     s.create_form(db, org, "blocks", [("Block Name", "text", True)])
-    file_id = s.store_bytes(db_url, (shared_data / "blocks.csv").read_bytes())
+    file_id = s.store_bytes(db_url, (real_data / "blocks.csv").read_bytes())
     task = s.task("BaselineUpload", {"form": "blocks", "fileId": file_id,
                                      "keyColumn": "Block Code"})
     code = s.run_inline(db_url, task)

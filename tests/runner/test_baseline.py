@@ -1,4 +1,4 @@
-"""BaselineUpload against a real PostgreSQL server, on the real files in shared/data."""
+"""BaselineUpload against a real PostgreSQL server, on the real files in data/real."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def karnataka_form(db, org_id: int, header: list[str]) -> int:  # type: ignore[n
 
 
 @pytest.fixture
-def karnataka(db, shared_data: Path):  # type: ignore[no-untyped-def]
-    raw = (shared_data / KARNATAKA).read_bytes()
+def karnataka(db, real_data: Path):  # type: ignore[no-untyped-def]
+    raw = (real_data / KARNATAKA).read_bytes()
     header = raw.split(b"\n", 1)[0].decode().split(",")
     org = s.create_org(db)
     karnataka_form(db, org, header)
@@ -266,8 +266,8 @@ ST_LOUIS_TYPES = {
 
 
 def test_real_field_export_with_line_breaks_in_cells_loads_and_flags_bad_phones(
-        db, db_url, shared_data):
-    raw = (shared_data / ST_LOUIS).read_bytes()
+        db, db_url, real_data):
+    raw = (real_data / ST_LOUIS).read_bytes()
     header = next(__import__("csv").reader([raw.split(b"\n", 1)[0].decode()]))
     org = s.create_org(db)
     fields = [(n, *ST_LOUIS_TYPES.get(n, ("text", None))) for n in header if n != "UUID"]

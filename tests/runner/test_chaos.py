@@ -22,9 +22,9 @@ from longtask.db import set_hold
 ROWS = 100_000
 
 
-def big_baseline(shared_data: Path, rows: int = ROWS) -> bytes:
+def big_baseline(real_data: Path, rows: int = ROWS) -> bytes:
     """``rows`` village records with a unique ``external_id``, built from the real file."""
-    lines = (shared_data / "29-karnataka-constituency.csv").read_bytes().decode().splitlines()
+    lines = (real_data / "29-karnataka-constituency.csv").read_bytes().decode().splitlines()
     header, body = lines[0], lines[1:]
     out = [f"external_id,{header}"]
     for i in range(rows):
@@ -59,8 +59,8 @@ def chunks_after(db, uid: uuid.UUID, instant: float) -> list[tuple[int, float]]:
 
 
 @pytest.fixture
-def uploads(db, db_url, shared_data):  # type: ignore[no-untyped-def]
-    data = big_baseline(shared_data)
+def uploads(db, db_url, real_data):  # type: ignore[no-untyped-def]
+    data = big_baseline(real_data)
     s.create_org(db)
     header = data.split(b"\n", 1)[0].decode()
     make_form(db, header, "reference")

@@ -35,8 +35,8 @@ def members(db, team: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-
         return list(cur.fetchall())
 
 
-def test_real_practice_list_creates_one_team_per_named_practice(db, db_url, org, shared_data):
-    file_id = s.store_bytes(db_url, (shared_data / "epraccur.csv").read_bytes(),
+def test_real_practice_list_creates_one_team_per_named_practice(db, db_url, org, real_data):
+    file_id = s.store_bytes(db_url, (real_data / "epraccur.csv").read_bytes(),
                             filename="epraccur.csv")
     task = s.task("BulkTeamCreate", {"fileId": file_id, "defaultRegion": "GB",
                                      "hasHeader": False, "teamColumn": "#2",
