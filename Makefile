@@ -3,15 +3,17 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-deps kube tools lint test bench bench-operator bench-e2e demo clean
+.PHONY: setup system-deps kube tools venv lint test images lock lock-upgrade \
+        bench bench-operator bench-e2e demo clean
 
-setup: system-deps kube tools $(STAMP)
+# What the tests need; the demo needs all of it but the chart and image tools.
+setup: system-deps kube tools venv
 
 system-deps:
 	@hack/install-system-deps.sh
 
-# etcd, kube-apiserver and kube-controller-manager for the cluster tests, built once into a
-# cache outside git (about 15 minutes the first time; hack/KUBE.md).
+# etcd, kube-apiserver and kube-controller-manager for the cluster tests and the demo,
+# built once into a cache outside git (about 15 minutes the first time; hack/KUBE.md).
 kube:
 	@hack/build-kube.sh
 
@@ -20,11 +22,28 @@ kube:
 tools:
 	@hack/install-tools.sh
 
-$(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+venv: $(STAMP)
+
+# The virtual environment holds exactly the lock (requirements/dev.txt: versions and
+# hashes), made anew whenever the lock or pyproject.toml changes; then the project itself,
+# editable, and the development packages on its path (hack/dev-path.sh).
+$(STAMP): requirements/dev.txt pyproject.toml
+	python3 -m venv --clear $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	    --only-binary=:all: -r requirements/dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-index \
+	    --no-build-isolation -e .
+	hack/dev-path.sh $(VENV)
+	$(VENV)/bin/pip check --disable-pip-version-check
 	@touch $@
+
+# Re-resolve the lock after editing pyproject.toml (other pins kept), or move every pin to
+# the newest release allowed; then `make setup` installs it (requirements/lock.sh).
+lock:
+	requirements/lock.sh
+
+lock-upgrade:
+	requirements/lock.sh --upgrade
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -34,16 +53,20 @@ lint: $(STAMP)
 test: setup lint
 	$(VENV)/bin/pytest
 
-bench: setup
+# The runner and operator images, built with buildah from the Dockerfiles (hack/build-images.sh).
+images: system-deps
+	hack/build-images.sh
+
+bench: system-deps venv
 	$(PY) bench/runner_bench.py
 
-bench-operator: setup
+bench-operator: system-deps kube venv
 	$(PY) bench/operator_bench.py
 
-bench-e2e: setup
+bench-e2e: system-deps kube venv
 	$(PY) bench/e2e_bench.py
 
-demo: setup
+demo: system-deps kube venv
 	$(PY) -m demo
 
 clean:

@@ -1,16 +1,14 @@
-"""The Dockerfiles (hadolint and the rules they must keep) and their pinned requirements."""
+"""The Dockerfiles: hadolint and the rules they must keep (their pinned requirements:
+tests/test_lock.py)."""
 
 from __future__ import annotations
 
 import json
 import re
 import tomllib
-from importlib import metadata
 
 import pytest
 from deploy_support import REPO, run, tool
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 DOCKERFILES = {"Dockerfile.runner": "runner.txt", "Dockerfile.operator": "operator.txt"}
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -26,13 +24,6 @@ def instructions(name: str) -> list[tuple[str, str]]:
             word, _, rest = line.partition(" ")
             found.append((word.upper(), rest.strip()))
     return found
-
-
-def pins(requirements: str) -> dict[str, str]:
-    """``{canonical name: version}`` pinned (``==``) in ``requirements/<file>``."""
-    text = (REPO / "requirements" / requirements).read_text()
-    return {canonicalize_name(m.group(1)): m.group(2)
-            for m in re.finditer(r"^([A-Za-z0-9._-]+)==(\S+) \\$", text, re.MULTILINE)}
 
 
 @pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
@@ -93,43 +84,6 @@ def test_the_runner_image_command_is_the_one_the_operator_jobs_run() -> None:
     entrypoint = json.loads(dict(instructions("Dockerfile.runner"))["ENTRYPOINT"])
 
     assert command[: len(entrypoint)] == entrypoint, (command, entrypoint)
-
-
-@pytest.mark.parametrize(("requirements", "extras"),
-                         [("runner.txt", ()), ("operator.txt", ("operator", "api"))])
-def test_requirements_pin_what_pyproject_asks_at_the_versions_the_tests_run(
-        requirements: str, extras: tuple[str, ...]) -> None:
-    pinned = pins(requirements)
-    wanted = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
-    for extra in extras:
-        wanted += [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"][extra]]
-
-    for requirement in wanted:
-        name = canonicalize_name(requirement.name)
-        assert name in pinned, f"{requirement} is not pinned in requirements/{requirements}: " \
-            "run requirements/compile.sh"
-        assert requirement.specifier.contains(pinned[name], prereleases=True), (
-            f"requirements/{requirements} pins {name}=={pinned[name]}, pyproject asks "
-            f"{requirement}: run requirements/compile.sh")
-    stale = {name: (version, metadata.version(name)) for name, version in pinned.items()
-             if metadata.version(name) != version}
-    assert stale == {}, ("the images would run other versions than the tests "
-                         f"(pinned, installed): {stale}; run requirements/compile.sh")
-
-
-def test_every_pin_carries_a_hash() -> None:
-    for name in ("runner.txt", "operator.txt", "build.txt"):
-        text = (REPO / "requirements" / name).read_text()
-        blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
-        for block in blocks:
-            assert "--hash=sha256:" in block, f"{name}: no hash for {block.splitlines()[0]}"
-
-
-def test_the_runner_image_needs_only_the_base_dependencies() -> None:
-    runner, operator = pins("runner.txt"), pins("operator.txt")
-
-    assert "kopf" not in runner and "fastapi" not in runner and "kubernetes" not in runner
-    assert runner.items() <= operator.items(), "one version of each package in both images"
 
 
 def test_the_dockerignore_keeps_the_checkout_out_of_the_context() -> None:
