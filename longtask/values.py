@@ -10,7 +10,9 @@ Rules, per field type (``collect.form_fields.type``):
 * Every cell: surrounding whitespace (any Unicode space, NBSP, zero-width space, BOM) is
   removed. What is left empty is blank: ``None``, or "required value is missing" when the
   field is required. Words such as ``NA`` or ``null`` are not blank (they can be real
-  text).
+  text). A cell of a typed field longer than :data:`MAX_CELL_LENGTH` allows for its type
+  (100 characters for numbers, dates and datetimes, 64 for phones) is refused before it is
+  read, so every cell takes time linear in its length.
 * ``text``: ``str``, NFC-normalised (Unicode canonical composition, no change of meaning),
   internal line breaks kept and written as ``\\n``. A NUL character is refused (PostgreSQL
   cannot store it).
@@ -961,6 +963,35 @@ def _geopoint(s: str) -> dict[str, JSONValue]:
 
 # --------------------------------------------------------------------------- parsers
 
+# The longest cell each typed field reads, checked on the stripped cell before any pattern
+# sees it: a pattern searched over a long run of spaces or digits can take time quadratic
+# in the cell's length (a datetime cell of 40,000 spaces took 22 s), and no real value of
+# these types comes near the bound. Text and select cells are read by linear scans only.
+MAX_CELL_LENGTH: Mapping[FieldType, int] = {
+    FieldType.INTEGER: _MAX_NUMBER_LEN,
+    FieldType.DECIMAL: _MAX_NUMBER_LEN,
+    FieldType.BOOLEAN: 32,
+    FieldType.DATE: 100,
+    FieldType.DATETIME: 100,
+    FieldType.PHONE: 64,
+    FieldType.GEOPOINT: 200,
+}
+
+
+def _bounded(convert: Parser, field_type: FieldType) -> Parser:
+    """``convert``, refusing first a cell longer than :data:`MAX_CELL_LENGTH` allows."""
+    limit = MAX_CELL_LENGTH.get(field_type)
+    if limit is None:
+        return convert
+
+    def bounded(s: str) -> JSONValue:
+        if len(s) > limit:
+            raise InvalidValue(f"too long for a {field_type.value} value ({len(s):,} "
+                               f"characters, at most {limit}): {_show(s)}")
+        return convert(s)
+
+    return bounded
+
 
 def make_parser(spec: FieldSpec, *, default_region: str = "IN") -> Parser:
     """A function reading one raw cell of ``spec``'s field (see the module rules).
@@ -1001,6 +1032,7 @@ def make_parser(spec: FieldSpec, *, default_region: str = "IN") -> Parser:
             convert = _geopoint
     except InvalidFieldSpec as exc:
         raise InvalidFieldSpec(f"field {spec.name!r}: {exc}") from None
+    convert = _bounded(convert, field_type)
     strip = _STRIP
 
     if spec.required:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from devcluster import realdata
 from longtask.values import (
+    MAX_CELL_LENGTH,
     FieldSpec,
     FieldType,
     InvalidFieldSpec,
@@ -934,3 +935,63 @@ def test_cells_are_stripped_of_every_space_plus_zero_width_space_and_bom() -> No
 
     spaces = {chr(i) for i in range(sys.maxunicode + 1) if chr(i).isspace()}
     assert set(_STRIP) == spaces | {"\u200b", "\ufeff"}
+
+
+# ------------------------------------------------------------------ hostile cell lengths
+
+# Cells a pattern could spend time on: long runs of spaces between digits (a datetime cell
+# of "1" + 40,000 spaces + "1" took 22 s before the bound), digits, separators, words.
+HOSTILE = {
+    "spaces": lambda n: "1" + " " * (n - 2) + "1",
+    "digits": lambda n: "1" * n,
+    "colons": lambda n: ("1:" * n)[:n],
+    "dashes": lambda n: ("1-" * n)[:n],
+    "words": lambda n: ("Jan 1 " * n)[: n - 1] + "x",
+}
+"""Makers of a cell of exactly ``n`` characters, none of them blank at either end."""
+
+
+@pytest.mark.parametrize("field_type", sorted(MAX_CELL_LENGTH))
+def test_a_typed_cell_longer_than_its_bound_is_refused_before_it_is_read(
+        field_type: FieldType) -> None:
+    limit = MAX_CELL_LENGTH[field_type]
+    parse = make_parser(FieldSpec("f", field_type))
+
+    for name, make in HOSTILE.items():
+        with pytest.raises(InvalidValue) as refused:
+            parse(make(limit + 1))
+        assert refused.value.reason.startswith(f"too long for a {field_type.value} value ("), (
+            name, refused.value.reason)
+        assert f"at most {limit})" in refused.value.reason
+
+
+@pytest.mark.parametrize("field_type", sorted(MAX_CELL_LENGTH))
+def test_a_cell_at_its_bound_is_read_by_the_type_rules(field_type: FieldType) -> None:
+    parse = make_parser(FieldSpec("f", field_type))
+    cell = HOSTILE["spaces"](MAX_CELL_LENGTH[field_type])
+
+    try:
+        parse(cell)
+    except InvalidValue as exc:
+        assert not exc.reason.startswith("too long"), exc.reason
+
+
+def test_the_bound_counts_the_cell_after_its_spaces_are_stripped() -> None:
+    parse = make_parser(FieldSpec("f", FieldType.DATE))
+
+    assert parse(" " * 10_000 + "2019-07-18" + "\u00a0" * 10_000) == "2019-07-18"
+
+
+@pytest.mark.parametrize("field_type", list(FieldType))
+def test_every_field_type_reads_100k_character_hostile_cells(field_type: FieldType) -> None:
+    options = {"choices": ["a", "b"]} if field_type.value.startswith("select") else None
+    parse = make_parser(FieldSpec("f", field_type, options=options))
+
+    for make in HOSTILE.values():
+        try:
+            value = parse(make(100_000))
+        except InvalidValue as exc:
+            assert exc.reason
+        else:
+            assert field_type in (FieldType.TEXT, FieldType.SELECT_ONE,
+                                  FieldType.SELECT_MULTIPLE), (field_type, str(value)[:80])
