@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from demo.cases import Check, Demo, Sizes
 from demo.control import ApiControl, Control, ProcessControl
-from devcluster import postgres, stack
+from devcluster import postgres, signals, stack
 from longtask import constants
 from longtask.db import connect
 from longtask.db.migrate import upgrade
@@ -69,9 +68,9 @@ def full_stack(sizes: Sizes, keep: bool) -> None:
                       f"token: {live.tokens[ORG]}\n"
                       f"  export KUBECONFIG={live.cluster.kubeconfig}\n"
                       f"  kubectl -n {live.namespace} get lt -w\n"
-                      "Ctrl-C stops everything.", flush=True)
-                with contextlib.suppress(KeyboardInterrupt):
-                    signal.sigwait({signal.SIGINT, signal.SIGTERM})
+                      "Ctrl-C (or SIGTERM) stops everything.", flush=True)
+                with contextlib.suppress(signals.Interrupted):  # the end the user asked for
+                    signals.wait()
         finally:
             live.stop()
 
@@ -103,14 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes()
     started = time.monotonic()
-    try:
-        if args.runner_only:
-            runner_only(sizes)
-        else:
-            full_stack(sizes, args.keep)
-    except Check as exc:
-        print(f"\nCHECK FAILED: {exc}", file=sys.stderr)
-        return 1
+    # A stop signal ends the demo through the same clean-up as a failed check: every
+    # process it started is stopped and its temporary folders are removed.
+    with signals.stop_on_signals():
+        try:
+            if args.runner_only:
+                runner_only(sizes)
+            else:
+                full_stack(sizes, args.keep)
+        except Check as exc:
+            print(f"\nCHECK FAILED: {exc}", file=sys.stderr)
+            return 1
+        except signals.Interrupted as stop:
+            print(f"\n{stop}: the demo stopped everything it started.", file=sys.stderr)
+            return 128 + stop.signum
     print(f"\nAll three cases done in {time.monotonic() - started:.0f} s; every check held.")
     return 0
 

@@ -10,16 +10,19 @@
 
 The runner Jobs' pods are run by the process kubelet as local processes, so the whole
 lifecycle (suspend, SIGTERM, deletion, rollback Job) is real. Used by ``make demo`` and the
-end-to-end tests. Command line: ``python -m devcluster.stack`` serves until Ctrl-C.
+end-to-end tests. Command line: ``python -m devcluster.stack [--keep-data]`` serves until
+SIGINT, SIGTERM or SIGHUP, then stops everything and removes its data (:func:`main`).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devcluster import kube, postgres
+from devcluster import kube, postgres, signals
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
@@ -181,29 +184,52 @@ def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
 
 
 @contextlib.contextmanager
-def running(**kwargs: Any) -> Iterator[Stack]:
-    """Context manager around :func:`start`, with a temporary work folder."""
-    with tempfile.TemporaryDirectory(prefix="longtask-stack-") as folder:
-        stack = start(Path(folder), **kwargs)
+def running(*, keep_data: bool = False, **kwargs: Any) -> Iterator[Stack]:
+    """Context manager around :func:`start`, in a new temporary work folder that is removed
+    afterwards (with ``keep_data``, left in place for a look at the logs and data)."""
+    folder = Path(tempfile.mkdtemp(prefix="longtask-stack-"))
+    try:
+        stack = start(folder, **kwargs)
         try:
             yield stack
         finally:
             stack.stop()
+    finally:
+        if not keep_data:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def main() -> None:
-    """Serve a stack until interrupted; prints how to reach it."""
-    with running() as stack:
-        print(f"API:        {stack.api_url}  (docs: {stack.api_url}/docs)")
-        for org, token in stack.tokens.items():
-            print(f"token for {org}: {token}")
-        print(f"kubectl:    export KUBECONFIG={stack.cluster.kubeconfig}; "
-              f"kubectl -n {stack.namespace} get lt -w")
-        print(f"database:   {stack.db_url}")
-        print("Ctrl-C stops everything.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve a stack until SIGINT, SIGTERM or SIGHUP, then stop everything it started and
+    remove its temporary data; prints how to reach it. Returns the exit status: 0 after a
+    stop signal, 1 when the stack could not start."""
+    parser = argparse.ArgumentParser(prog="python -m devcluster.stack", description=(
+        "Start PostgreSQL, the local Kubernetes control plane, the operator and the API; "
+        "serve until Ctrl-C (or SIGTERM), then stop them all."))
+    parser.add_argument("--keep-data", action="store_true",
+                        help="leave the work folder (logs, data) in place after the stop")
+    args = parser.parse_args(argv)
+    with signals.stop_on_signals():
+        try:
+            with running(keep_data=args.keep_data) as stack:
+                print(f"API:        {stack.api_url}  (docs: {stack.api_url}/docs)")
+                for org, token in stack.tokens.items():
+                    print(f"token for {org}: {token}")
+                print(f"kubectl:    export KUBECONFIG={stack.cluster.kubeconfig}; "
+                      f"kubectl -n {stack.namespace} get lt -w")
+                print(f"database:   {stack.db_url}")
+                print(f"work folder: {stack.workdir} "
+                      f"({'kept' if args.keep_data else 'removed'} after the stop)")
+                print("Ctrl-C (or SIGTERM) stops everything.", flush=True)
+                signals.wait()
+        except signals.Interrupted as stop:
+            print(f"{stop}: everything the stack started is stopped.", flush=True)
+            return 0
+        except RuntimeError as exc:  # a missing binary, or a process that never answered
+            print(f"the stack did not start: {exc}", file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
