@@ -7,23 +7,109 @@ store, export output).
 
 from __future__ import annotations
 
+import ctypes
+import logging
+from collections.abc import Mapping
+from typing import Any
+
 import psycopg2
+import psycopg2._psycopg
 import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
 psycopg2.extras.register_uuid()  # type: ignore[no-untyped-call]
 
+log = logging.getLogger("longtask.db")
+
+
+def _libpq() -> ctypes.CDLL | None:
+    """The libpq psycopg2 itself is linked with, or None when its symbols cannot be found.
+
+    A lookup through psycopg2's own extension module finds the very library it loaded
+    (its bundled copy in psycopg2-binary), whose ``PGconn`` is the one
+    ``connection.pgconn_ptr`` points to.
+    """
+    try:
+        lib = ctypes.CDLL(psycopg2._psycopg.__file__)
+        lib.PQgetCancel.argtypes = [ctypes.c_void_p]
+        lib.PQgetCancel.restype = ctypes.c_void_p
+        lib.PQcancel.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+        lib.PQcancel.restype = ctypes.c_int
+        lib.PQfreeCancel.argtypes = [ctypes.c_void_p]
+        lib.PQfreeCancel.restype = None
+    except (OSError, AttributeError, TypeError) as exc:
+        log.warning("libpq_not_found", extra={"error": str(exc)})
+        return None
+    return lib
+
+
+_PQ = _libpq()
+_CANCEL_ERRBUF = 256  # bytes, the size libpq's documentation asks for
+
+
+class Connection(psycopg2.extensions.connection):
+    """A psycopg2 connection whose :meth:`cancel` lets the process's other threads run.
+
+    psycopg2's own ``cancel()`` holds the interpreter lock for the whole cancel request,
+    and libpq's ``PQcancel`` opens a connection to the server and waits until the server
+    closes it: against a server that accepts TCP and never answers, every thread of the
+    process froze. This class calls the same ``PQcancel`` through ctypes, which releases
+    the lock, so only the calling thread waits.
+    """
+
+    _pgcancel: int | None = None
+
+    def __init__(self, dsn: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(dsn, *args, **kwargs)
+        # The cancel key is copied here, on the thread that made the connection; the
+        # copy stays valid after close() and is freed with this object.
+        if _PQ is not None and self.pgconn_ptr:
+            self._pgcancel = _PQ.PQgetCancel(self.pgconn_ptr) or None
+
+    def cancel(self) -> None:
+        """Ask the server to cancel this connection's statement in flight; callable from any
+        thread, blocking only the caller (until the server closes the cancel connection).
+
+        Raises ``psycopg2.InterfaceError`` once closed, ``psycopg2.OperationalError`` when
+        the request could not be sent.
+        """
+        handle = self._pgcancel
+        if handle is None or _PQ is None:
+            super().cancel()
+            return
+        if self.closed:
+            raise psycopg2.InterfaceError("connection already closed")
+        errbuf = ctypes.create_string_buffer(_CANCEL_ERRBUF)
+        if not _PQ.PQcancel(handle, errbuf, _CANCEL_ERRBUF):
+            raise psycopg2.OperationalError(errbuf.value.decode("utf-8", "replace").strip())
+
+    def __del__(self) -> None:
+        # A thread inside cancel() holds a reference, so no cancel is using the copy.
+        handle, self._pgcancel = self._pgcancel, None
+        if handle is not None and _PQ is not None:
+            _PQ.PQfreeCancel(handle)
+
 
 def connect(url: str, *, application_name: str = "longtask",
-            statement_timeout: float | None = None) -> psycopg2.extensions.connection:
-    """Open a connection in explicit-transaction mode (psycopg2's default), UTC session zone,
-    UTF-8 client encoding (the runner hands ``COPY`` UTF-8 bytes); with
+            statement_timeout: float | None = None,
+            options: Mapping[str, str] | None = None) -> Connection:
+    """Open a :class:`Connection` in explicit-transaction mode (psycopg2's default), UTC
+    session zone, UTF-8 client encoding (the runner hands ``COPY`` UTF-8 bytes); with
     ``statement_timeout`` (seconds) the server cancels any statement that runs longer.
 
-    Raises ``psycopg2.OperationalError`` when the server cannot be reached.
+    ``options`` are libpq connection parameters (e.g. ``connect_timeout``,
+    ``keepalives_idle``), each applied unless ``url`` sets the same parameter: a value
+    written in the URL wins. Either wins over libpq's environment (``PGCONNECT_TIMEOUT``).
+
+    Raises ``psycopg2.OperationalError`` when the server cannot be reached (within
+    ``connect_timeout`` seconds per address tried, if set), ``psycopg2.ProgrammingError``
+    for a malformed URL.
     """
-    conn = psycopg2.connect(url, application_name=application_name, client_encoding="UTF8")
+    given = psycopg2.extensions.parse_dsn(url)
+    params: dict[str, Any] = {k: v for k, v in (options or {}).items() if k not in given}
+    params.update(application_name=application_name, client_encoding="UTF8")
+    conn: Connection = psycopg2.connect(url, connection_factory=Connection, **params)
     with conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'UTC'")
         if statement_timeout is not None:
