@@ -45,3 +45,38 @@ class RunnerSettings(BaseSettings):
     # minutes, say): the runner then exits as crashed and its Job starts it again, from
     # the last checkpoint. Chunks take a fraction of a second.
     statement_timeout_seconds: float = Field(default=300, gt=0)
+    # On every connection the runner opens (its chunks', its reads', a count's, each export
+    # copier's), as libpq parameters, unless the database URL sets the same one: a value in
+    # the URL wins (libpq's own names there: connect_timeout, keepalives, keepalives_idle,
+    # keepalives_interval, keepalives_count, tcp_user_timeout in milliseconds).
+    # Longest wait for a connection, per address tried; an unreachable database then ends
+    # the runner as crashed (exit 1, the Job starts it again). libpq's floor is 2 s.
+    connect_timeout_seconds: int = Field(default=10, ge=2, le=300)
+    # TCP keepalive probes on an idle connection (the chunks' during a rate limit's wait,
+    # a read connection between pieces): a peer gone without a word (node lost, a NAT or
+    # firewall that dropped the flow) is noticed after idle + interval * count seconds.
+    keepalives: bool = True
+    keepalives_idle_seconds: int = Field(default=30, ge=1, le=7200)
+    keepalives_interval_seconds: int = Field(default=10, ge=1, le=600)
+    keepalives_count: int = Field(default=3, ge=1, le=100)
+    # Longest time data the runner sent may stay unacknowledged by the server's host before
+    # the kernel drops the connection (a COPY into a vanished server); 0: the system's
+    # default (about 15 minutes on Linux). Keep it at least idle + interval * count, or it
+    # also cuts the keepalive probing short.
+    tcp_user_timeout_seconds: float = Field(default=60, ge=0, le=3600)
+    # After a stop is requested, the longest the runner waits for its work to end (a chunk
+    # rolled back, the stop recorded) before it exits with the stop's code anyway: a server
+    # that does not answer must not keep the pod until the kubelet's SIGKILL. Keep it well
+    # under the operator's termination_grace_seconds (30 by default).
+    stop_deadline_seconds: float = Field(default=5, ge=0.5, le=25)
+
+    def libpq_options(self) -> dict[str, str]:
+        """The connection settings as libpq parameters (name to value, libpq's units)."""
+        return {
+            "connect_timeout": str(self.connect_timeout_seconds),
+            "keepalives": "1" if self.keepalives else "0",
+            "keepalives_idle": str(self.keepalives_idle_seconds),
+            "keepalives_interval": str(self.keepalives_interval_seconds),
+            "keepalives_count": str(self.keepalives_count),
+            "tcp_user_timeout": str(round(self.tcp_user_timeout_seconds * 1000)),
+        }
