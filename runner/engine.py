@@ -54,6 +54,7 @@ class StopToken:
         self._conn: Connection | None = None
         self.reason: str | None = None
         self.requested_at: float | None = None  # time.time() of the request
+        self.requested_monotonic: float | None = None  # time.monotonic() of the request
 
     def bind(self, conn: Connection | None) -> None:
         """Name the connection whose in-flight statement a stop must cancel."""
@@ -63,12 +64,16 @@ class StopToken:
     def request(self, reason: str, *, cancel: bool = True) -> None:
         """Ask the engine to stop (idempotent); safe from a signal handler or another thread.
 
-        ``cancel=False`` when the caller is the engine's own thread, between statements.
+        Never blocks: the cancel goes to the server from a thread of its own, since a cancel
+        request opens a connection to the server and waits for the server to close it,
+        which a server that does not answer never does. ``cancel=False`` when the caller
+        is the engine's own thread, between statements.
         """
         if self._event.is_set():
             return
         self.reason = reason
         self.requested_at = time.time()
+        self.requested_monotonic = time.monotonic()
         self._event.set()
         log.info("stop_requested", extra={"reason": reason})
         if not cancel:
@@ -76,10 +81,8 @@ class StopToken:
         with self._lock:
             conn = self._conn
         if conn is not None and not conn.closed:
-            try:
-                conn.cancel()
-            except psycopg2.Error as exc:  # the server may already be gone: the stop holds
-                log.warning("cancel_failed", extra={"error": str(exc)})
+            threading.Thread(target=_cancel, args=(conn,), name="longtask-cancel",
+                             daemon=True).start()
 
     def is_set(self) -> bool:
         """True once a stop was requested."""
@@ -93,6 +96,14 @@ class StopToken:
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, waking at once on a stop; True if stopped."""
         return self._event.wait(seconds)
+
+
+def _cancel(conn: Connection) -> None:
+    """Send ``conn`` a cancel request (the thread :meth:`StopToken.request` starts)."""
+    try:
+        conn.cancel()
+    except psycopg2.Error as exc:  # the server may already be gone: the stop holds
+        log.warning("cancel_failed", extra={"error": str(exc)})
 
 
 @dataclass
