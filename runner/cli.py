@@ -6,7 +6,9 @@ sets (``LONGTASK_TASK_*``), or from options of the same names; the database from
 75 stopped by a signal before the end, 76 fenced out by a newer runner, 1 crashed.
 
 The data work runs in a worker thread so the main thread is free to take SIGTERM at any
-moment: the handler sets the stop token, which cancels the statement in flight.
+moment: the handler sets the stop token, which cancels the statement in flight. If the work
+has not ended ``stop_deadline_seconds`` after the stop (a server that does not answer), the
+main thread exits with the stop's code without it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from types import FrameType
 from typing import Any
 
 import psycopg2
+import pydantic
 from longtask.runner import logs
 from longtask.runner.engine import Engine, Mode, StopToken, TaskDefinition, register
 from longtask.runner.errors import Fenced, Stopped, TaskFailed
@@ -74,6 +78,7 @@ def definition_from(args: argparse.Namespace) -> TaskDefinition:
 
 
 _SWITCH_INTERVAL = 0.001  # seconds
+_EXIT_CRASHED = 1
 
 
 def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
@@ -90,15 +95,22 @@ def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
     conn = read_conn = None
     engine: Engine | None = None
     try:
-        timeout = settings.statement_timeout_seconds
-        conn = connect(url, application_name=f"longtask-runner-{mode}", statement_timeout=timeout)
-        read_conn = _read_connection(url, mode, timeout, "read")
+        try:
+            conn = _connection(url, f"longtask-runner-{mode}", settings)
+            read_conn = _read_connection(url, mode, settings, "read")
+        except psycopg2.OperationalError as exc:
+            if stop.is_set():
+                raise Stopped(stop.reason or "stop requested") from None
+            log.error("database_unreachable", extra={
+                "task": str(task.uid), "mode": mode, "error": str(exc).strip(),
+                "connect_timeout_seconds": settings.connect_timeout_seconds})
+            return _EXIT_CRASHED
         stop.bind(conn)
         register(conn, task)
         engine = Engine(conn, task.uid, mode, stop=stop, holder=holder, settings=settings)
         record = engine.acquire()
         work = build_work(task, mode, read_conn, stop, settings,
-                          connect=functools.partial(_read_connection, url, mode, timeout))
+                          connect=functools.partial(_read_connection, url, mode, settings))
         engine.run(work, record)
         log.info("task_complete", extra={"task": str(task.uid), "mode": mode})
         return constants.EXIT_DONE
@@ -125,11 +137,21 @@ def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
                 c.close()
 
 
-def _read_connection(url: str, mode: Mode, timeout: float, purpose: str) -> Any:
-    """A new autocommit connection for reading, named ``longtask-runner-<mode>-<purpose>``,
-    whose statements end after ``timeout`` seconds."""
-    conn = connect(url, application_name=f"longtask-runner-{mode}-{purpose}",
-                   statement_timeout=timeout)
+def _connection(url: str, name: str, settings: RunnerSettings) -> Any:
+    """Every connection of the runner is opened here: named ``name``, with the settings'
+    statement timeout, connect timeout and TCP keepalives (a value the URL gives wins).
+
+    Raises ``psycopg2.OperationalError`` when the database cannot be reached.
+    """
+    return connect(url, application_name=name,
+                   statement_timeout=settings.statement_timeout_seconds,
+                   options=settings.libpq_options())
+
+
+def _read_connection(url: str, mode: Mode, settings: RunnerSettings, purpose: str) -> Any:
+    """A new autocommit connection for reading, named ``longtask-runner-<mode>-<purpose>``
+    (see :func:`_connection`)."""
+    conn = _connection(url, f"longtask-runner-{mode}-{purpose}", settings)
     conn.autocommit = True
     return conn
 
@@ -158,6 +180,11 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
     logs.setup(args.log_level.upper())
     task = definition_from(args)
     url = args.database_url or DatabaseSettings().database_url  # type: ignore[call-arg]
+    try:
+        settings = RunnerSettings()
+    except pydantic.ValidationError as exc:
+        log.error("settings_invalid", extra={"task": str(task.uid), "error": str(exc)})
+        sys.exit(_EXIT_CRASHED)
     stop = StopToken()
     sys.setswitchinterval(_SWITCH_INTERVAL)  # before execute(), for the signal handler
 
@@ -176,18 +203,44 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
         # a flag, and the handler would wait until the main thread next woke.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
-            outcome.append(execute(task, args.mode, url, stop))
+            outcome.append(execute(task, args.mode, url, stop, settings))
         except BaseException:
             log.exception("runner_crashed", extra={"task": str(task.uid)})
-            outcome.append(1)
+            outcome.append(_EXIT_CRASHED)
 
-    worker = threading.Thread(target=work, name="longtask-worker")
+    # A daemon: were the deadline to pass, nothing may wait for it.
+    worker = threading.Thread(target=work, name="longtask-worker", daemon=True)
     worker.start()
     while worker.is_alive():
-        worker.join(0.5)  # wakes for signals: their handlers run on this thread
+        if stop.requested_monotonic is None:
+            worker.join(0.5)  # wakes for signals: their handlers run on this thread
+            continue
+        left = stop.requested_monotonic + settings.stop_deadline_seconds - time.monotonic()
+        if left <= 0:
+            _abandon(worker, task, settings.stop_deadline_seconds)
+        worker.join(left)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     # Everything is committed or rolled back and every connection closed: skip the
     # interpreter's slow module teardown so a stopped pod goes away at once.
     os._exit(outcome[0] if outcome else 1)
+
+
+def _abandon(worker: threading.Thread, task: TaskDefinition, deadline: float) -> None:
+    """Exit with the stop's code while ``worker`` is still stuck (a statement the server
+    does not answer, a connection it does not complete); never returns.
+
+    Nothing is written after the stop all the same: a chunk commits only if its COMMIT was
+    sent, and the engine checks the stop right before sending it; the transaction left
+    open is rolled back by the server when this process's connections drop.
+    """
+    frame = sys._current_frames().get(worker.ident or -1)
+    log.warning("stop_deadline_passed", extra={
+        "task": str(task.uid), "deadline_seconds": deadline,
+        "worker_at": None if frame is None else
+        f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"})
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(constants.EXIT_STOPPED)
