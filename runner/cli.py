@@ -3,7 +3,8 @@
 The task's type, organization and parameters come from the environment the operator's Job
 sets (``LONGTASK_TASK_*``), or from options of the same names; the database from
 ``LONGTASK_DATABASE_URL``. Exit codes (``longtask.constants``): 0 done, 3 failed for good,
-75 stopped by a signal before the end, 76 fenced out by a newer runner, 1 crashed.
+75 stopped by a signal before the end, 76 fenced out by a newer runner, 1 crashed (a
+database not reached within the connect timeout among the causes).
 
 The data work runs in a worker thread so the main thread is free to take SIGTERM at any
 moment: the handler sets the stop token, which cancels the statement in flight. If the work
@@ -25,7 +26,7 @@ import threading
 import time
 import uuid
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg2
 import pydantic
@@ -101,7 +102,7 @@ def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
         except psycopg2.OperationalError as exc:
             if stop.is_set():
                 raise Stopped(stop.reason or "stop requested") from None
-            log.error("database_unreachable", extra={
+            log.error("database_connect_failed", extra={
                 "task": str(task.uid), "mode": mode, "error": str(exc).strip(),
                 "connect_timeout_seconds": settings.connect_timeout_seconds})
             return _EXIT_CRASHED
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
             log.exception("runner_crashed", extra={"task": str(task.uid)})
             outcome.append(_EXIT_CRASHED)
 
-    # A daemon: were the deadline to pass, nothing may wait for it.
+    # A daemon: should the main thread ever leave by an exception, a stuck worker cannot
+    # hold the process.
     worker = threading.Thread(target=work, name="longtask-worker", daemon=True)
     worker.start()
     while worker.is_alive():
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
     os._exit(outcome[0] if outcome else 1)
 
 
-def _abandon(worker: threading.Thread, task: TaskDefinition, deadline: float) -> None:
+def _abandon(worker: threading.Thread, task: TaskDefinition, deadline: float) -> NoReturn:
     """Exit with the stop's code while ``worker`` is still stuck (a statement the server
     does not answer, a connection it does not complete); never returns.
 

@@ -312,7 +312,7 @@ def test_the_connect_timeout_alone_ends_a_runner_facing_a_black_hole(
         waited = ended - hole.first_accept
     assert code == 1, log.read_text()
     assert 1.5 < waited < 2 + MARGIN, f"waited {waited:.2f} s after its connection was accepted"
-    lines = [e for e in events(log) if e["event"] == "database_unreachable"]
+    lines = [e for e in events(log) if e["event"] == "database_connect_failed"]
     assert len(lines) == 1, log.read_text()
     assert "timeout" in lines[0]["error"], lines[0]
     assert lines[0]["level"] == "error"
