@@ -4,19 +4,25 @@ Reads :class:`~longtask.operator.settings.OperatorSettings` (``LONGTASK_OPERATOR
 database URL (``LONGTASK_DATABASE_URL``), logs in with the in-cluster service account or
 ``$KUBECONFIG``, and runs the handlers of :mod:`longtask.operator.handlers` until SIGTERM or
 SIGINT. Watches ``LONGTASK_OPERATOR_WATCH_NAMESPACES`` (comma-separated), or every namespace
-when that is empty. Log lines are JSON objects, the event name in ``message``.
+when that is empty. Unless ``LONGTASK_OPERATOR_STANDALONE`` is true, the handlers run only
+while this process holds the operator's Lease (:mod:`longtask.operator.leader`); a standby
+waits. Log lines are JSON objects, the event name in ``message``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import kopf
+from kubernetes import client
+from longtask.operator import leader
+from longtask.operator.kube import Kube
 from longtask.operator.settings import OperatorSettings
 
 
 def main() -> None:
-    """Run the operator in the foreground; returns when kopf has stopped."""
+    """Run the operator in the foreground; returns when kopf (or a standby) has stopped."""
     settings = OperatorSettings()  # type: ignore[call-arg]  # from the environment
     kopf.configure(log_format=kopf.LogFormat.JSON, log_refkey="object")
     logging.getLogger().setLevel(settings.log_level)
@@ -24,16 +30,30 @@ def main() -> None:
         # kopf says "Handler 'x' succeeded" at INFO for every call, once a second per task
         # with the progress timer; our own lines say what was done. Its warnings stay.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # The client's election says at INFO what it tries every retry period; leader.py
+        # logs the transitions and the failed renewals itself.
+        logging.getLogger("leaderelection").setLevel(logging.WARNING)
     # Importing the module registers its handlers with kopf's default registry.
     from longtask.operator import handlers  # noqa: F401
 
-    kopf.run(
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        standalone=settings.standalone,
-        peering_name=None if settings.standalone else settings.peering_name,
-        liveness_endpoint=settings.liveness_endpoint or None,
-    )
+    clusterwide, namespaces = not settings.namespaces, settings.namespaces
+    if settings.standalone:
+        kopf.run(clusterwide=clusterwide, namespaces=namespaces, standalone=True,
+                 liveness_endpoint=settings.liveness_endpoint or None)
+        return
+
+    # The client loads its API classes on first use, seconds of CPU on a busy node: load
+    # the ones the handlers use now, before standing for election, not after winning it.
+    with client.ApiClient() as unused:
+        Kube(unused)
+
+    # kopf's own peering stays off: the Lease decides which process is active, and this
+    # process serves the liveness probe itself, as a standby too.
+    async def operate(ready: asyncio.Event) -> None:
+        await kopf.operator(clusterwide=clusterwide, namespaces=namespaces, standalone=True,
+                            ready_flag=ready)
+
+    leader.run_elected(settings, operate)
 
 
 if __name__ == "__main__":

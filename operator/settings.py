@@ -1,8 +1,8 @@
 """The operator's settings, read from ``LONGTASK_OPERATOR_*`` environment variables.
 
 One pydantic-settings class for the process: what the Jobs it makes look like (runner image,
-database Secret, grace period, resources, the runner's own settings) and how it watches
-(namespaces, refresh interval).
+database Secret, grace period, resources, the runner's own settings), how it watches
+(namespaces, refresh interval) and how replicas elect the active one (the Lease).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from longtask.settings import RunnerSettings
@@ -87,12 +87,21 @@ class OperatorSettings(BaseSettings):
     progress_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     # Comma-separated namespaces to watch; empty means every namespace (cluster-wide).
     watch_namespaces: str = ""
-    # One active replica (issue 3): replicas meet in kopf's peering object of this name
-    # (KopfPeering per watched namespace, ClusterKopfPeering when cluster-wide; the chart
-    # ships both CRDs) and all but one wait. ``standalone`` skips peering: for a single
-    # process that is sure to be alone, such as the tests and a local run.
-    peering_name: str = Field(default="longtask", pattern=_DNS_LABEL)
+    # One active replica: every replica is a candidate for a coordination.k8s.io/v1 Lease
+    # of this name and namespace (empty: the pod's own), and only its holder runs kopf's
+    # handlers (leader.py). ``standalone`` skips the election: for a single process that is
+    # sure to be alone, such as the tests and a local run.
     standalone: bool = False
+    lease_name: str = Field(default="longtask-operator", pattern=_DNS_LABEL)
+    lease_namespace: str = Field(default="", pattern=f"^$|{_DNS_LABEL}")
+    # A standby takes the Lease once its record has not changed for lease_duration; the
+    # holder exits when its last successful renewal was sent renew_deadline ago; both try
+    # every retry_period. After a SIGKILL of the holder, a standby leads within about
+    # lease_duration + retry_period; a holder may stop acting up to lease_duration -
+    # renew_deadline late without ever overlapping its successor.
+    lease_duration_seconds: int = Field(default=8, ge=2, le=600)
+    renew_deadline_seconds: int = Field(default=5, ge=2, le=600)
+    retry_period_seconds: int = Field(default=1, ge=1, le=60)
     # Where kopf serves the liveness probe, e.g. http://0.0.0.0:8080/healthz; none if empty.
     liveness_endpoint: str = ""
     # Level of the operator's JSON log lines (DEBUG, INFO, WARNING, ERROR).
@@ -123,6 +132,17 @@ class OperatorSettings(BaseSettings):
             )
             raise ValueError(f"runner setting(s) refused by RunnerSettings: {problems}") from None
         return value
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> OperatorSettings:
+        # The order the election relies on (kubernetes.leaderelection refuses the rest).
+        if not self.lease_duration_seconds > self.renew_deadline_seconds:
+            raise ValueError("lease_duration_seconds must be greater than "
+                             "renew_deadline_seconds")
+        if not self.renew_deadline_seconds > 1.2 * self.retry_period_seconds:
+            raise ValueError("renew_deadline_seconds must be greater than 1.2 x "
+                             "retry_period_seconds")
+        return self
 
     @property
     def namespaces(self) -> tuple[str, ...]:
