@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 import psycopg2.extensions
 import psycopg2.extras
+from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from longtask.runner import filestore
 from longtask.runner.cli import execute
@@ -157,14 +159,93 @@ class OperatorProcess:
             return "(no operator log)"
         return "operator log ends with:\n" + "\n".join(text[-lines:])
 
-    def log_events(self, name: str) -> list[dict[str, Any]]:
-        """The operator's JSON log lines whose message is ``name`` (e.g. ``job_created``)."""
+    def log_entries(self) -> list[dict[str, Any]]:
+        """Every JSON line of the operator's log, in order."""
         found = []
         for line in self.log_path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 entry = json.loads(line)
-                if isinstance(entry, dict) and entry.get("message") == name:
+                if isinstance(entry, dict):
                     found.append(entry)
+        return found
+
+    def log_events(self, name: str) -> list[dict[str, Any]]:
+        """The operator's JSON log lines whose message is ``name`` (e.g. ``job_created``)."""
+        return [e for e in self.log_entries() if e.get("message") == name]
+
+    def health(self) -> dict[str, Any] | None:
+        """The liveness probe's JSON body while it answers 200, else None. An elected
+        process says ``{"identity": ..., "leader": true|false, ...}``."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz",
+                                        timeout=2) as resp:
+                body: dict[str, Any] = json.loads(resp.read())
+                return body
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+
+class JobRecorder(threading.Thread):
+    """Every Job of the namespace that ever existed, from a watch: ``{uid: (mode, name)}``.
+
+    A Job made and deleted between two polls would be missed by polling; a watch from the
+    list's ``resourceVersion`` sees each one.
+    """
+
+    def __init__(self, batch: Any, namespace: str) -> None:
+        super().__init__(daemon=True, name="job-recorder")
+        self.batch = batch
+        self.namespace = namespace
+        self.seen: dict[str, tuple[str, str]] = {}
+        self.errors: list[str] = []
+        self._halt = threading.Event()
+        self._ready = threading.Event()
+
+    def _note(self, job: dict[str, Any]) -> None:
+        meta = job["metadata"]
+        mode = (meta.get("labels") or {}).get(LABEL_MODE, "?")
+        self.seen.setdefault(meta["uid"], (mode, meta["name"]))
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                listed = self.batch.list_namespaced_job(self.namespace,
+                                                        label_selector=LABEL_TASK_UID)
+                for job in listed.items:
+                    self._note(self.batch.api_client.sanitize_for_serialization(job))
+                version = listed.metadata.resource_version
+                self._ready.set()
+                while not self._halt.is_set():
+                    watcher: Any = watch.Watch()  # type: ignore[no-untyped-call]
+                    stream = watcher.stream(
+                        self.batch.list_namespaced_job, self.namespace,
+                        label_selector=LABEL_TASK_UID, resource_version=version,
+                        timeout_seconds=2, allow_watch_bookmarks=True)
+                    for event in stream:
+                        job = event["raw_object"]
+                        version = job["metadata"]["resourceVersion"]
+                        if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                            self._note(job)
+            except ApiException as exc:  # 410 Gone: list again from a fresh version
+                if exc.status != 410:
+                    self.errors.append(str(exc))
+                    time.sleep(0.5)
+
+    def start_and_wait(self) -> None:
+        """Start watching; returns once the first listing is in (20 s at most)."""
+        self.start()
+        if not self._ready.wait(20):
+            raise AssertionError(f"the Job watch did not start: {self.errors}")
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+    def modes(self) -> dict[str, list[str]]:
+        """``{mode: [Job name per distinct uid]}``."""
+        found: dict[str, list[str]] = {}
+        for mode, name in list(self.seen.values()):
+            found.setdefault(mode, []).append(name)
         return found
 
 

@@ -17,7 +17,6 @@ import itertools
 import os
 import random
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,10 +24,6 @@ from typing import Any
 import operator_support as s
 import psycopg2.extensions
 import pytest
-from kubernetes import watch
-from kubernetes.client.exceptions import ApiException
-
-from longtask.constants import LABEL_MODE, LABEL_TASK_UID
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -46,69 +41,6 @@ EXPECTED = [
     ("Terminating", "RollingBack", "RollbackStarted"),
     ("RollingBack", "RolledBack", "RolledBack"),
 ]
-
-
-class JobRecorder(threading.Thread):
-    """Every Job of the namespace that ever existed, from a watch: ``{uid: (mode, name)}``.
-
-    A Job made and deleted between two polls would be missed by polling; a watch from the
-    list's ``resourceVersion`` sees each one.
-    """
-
-    def __init__(self, batch: Any, namespace: str) -> None:
-        super().__init__(daemon=True, name="job-recorder")
-        self.batch = batch
-        self.namespace = namespace
-        self.seen: dict[str, tuple[str, str]] = {}
-        self.errors: list[str] = []
-        self._halt = threading.Event()
-        self._ready = threading.Event()
-
-    def _note(self, job: dict[str, Any]) -> None:
-        meta = job["metadata"]
-        mode = (meta.get("labels") or {}).get(LABEL_MODE, "?")
-        self.seen.setdefault(meta["uid"], (mode, meta["name"]))
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            try:
-                listed = self.batch.list_namespaced_job(self.namespace,
-                                                        label_selector=LABEL_TASK_UID)
-                for job in listed.items:
-                    self._note(self.batch.api_client.sanitize_for_serialization(job))
-                version = listed.metadata.resource_version
-                self._ready.set()
-                while not self._halt.is_set():
-                    watcher: Any = watch.Watch()  # type: ignore[no-untyped-call]
-                    stream = watcher.stream(
-                        self.batch.list_namespaced_job, self.namespace,
-                        label_selector=LABEL_TASK_UID, resource_version=version,
-                        timeout_seconds=2, allow_watch_bookmarks=True)
-                    for event in stream:
-                        job = event["raw_object"]
-                        version = job["metadata"]["resourceVersion"]
-                        if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                            self._note(job)
-            except ApiException as exc:  # 410 Gone: list again from a fresh version
-                if exc.status != 410:
-                    self.errors.append(str(exc))
-                    time.sleep(0.5)
-
-    def start_and_wait(self) -> None:
-        self.start()
-        if not self._ready.wait(20):
-            raise AssertionError(f"the Job watch did not start: {self.errors}")
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
-
-    def modes(self) -> dict[str, list[str]]:
-        """``{mode: [Job name per distinct uid]}``."""
-        found: dict[str, list[str]] = {}
-        for mode, name in self.seen.values():
-            found.setdefault(mode, []).append(name)
-        return found
 
 
 @pytest.mark.parametrize("seed", SEEDS, ids=[f"seed{x}" for x in SEEDS])
@@ -135,7 +67,7 @@ def test_operator_killed_at_random_points_of_a_lifecycle_loses_nothing(
     def context() -> str:
         return f"seed {seed}; kills: {kills}\n{op.tail()}"
 
-    jobs = JobRecorder(batch_v1, namespace)
+    jobs = s.JobRecorder(batch_v1, namespace)
     jobs.start_and_wait()
     try:
         file_id = villages("chaos")
