@@ -142,11 +142,14 @@ def running() -> Iterator[PostgresServer]:
 
 
 def main() -> None:
-    """Serve a throwaway cluster until interrupted; prints its URL."""
-    with running() as server:
+    """Serve a throwaway cluster until SIGINT, SIGTERM or SIGHUP; prints its URL, then
+    stops the server and removes its data."""
+    from devcluster import signals
+
+    with signals.stop_on_signals(), contextlib.suppress(signals.Interrupted), \
+            running() as server:
         print(server.url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signals.wait()
     sys.exit(0)
 
 

@@ -1,5 +1,5 @@
-"""``python -m devcluster.stack`` started as a shell starts a background job, then signalled:
-it stops everything it started and removes its data."""
+"""``python -m devcluster.stack`` (and ``devcluster.postgres``) started as a shell starts a
+background job, then signalled: each stops everything it started and removes its data."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 START_TIMEOUT = 180.0  # the control plane, the operator and the API on a busy 2-core machine
 STOP_TIMEOUT = 60.0
@@ -71,6 +71,7 @@ def printed_field(printed: str, pattern: str) -> str:
     return match[1]
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_background_stack_stops_everything_on_a_signal(signum: signal.Signals) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "devcluster.stack"],
@@ -105,3 +106,25 @@ def test_a_background_stack_stops_everything_on_a_signal(signum: signal.Signals)
     left = [name for name, (h, p) in listening.items() if accepts(h, p)]
     assert left == [], f"still listening after the stop: {left}"
     assert not workdir.exists(), f"{workdir} was left behind"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_background_postgres_stops_its_server_on_a_signal(signum: signal.Signals) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "devcluster.postgres"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL, preexec_fn=as_background_job)
+    try:
+        assert proc.stdout is not None
+        url = urlparse(proc.stdout.readline().strip())  # bounded by the test's timeout
+        address = (url.hostname or "", url.port or 0)
+        assert accepts(*address), f"nothing listens at {address}"
+
+        proc.send_signal(signum)
+        code = proc.wait(timeout=STOP_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    assert code == 0, f"exit {code}"
+    assert not accepts(*address), f"PostgreSQL still listens at {address}"
