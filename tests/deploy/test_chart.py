@@ -18,6 +18,7 @@ from longtask.operator.settings import OperatorSettings
 from longtask.settings import RunnerSettings
 
 CRD_FILE = REPO / "crds" / "longtask.yaml"
+LEASE_ROLE = "lt-longtask-operator-leader-election"
 
 
 def values_id(path: Path) -> str:
@@ -58,8 +59,7 @@ def test_the_defaults_render_the_whole_trial_install() -> None:
 
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == sorted({"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding",
-                            "KopfPeering", "Secret", "Service", "StatefulSet", "Deployment",
-                            "Pod"}), kinds
+                            "Secret", "Service", "StatefulSet", "Deployment", "Pod"}), kinds
     assert [d["metadata"]["name"] for d in find(objects, "Deployment")] == [
         "lt-longtask-api", "lt-longtask-operator"]
     statefulset = find(objects, "StatefulSet")[0]
@@ -67,11 +67,11 @@ def test_the_defaults_render_the_whole_trial_install() -> None:
 
 
 def test_an_unknown_value_is_refused_by_the_schema() -> None:
-    out = helm(*template_args(sets=["operator.replicas=2"]), check=False)
+    out = helm(*template_args(sets=["operator.replicaCount=2"]), check=False)
 
     assert out.returncode != 0, "a key the chart does not know must fail the install"
-    assert "additional properties 'replicas' not allowed" in out.stderr.lower() or \
-        "replicas" in out.stderr, out.stderr
+    assert "additional properties 'replicacount' not allowed" in out.stderr.lower() or \
+        "replicaCount" in out.stderr, out.stderr
 
 
 def test_a_wrong_type_is_refused_by_the_schema() -> None:
@@ -131,7 +131,6 @@ def test_helm_package_stores_the_crd_itself_not_the_link(tmp_path: Path) -> None
         packaged = tar.extractfile(member)
         assert packaged is not None
         assert packaged.read() == CRD_FILE.read_bytes()
-        assert "longtask/crds/kopf-peering.yaml" in tar.getnames()
 
 
 # --------------------------------------------------------------------------- options
@@ -156,7 +155,10 @@ def test_a_database_url_becomes_a_secret_in_every_task_namespace() -> None:
 
     secrets = find(objects, "Secret", "lt-longtask-database")
     assert sorted(s["metadata"]["namespace"] for s in secrets) == ["longtask", "team-a"]
-    assert find(objects, "KopfPeering") == [] and find(objects, "Service") == []
+    assert find(objects, "Role", LEASE_ROLE) == [] and find(objects, "Service") == []
+    operator = find(objects, "Deployment", "lt-longtask-operator")[0]
+    assert operator["spec"]["replicas"] == 1
+    assert env_of(containers(operator)[-1])["LONGTASK_OPERATOR_STANDALONE"] == "true"
 
 
 def test_ingress_routes_to_the_api_service() -> None:
@@ -173,7 +175,8 @@ def test_cluster_wide_uses_a_cluster_role_and_watches_every_namespace() -> None:
 
     assert [r["metadata"]["name"] for r in find(objects, "ClusterRole")] == [
         "lt-longtask-operator"]
-    assert find(objects, "ClusterKopfPeering") and not find(objects, "KopfPeering")
+    (lease_role,) = find(objects, "Role", LEASE_ROLE)
+    assert lease_role["metadata"]["namespace"] == "longtask", "the Lease's rights stay local"
     operator_roles = [r for r in find(objects, "Role")
                       if r["metadata"]["name"] == "lt-longtask-operator"]
     assert operator_roles == []
@@ -184,13 +187,13 @@ def test_cluster_wide_uses_a_cluster_role_and_watches_every_namespace() -> None:
         "longtask", "longtask-ci-team-a"]
 
 
-def test_namespaced_mode_has_a_role_and_a_peering_in_each_watched_namespace() -> None:
+def test_namespaced_mode_has_a_role_in_each_watched_namespace_and_the_lease_in_one() -> None:
     objects = render([CHART / "ci" / "namespaces-values.yaml"])
     watched = ["longtask", "longtask-ci-team-a", "longtask-ci-team-b"]
 
     roles = [r for r in find(objects, "Role") if r["metadata"]["name"] == "lt-longtask-operator"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == watched
-    assert sorted(p["metadata"]["namespace"] for p in find(objects, "KopfPeering")) == watched
+    assert [r["metadata"]["namespace"] for r in find(objects, "Role", LEASE_ROLE)] == ["longtask"]
     env = env_of(containers(find(objects, "Deployment", "lt-longtask-operator")[0])[-1])
     assert env["LONGTASK_OPERATOR_WATCH_NAMESPACES"] == ",".join(watched)
     (api_role,) = [r for r in find(objects, "Role") if r["metadata"]["name"] == "lt-longtask-api"]
@@ -225,7 +228,10 @@ def test_the_operator_settings_accept_what_the_chart_passes(
     assert settings.namespaces == ("longtask",)
     assert settings.default_resources() == {"requests": {"cpu": "100m", "memory": "256Mi"},
                                             "limits": {"memory": "1Gi"}}
-    assert (settings.standalone, settings.peering_name) == (False, "lt-longtask")
+    assert (settings.standalone, settings.lease_name, settings.lease_namespace) == (
+        False, "lt-longtask-operator", "longtask")
+    assert (settings.lease_duration_seconds, settings.renew_deadline_seconds,
+            settings.retry_period_seconds) == (8, 5, 1)
 
 
 def _operator_env(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -313,10 +319,11 @@ def test_every_container_runs_non_root_with_a_read_only_root(values: Path | None
             assert context["capabilities"] == {"drop": ["ALL"]}, where
 
 
-def test_the_operator_is_one_replica_replaced_by_recreate_with_a_liveness_probe() -> None:
+def test_the_operator_is_two_elected_replicas_replaced_by_recreate_with_a_liveness_probe(
+        ) -> None:
     operator = find(render(), "Deployment", "lt-longtask-operator")[0]
 
-    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["replicas"] == 2
     assert operator["spec"]["strategy"] == {"type": "Recreate"}
     (container,) = operator["spec"]["template"]["spec"]["containers"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
@@ -324,6 +331,34 @@ def test_the_operator_is_one_replica_replaced_by_recreate_with_a_liveness_probe(
         "http://0.0.0.0:8081/healthz"
     (init,) = operator["spec"]["template"]["spec"]["initContainers"]
     assert init["args"] == ["longtask-migrate", "upgrade", "head"]
+
+
+def test_the_lease_role_grants_the_operator_its_one_lease() -> None:
+    objects = render(sets=["operator.leaderElection.leaseName=ops-lease"])
+
+    (role,) = find(objects, "Role", LEASE_ROLE)
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["ops-lease"], "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]
+    (binding,) = find(objects, "RoleBinding", LEASE_ROLE)
+    assert binding["roleRef"]["name"] == LEASE_ROLE
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "lt-longtask-operator",
+                                    "namespace": "longtask"}]
+    env = _operator_env(objects)
+    assert env["LONGTASK_OPERATOR_LEASE_NAME"] == "ops-lease"
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["operator.leaderElection.enabled=false"], "needs operator.leaderElection.enabled"),
+    (["operator.leaderElection.renewDeadlineSeconds=8"], "greater than renewDeadlineSeconds"),
+    (["operator.leaderElection.retryPeriodSeconds=5"], "1.2 x retryPeriodSeconds"),
+], ids=["replicas-without-election", "deadline-not-below-lease", "retry-too-long"])
+def test_the_chart_refuses_replicas_that_could_act_at_once(sets: list[str],
+                                                           message: str) -> None:
+    out = helm(*template_args(sets=sets), check=False)
+
+    assert out.returncode != 0 and message in out.stderr, out.stderr
 
 
 def test_the_runner_service_account_mounts_no_token_and_nothing_binds_it() -> None:

@@ -86,9 +86,9 @@ Returned as a comma-separated string (templates split it).
 {{- join "," $all -}}
 {{- end -}}
 
-{{/* The kopf peering object's name. */}}
-{{- define "longtask.peeringName" -}}
-{{- default (include "longtask.fullname" .) .Values.operator.peering.name -}}
+{{/* The operator's leader-election Lease: its name. */}}
+{{- define "longtask.leaseName" -}}
+{{- default (include "longtask.componentName" (list . "operator")) .Values.operator.leaderElection.leaseName -}}
 {{- end -}}
 
 {{/*
