@@ -1,6 +1,6 @@
 """Operator benchmarks on the local control plane, with real runner pods and PostgreSQL.
 
-    python bench/operator_bench.py [--changes 20] [--tasks 300] [--keys 60]
+    python bench/operator_bench.py [--changes 20] [--tasks 300] [--keys 60] [--failovers 5]
 
 Starts a throwaway PostgreSQL cluster, the local Kubernetes control plane (``make kube``)
 and the operator (``python -m longtask.operator``, its default settings), and prints:
@@ -17,6 +17,11 @@ and the operator (``python -m longtask.operator``, its default settings), and pr
    queue hand-off (a key's holder final -> the next one ``Running``); and the operator
    process's peak RSS (``VmHWM``) and CPU time. The runner's own time per task is the floor
    of each key's chain.
+3. Failover, ``--failovers`` times: two elected operators (leader election on a Lease, the
+   default timing), the leader SIGKILLed while an Export runs and a pause asked for at
+   once: the time from the SIGKILL until the other holds the Lease and until the task is
+   ``Paused``. The floor is the lease duration (a standby waits that long after the last
+   renewal it saw); the killed operator is started again as a standby each time.
 
 Each runner pod is a local process with two database connections (a tiny export opens no
 copier; PostgreSQL here allows 200), so ``--keys`` bounds how many run at once. Figures
@@ -211,17 +216,19 @@ class Operator:
     db_url: str
     namespaces: str
     log: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
 
     def start(self) -> None:
         """Start it and wait until its liveness probe answers."""
-        port = kube.free_port()
+        self.port = port = kube.free_port()
         env = {**os.environ, **self.cluster.env(), "LONGTASK_DATABASE_URL": self.db_url,
                "LONGTASK_OPERATOR_RUNNER_IMAGE": RUNNER_IMAGE,
                "LONGTASK_OPERATOR_WATCH_NAMESPACES": self.namespaces,
                "LONGTASK_OPERATOR_STANDALONE": "true",
                "LONGTASK_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **self.extra_env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "longtask.operator"], env=env,
                                          stdin=subprocess.DEVNULL, stdout=out,
@@ -236,6 +243,19 @@ class Operator:
             if time.monotonic() > deadline:
                 raise SystemExit(f"the operator never answered: {self.log.read_text()[-2000:]}")
             time.sleep(0.2)
+
+    def leads(self) -> bool:
+        """Whether its probe says it holds the Lease (an elected operator)."""
+        with (suppress(urllib.error.URLError, OSError, ValueError),
+              urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r):
+            return bool(json.loads(r.read()).get("leader"))
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a node loss or an OOM kill."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, 9)
+        self.proc.wait(timeout=10)
 
     def usage(self) -> tuple[float, float, float]:
         """(peak RSS MB (VmHWM), current RSS MB (VmRSS), CPU seconds user+system)."""
@@ -286,9 +306,9 @@ class Bench:
         core.create_namespaced_service_account(name, {
             "metadata": {"name": "longtask-runner"}, "automountServiceAccountToken": False})
 
-    def operator(self, namespaces: str) -> Operator:
+    def operator(self, namespaces: str, env: Mapping[str, str] | None = None) -> Operator:
         op = Operator(self.cluster, self.db_url, namespaces,
-                      self.workdir / f"operator-{len(self.operators)}.log")
+                      self.workdir / f"operator-{len(self.operators)}.log", dict(env or {}))
         self.operators.append(op)
         op.start()
         return op
@@ -660,6 +680,61 @@ def scale(b: Bench, tasks: int, keys: int) -> None:
           + (f" ({exhausted} of them 'connection pool exhausted')" if exhausted else ""))
 
 
+# --------------------------------------------------------------------------- 3. failover
+
+
+def failover(b: Bench, rounds: int) -> None:
+    """Part 3: SIGKILL the elected leader while an Export runs and ask for a pause at once."""
+    ns = "failover"
+    b.namespace(ns)
+    elected = {"LONGTASK_OPERATOR_STANDALONE": "false",
+               "LONGTASK_OPERATOR_LEASE_NAMESPACE": ns}
+    ops = [b.operator(ns, elected) for _ in range(2)]
+    defaults = OperatorSettings.model_fields
+    lease = defaults["lease_duration_seconds"].default
+    timing = (f"lease {lease} s, renew deadline {defaults['renew_deadline_seconds'].default} s, "
+              f"retry {defaults['retry_period_seconds'].default} s")
+
+    def leader(among: Sequence[Operator]) -> Operator:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            leading = [op for op in among if op.leads()]
+            if len(leading) == 1:
+                return leading[0]
+            time.sleep(0.05)
+        raise SystemExit("no single leader")
+
+    handovers: list[float] = []
+    pauses: list[float] = []
+    for i in range(rounds):
+        old = leader(ops)
+        name = f"fo{i}"
+        uid = b.create_task(ns, name, export_spec("slow", f"fo-{i}", SLOW_RATE))
+        b.wait_progress([uid])
+        mark = b.timeline.mark()
+        old.kill()
+        killed = time.monotonic()
+        b.set_state(ns, name, "Paused")
+        leader([op for op in ops if op is not old])
+        handovers.append(time.monotonic() - killed)
+        def is_paused(seen: Seen, task: str = name) -> bool:
+            return (seen.kind == "LongTask" and seen.namespace == ns and seen.name == task
+                    and seen.phase == "Paused")
+
+        paused = b.timeline.wait(mark, is_paused, f"{name} to be Paused")
+        pauses.append(paused.at - killed)
+        old.start()  # back, as a standby
+
+    def line(values: Sequence[float]) -> str:
+        return (f"median {statistics.median(values):5.1f} s, max {max(values):5.1f} s  "
+                f"({', '.join(f'{v:.1f}' for v in values)})")
+
+    print(f"3. Failover: two elected operators ({timing}); {rounds} SIGKILLs of the leader "
+          "while an Export runs, a pause asked for at once; seconds after the SIGKILL:")
+    print(f"   the other holds the Lease     {line(handovers)}   floor: the lease, {lease} s")
+    print(f"   the task is Paused            {line(pauses)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--changes", type=int, default=20,
@@ -669,6 +744,8 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=60,
                         help="concurrency keys the tasks of part 2 share (at most ~90: "
                         "each running runner holds two of PostgreSQL's 200 connections)")
+    parser.add_argument("--failovers", type=int, default=5,
+                        help="SIGKILLs of the elected leader in part 3 (0 skips it)")
     args = parser.parse_args()
     began = time.monotonic()
     try:
@@ -681,6 +758,9 @@ def main() -> None:
                 sys.stdout.flush()
             if args.tasks:
                 scale(b, args.tasks, max(1, min(args.keys, args.tasks)))
+                sys.stdout.flush()
+            if args.failovers:
+                failover(b, args.failovers)
     except kube.KubeBinariesMissing as exc:
         raise SystemExit(str(exc)) from exc
     print(f"total {time.monotonic() - began:.0f} s")
