@@ -1,14 +1,16 @@
 """The file store: uploaded files kept in PostgreSQL in fixed-size blocks.
 
-Files stream in (:func:`store`) and out (:class:`FileReader`) one block at a time, so memory
+Files stream in (:func:`store`) and out (:func:`read_blocks`) one block at a time, so memory
 stays bounded by the block size whatever the file's size. Each file records its size,
 SHA-256 and encoding. The API stores uploads with the same function.
 
-Encodings: UTF-8 (with or without BOM) is stored as it is. UTF-16 and UTF-32 files (which
-carry a BOM, as spreadsheet "Unicode text" exports do) are transcoded to UTF-8 on the way
-in, so every stored file is ASCII-compatible and can be split into lines on ``\\n`` bytes.
-Other single- and multi-byte encodings (cp1252, latin-1, ...) are stored as they are and
-named by charset-normalizer's detection; a file whose encoding cannot be named is refused.
+Encodings (:mod:`longtask.runner.textencoding` tells them as the bytes stream in): a file
+valid as UTF-8 (with or without BOM) is stored as it is. UTF-16 and UTF-32 files (with a
+byte-order mark, as spreadsheets' "Unicode text" exports have; UTF-16 also without one)
+are transcoded to UTF-8 on the way in, so every stored file is ASCII-compatible and can be
+split into lines on ``\\n`` bytes. Files in a legacy code page (cp1252, cp1250, cp1251,
+cp1254, cp1256, Shift_JIS, GB18030, ...) are stored as they are and named by detection,
+which refuses a guess it is not sure of; the uploader may name the encoding instead.
 """
 
 from __future__ import annotations
@@ -22,26 +24,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import charset_normalizer
 import psycopg2.extensions
 from longtask.runner.errors import FileUnreadable
+from longtask.runner.textencoding import EncodingFacts, EncodingSniffer, facts_of
 
 BLOCK_SIZE = 1 << 20  # 1 MiB: large enough for fast COPY-free streaming, small in memory
-_DETECT_SAMPLE = 1 << 20  # bytes given to charset-normalizer when a file is not UTF-8
-
-_WIDE_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 
 Connection = psycopg2.extensions.connection
 
 
 @dataclass(frozen=True)
 class FileInfo:
-    """A stored file: ``size_bytes`` and ``sha256`` are of the stored (UTF-8 or original) bytes."""
+    """A stored file: ``size_bytes`` and ``sha256`` are of the stored (UTF-8 or original) bytes.
+
+    ``encoding`` decodes the stored bytes; ``source_encoding`` says what was uploaded and
+    how its encoding was found (``cp1252 (detected, confidence 0.97)``, see
+    :attr:`encoding_facts`).
+    """
 
     id: uuid.UUID
     organization: str
@@ -51,6 +50,11 @@ class FileInfo:
     encoding: str
     source_encoding: str
     block_size: int
+
+    @property
+    def encoding_facts(self) -> EncodingFacts:
+        """How the encoding was found, and the detection's confidence (0 to 1, or None)."""
+        return facts_of(self.source_encoding)
 
 
 class FileNotFound(LookupError):
@@ -77,15 +81,29 @@ def _rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
         yield bytes(pending)
 
 
-def _transcode(blocks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+def _transcode(blocks: Iterator[bytes], encoding: str, filename: str) -> Iterator[bytes]:
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    done = 0
     try:
         for block in blocks:
             yield decoder.decode(block).encode("utf-8")
+            done += len(block)
         yield decoder.decode(b"", final=True).encode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FileUnreadable(f"file starts with a {encoding.upper()} byte-order mark but is not "
-                             f"valid {encoding.upper()}: {exc.reason}") from exc
+        raise FileUnreadable(f"{filename} is read as {encoding.upper()} (its first bytes say "
+                             f"so) but byte {done + exc.start} is not valid {encoding.upper()}: "
+                             f"{exc.reason}") from exc
+
+
+def _read_head(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes from the start of ``stream`` (fewer only at its end)."""
+    head = bytearray()
+    while len(head) < size:
+        piece = stream.read(size - len(head))
+        if not piece:
+            break
+        head += piece
+    return bytes(head)
 
 
 def store(
@@ -98,26 +116,26 @@ def store(
     created_by: str | None = None,
     max_bytes: int | None = None,
     block_size: int = BLOCK_SIZE,
+    encoding: str | None = None,
 ) -> FileInfo:
     """Stream ``stream`` into the store in one transaction (committed on return).
 
-    Raises :class:`FileUnreadable` for an empty file, one over ``max_bytes`` (bytes), or one
-    whose encoding cannot be determined; nothing is left in the store then.
+    ``encoding`` is one the uploader names (any Python codec whose ASCII bytes are ASCII,
+    or UTF-16/32); without it the encoding is told from the bytes
+    (:class:`~longtask.runner.textencoding.EncodingSniffer`). Raises
+    :class:`FileUnreadable` for an empty file, one over ``max_bytes`` (bytes), one that is
+    not valid in the encoding named, or one whose encoding cannot be told for sure
+    (:class:`~longtask.runner.textencoding.EncodingUncertain`, with the likeliest
+    readings); nothing is left in the store then.
     """
     file_id = uuid.uuid4()
-    head = stream.read(4)
-    source_encoding = "utf-8"
-    for bom, name in _WIDE_BOMS:
-        if head.startswith(bom):
-            source_encoding = name
-            break
+    sniffer = EncodingSniffer(filename, encoding)
+    head = _read_head(stream, EncodingSniffer.HEAD_BYTES)
+    wide = sniffer.start(head)
     raw = _prepend(head, _blocks(stream, block_size))
-    pieces = _transcode(raw, source_encoding) if source_encoding != "utf-8" else raw
+    pieces = _transcode(raw, wide, filename) if wide is not None else raw
 
     digest = hashlib.sha256()
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    is_utf8 = True
-    sample = bytearray()
     size = 0
     try:
         with conn.cursor() as cur:
@@ -133,57 +151,32 @@ def store(
                         f"file {filename!r} is larger than the limit of {max_bytes} bytes"
                     )
                 digest.update(block)
-                if len(sample) < _DETECT_SAMPLE:
-                    sample += block[: _DETECT_SAMPLE - len(sample)]
-                if is_utf8:
-                    try:
-                        utf8.decode(block)
-                    except UnicodeDecodeError:
-                        is_utf8 = False
+                sniffer.feed(block)
                 cur.execute(
                     "INSERT INTO longtask.file_blocks (file_id, seq, data) VALUES (%s, %s, %s)",
                     (file_id, seq, psycopg2.Binary(block)),
                 )
             if size == 0:
                 raise FileUnreadable(f"file {filename!r} is empty")
-            if is_utf8:
-                try:
-                    utf8.decode(b"", final=True)
-                except UnicodeDecodeError:
-                    is_utf8 = False
-            encoding = "utf-8" if is_utf8 else _detect(bytes(sample), filename)
-            if source_encoding != "utf-8":
-                source_encoding = f"{source_encoding} (stored as utf-8)"
-            elif not is_utf8:
-                source_encoding = encoding
+            decision = sniffer.finish()
             cur.execute(
                 "UPDATE longtask.files SET size_bytes = %s, sha256 = %s, encoding = %s, "
                 "source_encoding = %s, complete = true WHERE id = %s",
-                (size, digest.hexdigest(), encoding, source_encoding, file_id),
+                (size, digest.hexdigest(), decision.encoding, decision.source_encoding,
+                 file_id),
             )
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
-    return FileInfo(file_id, organization, filename, size, digest.hexdigest(), encoding,
-                    source_encoding, block_size)
+    return FileInfo(file_id, organization, filename, size, digest.hexdigest(),
+                    decision.encoding, decision.source_encoding, block_size)
 
 
 def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if head:
         yield head
     yield from rest
-
-
-def _detect(sample: bytes, filename: str) -> str:
-    """Name the encoding of a non-UTF-8 file from a sample; :class:`FileUnreadable` if unsure."""
-    best = charset_normalizer.from_bytes(sample).best()
-    if best is None or best.encoding in {"utf_8", "utf_16", "utf_32"}:
-        raise FileUnreadable(
-            f"cannot tell the text encoding of {filename!r}; save it as 'CSV UTF-8' and upload "
-            "it again"
-        )
-    return codecs.lookup(best.encoding).name
 
 
 def info(conn: Connection, file_id: uuid.UUID, organization: str | None = None) -> FileInfo:
