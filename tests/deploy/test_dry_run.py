@@ -2,7 +2,7 @@
 
 A server-side dry run (``kubectl apply --server-side --dry-run=server --validate=strict``)
 runs the API server's full validation and admission on each object: the OpenAPI schemas of
-the pinned Kubernetes release, the CRDs' schemas (kopf's peering objects), unknown fields
+the pinned Kubernetes release (the LongTask CRD is one of the objects), unknown fields
 refused, and nothing stored. No schema is downloaded: the server is the reference.
 """
 
