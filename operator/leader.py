@@ -9,9 +9,11 @@ two standbys never both take it. This module bounds that election and ties kopf 
 
 - kopf runs only in the holder: a standby serves its liveness probe and waits.
 - A holder whose last successful renewal was *sent* more than the renew deadline ago exits
-  at once (status 1), whatever the election's thread is doing. A standby takes the Lease
-  only a lease duration after it *saw* that renewal, so the old holder has stopped acting
-  by then, with the lease duration minus the renew deadline to spare.
+  within a tenth of a second (status 1), whatever the election's thread is doing. A
+  standby takes the Lease only a lease duration after it *saw* that renewal, so the old
+  holder has stopped acting by then, with the lease duration minus the renew deadline to
+  spare, unless the whole process was frozen for longer than that (no fencing; see
+  operator/README.md).
 - Each Lease request has a timeout of a third of the renew deadline and no urllib3
   retries; a transport error counts as one failed attempt, never ends the election.
 - On SIGTERM the holder stops kopf (its handlers finish), then gives the Lease up (no
