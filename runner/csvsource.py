@@ -16,7 +16,11 @@ speaks):
   read as one record per line split at every comma, is split by C string methods instead,
   column by column: the same records, three times faster.
 - A physical line longer than ``max_line_bytes`` or a field longer than ``max_field_chars``
-  is a row error; memory stays bounded whatever the file holds.
+  is a row error; memory stays bounded whatever the file holds. The error names its
+  column (the header's name, or ``#N``) where the record's text shows it: the field over
+  the limit, the field an over-long line is in when it crosses the limit (a line that
+  begins its record, with no quote before that point), the quoted field left open; where
+  it does not, the reason gives the byte offset the line or record starts at.
 - Blank lines and rows whose fields are all empty (spreadsheets leave them) are skipped.
 - Fields beyond the header's width are allowed only when empty (spreadsheets' trailing
   commas); a row with fewer fields, or extra non-empty ones, is a row error.
@@ -32,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from operator import add
+from typing import NamedTuple
 
 from longtask.runner.errors import FileUnreadable
 
@@ -62,12 +67,14 @@ class Position:
 
 @dataclass(frozen=True)
 class Record:
-    """One data record: its first ``line``, its ``fields`` or the ``error`` that spoiled it."""
+    """One data record: its first ``line``, its ``fields`` or the ``error`` that spoiled it
+    (with the ``column`` at fault, when it is known)."""
 
     line: int
     fields: list[str] | None
     error: str | None
     end: Position
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,22 +91,25 @@ class RecordBatch:
     Record ``i`` starts on physical line ``lines[i]``; ``ends[i]`` is the ``(offset, line)``
     right after it; ``before`` counts the data records read before the batch, so record
     ``i`` is data record number ``before + i + 1``. Its fields are :attr:`rows` ``[i]``, or
-    None when it could not be read, ``problems[i]`` then saying why. A batch the reader
+    None when it could not be read, ``problems[i]`` then saying why (``problem_columns[i]``
+    naming the column at fault, when known). A batch the reader
     split without :mod:`csv` holds its fields column by column (:meth:`columns`) and makes
     rows only when asked.
     """
 
-    __slots__ = ("_columns", "_rows", "before", "ends", "lines", "problems")
+    __slots__ = ("_columns", "_rows", "before", "ends", "lines", "problem_columns", "problems")
 
     def __init__(self, before: int, lines: list[int] | None = None,
                  ends: list[tuple[int, int]] | None = None,
                  rows: list[list[str] | None] | None = None,
                  problems: dict[int, str] | None = None, *,
-                 columns: list[list[str]] | None = None) -> None:
+                 columns: list[list[str]] | None = None,
+                 problem_columns: dict[int, str] | None = None) -> None:
         self.before = before
         self.lines = [] if lines is None else lines
         self.ends = [] if ends is None else ends
         self.problems = {} if problems is None else problems
+        self.problem_columns = {} if problem_columns is None else problem_columns
         self._columns = columns
         self._rows = rows if rows is not None or columns is not None else []
 
@@ -139,15 +149,26 @@ class RecordBatch:
 
     def record(self, i: int) -> Record:
         """Record ``i`` as a :class:`Record`."""
-        return Record(self.lines[i], self.rows[i], self.problems.get(i), self.end(i))
+        return Record(self.lines[i], self.rows[i], self.problems.get(i), self.end(i),
+                      self.problem_columns.get(i))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RecordBatch):
             return NotImplemented
-        return (self.before, self.lines, self.ends, self.rows, self.problems) == (
-            other.before, other.lines, other.ends, other.rows, other.problems)
+        return (self.before, self.lines, self.ends, self.rows, self.problems,
+                self.problem_columns) == (other.before, other.lines, other.ends, other.rows,
+                                          other.problems, other.problem_columns)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class _BadLine(NamedTuple):
+    """Why a physical line could not be read, the byte ``offset`` where it starts, and the
+    0-based column it crosses the length limit in, when that can be told from its bytes."""
+
+    reason: str
+    offset: int
+    column: int | None = None
 
 
 @dataclass
@@ -157,8 +178,8 @@ class _Segment:
     ``ends[i]`` is the byte offset after line ``i``, whose number is ``first_line + i``.
     ``longest`` is the longest line's length in bytes. ``text`` is the whole segment
     decoded, when every line decoded and none is over the limit; otherwise ``lines``
-    holds each line decoded, a bad one replaced by an empty line and its reason kept in
-    ``bad``.
+    holds each line decoded, a bad one replaced by an empty line and what was wrong kept
+    in ``bad``, by line number.
     """
 
     first_line: int
@@ -167,7 +188,14 @@ class _Segment:
     text: str | None
     longest: int
     lines: list[str] | None = None
-    bad: dict[int, str] = field(default_factory=dict)
+    bad: dict[int, _BadLine] = field(default_factory=dict)
+
+
+def _column_at(line: bytes, limit: int) -> int | None:
+    """The 0-based field of ``line`` (the start of a record) holding byte ``limit``: the
+    commas before it, when no quote comes before it (else None)."""
+    head = line[:limit]
+    return None if b'"' in head else head.count(b",")
 
 
 class _LineFeed:
@@ -185,7 +213,7 @@ class _LineFeed:
         text_sep = re.escape(separator.decode("ascii"))
         self._text_line = re.compile("[^" + text_sep + "]*" + text_sep)
         self._max = max_line_bytes
-        self._overlong = f"line is longer than the limit of {max_line_bytes} bytes"
+        self.overlong = f"line is longer than the limit of {max_line_bytes} bytes"
         self._line = start.line  # number of the next segment's first line
         self._offset = start.offset  # byte offset where the next segment starts
 
@@ -201,13 +229,14 @@ class _LineFeed:
         sep, limit = self._sep, self._max
         tail = b""
         skipped = -1  # bytes of an overlong line being skipped; -1: not skipping
+        column: int | None = None  # where the line being skipped crossed the limit
         for block in self._source:
             if skipped >= 0:
                 end = block.find(sep)
                 if end < 0:
                     skipped += len(block)
                     continue
-                yield self._bad_line(skipped + end + 1)
+                yield self._bad_line(skipped + end + 1, column)
                 skipped = -1
                 block = block[end + 1:]
             data = tail + block if tail else block
@@ -216,9 +245,10 @@ class _LineFeed:
             if cut:
                 yield self._segment(data[:cut] if tail else data)
             if len(tail) > limit:
+                column = _column_at(tail, limit)
                 skipped, tail = len(tail), b""
         if skipped >= 0:
-            yield self._bad_line(skipped)
+            yield self._bad_line(skipped, column)
         elif tail:
             yield self._segment(tail + sep, unterminated=True)
 
@@ -242,30 +272,34 @@ class _LineFeed:
         text_sep = self._sep.decode("ascii")
         for i, line in enumerate(parts):
             number = first + i
+            at = ends[i - 1] if i else start  # where the line starts in the file
             if len(line) + (0 if unterminated and i == len(parts) - 1 else 1) > self._max:
-                segment.bad[number] = self._overlong
+                segment.bad[number] = _BadLine(self.overlong, at,
+                                               _column_at(line, self._max))
                 lines.append(text_sep)
                 continue
             try:
                 lines.append(line.decode(self._encoding) + text_sep)
             except UnicodeDecodeError as exc:
-                segment.bad[number] = (f"bytes at column {exc.start + 1} are not valid "
-                                       f"{self._encoding}")
+                segment.bad[number] = _BadLine(
+                    f"bytes at column {exc.start + 1} are not valid {self._encoding}", at)
                 lines.append(text_sep)
         return segment
 
-    def _bad_line(self, length: int) -> _Segment:
+    def _bad_line(self, length: int, column: int | None) -> _Segment:
         first, start = self._line, self._offset
         self._line, self._offset = first + 1, start + length
         return _Segment(first, start, [start + length], None, length, [self._sep.decode()],
-                        {first: self._overlong})
+                        {first: _BadLine(self.overlong, start, column)})
 
 
 class _Pump:
     """Hands :mod:`csv` the lines of a segment and, while a record goes on, of the next ones.
 
-    Knows the line number and byte offset after the last line handed out, and whether that
-    line ended a segment (so the next may be split without :mod:`csv`).
+    Knows the line number and byte offset after the last line handed out, whether that
+    line ended a segment (so the next may be split without :mod:`csv`), and the text
+    handed out since :meth:`mark` (a record's, for its error's column; lines of earlier
+    segments are kept only while a record runs across them).
     """
 
     def __init__(self, feed: _LineFeed, segment: _Segment, segments: Iterator[_Segment]) -> None:
@@ -275,6 +309,8 @@ class _Pump:
         self._lines = feed.text_lines(segment)
         self._index = 0
         self.bad = dict(segment.bad)
+        self._mark = 0  # index in this segment's lines where the record began
+        self._carried: list[str] | None = None  # its lines in earlier segments
 
     def __iter__(self) -> Iterator[str]:
         while True:
@@ -285,8 +321,22 @@ class _Pump:
             segment = next(self._segments, None)
             if segment is None:
                 return
+            if self._carried is None:
+                self._carried = lines[self._mark:]
+            else:
+                self._carried.extend(lines)
             self._segment, self._lines, self._index = segment, self._feed.text_lines(segment), 0
+            self._mark = 0
             self.bad.update(segment.bad)
+
+    def mark(self) -> None:
+        """A record begins with the next line handed out."""
+        self._mark, self._carried = self._index, None
+
+    def record_text(self) -> str:
+        """The lines handed out since :meth:`mark`."""
+        here = "".join(self._lines[self._mark:self._index])
+        return here if self._carried is None else "".join(self._carried) + here
 
     @property
     def line(self) -> int:
@@ -303,12 +353,14 @@ class _Pump:
         """Whether the last line handed out is its segment's last."""
         return self._index == len(self._lines)
 
-    def bad_between(self, first: int, end: int) -> str | None:
-        """Why the first bad line among lines ``first`` to ``end - 1`` is bad, if any is."""
+    def bad_between(self, first: int, end: int) -> tuple[int, _BadLine] | None:
+        """The first bad line among lines ``first`` to ``end - 1`` (its number, what is
+        wrong with it), if any is."""
         if not self.bad:
             return None
-        reasons = [self.bad.pop(n) for n in range(first, end) if n in self.bad]
-        return reasons[0] if reasons else None
+        found = [(n, self.bad.pop(n)) for n in range(first, end) if n in self.bad]
+        return found[0] if found else None
+
 
 
 class _Batcher:
@@ -319,11 +371,13 @@ class _Batcher:
         self._open = RecordBatch(before)
 
     def add(self, line: int, fields: list[str] | None, error: str | None,
-            end: tuple[int, int]) -> RecordBatch | None:
+            end: tuple[int, int], column: str | None = None) -> RecordBatch | None:
         """Add one record; returns the batch it filled, if it filled one."""
         batch = self._open
         if error is not None:
             batch.problems[len(batch.lines)] = error
+            if column is not None:
+                batch.problem_columns[len(batch.lines)] = column
         batch.lines.append(line)
         batch.rows.append(fields)
         batch.ends.append(end)
@@ -377,6 +431,7 @@ class CsvFile:
         self.max_line_bytes = max_line_bytes
         self.filename = filename
         self.separator = b"\r" if b"\n" not in head and b"\r" in head else b"\n"
+        self._names: list[str] | None = None  # the header's, once read: errors name columns
         csv.field_size_limit(max_field_chars)
 
     def header(self) -> Header:
@@ -397,6 +452,7 @@ class CsvFile:
                 names.pop()
             if not names:
                 break
+            self._names = names
             return Header(names, Position(record.end.offset, record.end.line, 0))
         raise FileUnreadable(f"{self.filename} is empty: it has no header line")
 
@@ -514,29 +570,90 @@ class CsvFile:
         pump = _Pump(feed, segment, segments)
         reader = csv.reader(pump, strict=True)
         while True:
-            first = pump.line
-            error = None
+            first, start = pump.line, pump.offset
+            pump.mark()
+            error = column = None
             try:
                 fields: list[str] | None = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
                 fields, error = None, _csv_message(exc, self.max_field_chars)
+                column = self._error_column(exc, pump.record_text())
+                if column is None:
+                    error += f" (the record starts at byte {start})"
             bad = pump.bad_between(first, pump.line)
             if bad is not None:
-                fields, error = None, bad
+                number, line = bad
+                fields, error, column = None, line.reason, None
+                if line.reason == feed.overlong:
+                    if number == first and line.column is not None:
+                        column = self._label(line.column)
+                    else:
+                        error += f" (it starts at byte {line.offset})"
             if fields is not None and not (fields and (fields[0].strip()
                                                        or "".join(fields).strip())):
                 pass  # a blank line or a row of empty cells; the cursor moves past it
             else:
                 if fields is not None and width is not None and len(fields) != width:
                     fields, error = _fit_width(fields, width)
-                if (batch := batcher.add(first, fields, error, (pump.offset, pump.line))):
+                if (batch := batcher.add(first, fields, error, (pump.offset, pump.line),
+                                         column)):
                     yield batch
             if pump.at_segment_end:
                 return
 
 
+    def _label(self, index: int) -> str:
+        """Column ``index`` (0-based) as row errors name it: its header, or ``#N``."""
+        names = self._names
+        if names is not None and index < len(names) and names[index].strip():
+            return names[index].strip()
+        return f"#{index + 1}"
+
+    def _error_column(self, exc: csv.Error, text: str) -> str | None:
+        """The column a :mod:`csv` error is about, read from the record's ``text``."""
+        lengths = _field_lengths(text)
+        message = str(exc)
+        if "field larger than field limit" in message:
+            over = [i for i, n in enumerate(lengths) if n > self.max_field_chars]
+            return self._label(over[0]) if over else None
+        if "unexpected end of data" in message and lengths:
+            return self._label(len(lengths) - 1)
+        return None
+
+
+def _field_lengths(text: str) -> list[int]:
+    """The length of each field of the record ``text`` as :mod:`csv` reads it (RFC 4180:
+    doubled quotes count once); the last field may be an unclosed quoted one."""
+    lengths: list[int] = []
+    at, size = 0, len(text)
+    while True:
+        length = 0
+        if text.startswith('"', at):
+            at += 1
+            while True:
+                quote = text.find('"', at)
+                if quote < 0:  # never closed: the rest of the text is the field
+                    lengths.append(length + size - at)
+                    return lengths
+                length += quote - at
+                if text.startswith('"', quote + 1):
+                    length += 1
+                    at = quote + 2
+                    continue
+                at = quote + 1
+                break
+        end = _FIELD_END.search(text, at)
+        stop = end.start() if end else size
+        length += stop - at
+        lengths.append(length)
+        if end is None or end.group() != ",":
+            return lengths
+        at = stop + 1
+
+
+_FIELD_END = re.compile(r"[,\r\n]")
 _BLANK_LINE = re.compile(r"\n(?=(?:[^\S\n]|,)*\n)")
 """After a line end, a line of nothing but spaces and commas (search ``"\\n" + text``)."""
 

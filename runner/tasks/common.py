@@ -361,7 +361,8 @@ class Prefetcher(Generic[T]):
 
     def _parsed(self, batches: Iterator[RecordBatch]) -> Iterator[_Parsed[T]]:
         for batch in batches:
-            errors = [RowError(batch.lines[i], why) for i, why in batch.problems.items()]
+            errors = [RowError(batch.lines[i], why, batch.problem_columns.get(i))
+                      for i, why in batch.problems.items()]
             items = self._parse(batch, errors)
             batch.release()  # the fields are parsed; only lines and cursors are kept
             if errors:
