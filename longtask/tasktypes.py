@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 import uuid
@@ -73,17 +74,61 @@ class BaselineUploadParams(_Params):
     )
 
 
+_ISO_DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
+_ISO_DATE_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]")
+
+
+def parse_date(value: Any) -> dt.date:
+    """A calendar date written ``YYYY-MM-DD`` (ISO 8601's extended form), or a ``date``.
+
+    Raises ``ValueError`` saying, in terms of dates, what is wrong: another shape, a date
+    and time, a number (no Unix timestamps), a month or day that does not exist.
+    """
+    if isinstance(value, dt.datetime):
+        raise ValueError(f"{value.isoformat()} is a date and time: give the date alone, "
+                         "as YYYY-MM-DD")
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str):
+        shown = "null" if value is None else type(value).__name__
+        raise ValueError(f"a date is written as a string YYYY-MM-DD (e.g. \"2017-08-01\"), "
+                         f"not {shown}")
+    text = value.strip()
+    match = _ISO_DATE.match(text)
+    if match is None:
+        if _ISO_DATE_TIME.match(text):
+            raise ValueError(f"{value!r} is a date and time: give the date alone, as "
+                             "YYYY-MM-DD (each date is a whole day in timeZone)")
+        raise ValueError(f"{value!r} is not a date written YYYY-MM-DD (e.g. 2017-08-01)")
+    year, month, day = (int(part) for part in match.groups())
+    if year < dt.MINYEAR:
+        raise ValueError(f"{value!r} is not a date: there is no year 0")
+    if not 1 <= month <= 12:
+        raise ValueError(f"{value!r} is not a date: there is no month {month}")
+    last = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= last:
+        raise ValueError(f"{value!r} is not a date: {calendar.month_name[month]} {year} has "
+                         f"{last} days")
+    return dt.date(year, month, day)
+
+
 class ExportParams(_Params):
     """Export a form's submissions whose ``submitted_at`` falls in ``[from, to]``.
 
-    Both dates are inclusive and read in ``timeZone`` (an IANA name, default UTC).
+    Both dates are inclusive, written ``YYYY-MM-DD`` and read in ``timeZone`` (an IANA
+    name, default UTC).
     """
 
     form: str = Field(min_length=1, max_length=200)
-    from_date: dt.date = Field(alias="from")
-    to_date: dt.date = Field(alias="to")
+    from_date: dt.date = Field(alias="from", description="First day, YYYY-MM-DD")
+    to_date: dt.date = Field(alias="to", description="Last day (included), YYYY-MM-DD")
     time_zone: str = "UTC"
     columns: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("from_date", "to_date", mode="before")
+    @classmethod
+    def _a_date(cls, value: Any) -> dt.date:
+        return parse_date(value)
 
     @field_validator("time_zone")
     @classmethod
@@ -99,7 +144,8 @@ class ExportParams(_Params):
     @model_validator(mode="after")
     def _ordered(self) -> ExportParams:
         if self.from_date > self.to_date:
-            raise ValueError(f"'from' ({self.from_date}) is after 'to' ({self.to_date})")
+            raise ValueError(f"'from' ({self.from_date}) is a later date than 'to' "
+                             f"({self.to_date})")
         return self
 
     def bounds(self) -> tuple[dt.datetime, dt.datetime]:
@@ -187,10 +233,17 @@ def parse_params(type_name: str, params: Mapping[str, Any]) -> _Params:
     try:
         return task_type.params_model.model_validate(dict(params))
     except ValidationError as exc:
-        errors = [
-            (".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
-        ]
+        errors = [(".".join(str(p) for p in err["loc"]), _message(err))
+                  for err in exc.errors()]
         raise ParamsError(type_name, errors) from None
+
+
+def _message(err: Any) -> str:
+    """A validation error's message; ours without pydantic's "Value error, " in front."""
+    cause = (err.get("ctx") or {}).get("error")
+    if err.get("type") == "value_error" and isinstance(cause, ValueError):
+        return str(cause)
+    return str(err["msg"])
 
 
 def default_concurrency_key(type_name: str, organization: str, params: Mapping[str, Any]) -> str:
