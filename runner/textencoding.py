@@ -43,6 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
+from typing import Literal
 
 from charset_normalizer.md import mess_ratio
 from longtask.runner.errors import FileUnreadable
@@ -64,6 +65,9 @@ MILD = 1.0
 OUTSIDE = 2.0
 FOREIGN = 3.0
 SECOND_LANGUAGE = 2.0
+MESS = 1.0
+LEVEL_2 = 1.0
+FINGERPRINT = 0.7
 
 SAVE_AS_UTF8 = ("save it as 'CSV UTF-8' (in Excel: File > Save As > 'CSV UTF-8 (Comma "
                 "delimited)') and upload it again")
@@ -89,6 +93,8 @@ CODE_PAGES = (
     CodePage("cp1256", "Windows-1256 (Arabic)", ("ar", "fa", "ur", "fr"), 2.0),
     CodePage("cp932", "Shift_JIS (Windows-31J, Japanese)", ("ja",), 2.0),
     CodePage("gb18030", "GB18030 (Chinese, GBK)", ("zh",), 2.0),
+    CodePage("cp949", "Windows-949 (Korean, EUC-KR)", ("ko",), 2.5),
+    CodePage("cp950", "Big5 (Windows-950, Traditional Chinese)", ("zh-hant",), 2.5),
     CodePage("mac_roman", "Mac OS Roman (Excel for Mac \"CSV\")",
              ("de", "fr", "es", "pt", "it", "nl", "sv", "da", "no", "fi", "ca", "sq"), 2.5),
     CodePage("cp1253", "Windows-1253 (Greek)", ("el",), 5.0),
@@ -129,6 +135,15 @@ charge, so a reading that leans on them (Italian ``Città`` as cp1250 ``Cittŕ``
 pays as the file grows."""
 
 
+def label_of(codec: str) -> str:
+    """What users call ``codec``: a candidate code page's label, else the codec's name."""
+    name = codecs.lookup(codec).name
+    for page in CODE_PAGES:
+        if codecs.lookup(page.codec).name == name:
+            return page.label
+    return "UTF-8" if name == "utf-8" else name
+
+
 _L = r"[^\W\d_]"  # a letter, to the regular expressions below
 _MISPLACED = {
     "it": re.compile(r"[àèéìíòóùúÀÈÉÌÍÒÓÙÚ](?=" + _L + ")"),  # accents on final vowels only
@@ -158,7 +173,7 @@ ALPHABETS["tr"] |= {"İ"}
 ALPHABETS["de"] |= {"ẞ"}
 
 _CJK_FAMILY = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HALFWIDTH", "FULLWIDTH",
-                         "IDEOGRAPHIC"})
+                         "IDEOGRAPHIC", "HANGUL"})
 _SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARABIC", "HEBREW"}) | _CJK_FAMILY
 # Symbols a word may begin or end with: quotes, ordinals, degrees, trademarks, squares.
 _OK_BEFORE = frozenset("«„“”‚‘’¿¡•·–—(")
@@ -209,6 +224,10 @@ class _Charges:
     letters: Counter[str] = field(default_factory=Counter)
 
 
+def _latin(c: str) -> bool:
+    return c.isalpha() and (c.isascii() or _char(c).script == "LATIN")
+
+
 def _is_letter(c: str) -> bool:
     return c.isalpha() and (c.isascii() or _char(c).kind == "letter")
 
@@ -244,6 +263,9 @@ def _scan(text: str) -> tuple[_Charges, int] | None:
                 "LATIN" if before.isalpha() else "")
             if base_script != info.script and not (info.script == "" and base_script):
                 charges.severe += SEVERE
+        elif info.kind == "space" and unicodedata.category(c) == "Cf":
+            if _latin(before) and _latin(after):
+                charges.severe += SEVERE  # a direction mark inside "Aç\u200eklama"
         elif info.kind == "symbol" and info.script != "CJK":
             left, right = _is_letter(before), _is_letter(after)
             if left and right:
@@ -313,37 +335,52 @@ def _language_charge(letters: Counter[str], languages: Iterable[str],
 
 
 def _cjk_charge(text: str, codec: str) -> float:
-    """Han characters outside their standard's first (common) level; kana in Chinese."""
+    """What a CJK reading holds that its language's text seldom does.
+
+    Han characters outside their standard's first (common) level (GB2312, Big5, JIS X 0208
+    level 2: :data:`LEVEL_2`) or outside the standard (:data:`MILD`); kana or hangul in
+    Chinese, hanja, kana or hangul outside KS X 1001 in Korean, hangul in Japanese. And
+    the fingerprint of one encoding read as another: Korean hangul read as GB18030 are
+    hanzi of GB2312 rows B0-C8 only, GB2312 text read as Big5 never shows the common
+    characters of Big5 rows A4-AF; each Han character then costs :data:`FINGERPRINT`.
+    """
     charge = 0.0
+    han = telling = 0  # Han characters, and those an encoding's own text shows
     for c in set(_NON_ASCII.findall(text)):
-        info = _char(c)
-        if info.script != "CJK":
+        if _char(c).script != "CJK":
             continue
         n = text.count(c)
         name = unicodedata.name(c, "")
+        unified = name.startswith("CJK UNIFIED")
+        kana = name.startswith(("HIRAGANA", "KATAKANA", "HALFWIDTH KATAKANA"))
+        hangul = name.startswith("HANGUL")
+        if codec == "cp949":
+            if unified or kana:
+                charge += MILD * n
+            elif hangul and len(_encoded(c, "euc_kr") or b"") != 2:
+                charge += MILD * n  # not among KS X 1001's 2,350 syllables
+            continue
+        if (kana and codec != "cp932") or hangul:
+            charge += MILD * n
+            continue
+        if not unified:
+            continue
+        han += n
+        standard = {"gb18030": "gb2312", "cp950": "big5", "cp932": "shift_jis"}[codec]
+        raw = _encoded(c, standard)
+        if raw is None:
+            charge += MILD * n  # an extension's character (GBK, NEC and IBM, ...)
+            continue
         if codec == "gb18030":
-            if name.startswith(("HIRAGANA", "KATAKANA", "HALFWIDTH")):
-                charge += MILD * n
-                continue
-            if not name.startswith("CJK UNIFIED"):
-                continue
-            try:
-                raw = c.encode("gb2312")
-            except UnicodeEncodeError:
-                charge += MILD * n
-                continue
-            if raw[0] >= 0xD8:  # GB2312 level 2: the less common hanzi
-                charge += MILD / 4 * n
-        else:
-            if not name.startswith("CJK UNIFIED"):
-                continue
-            try:
-                raw = c.encode("shift_jis")
-            except UnicodeEncodeError:
-                charge += MILD * n  # NEC and IBM extensions
-                continue
-            if (raw[0], raw[1]) >= (0x98, 0x9F):  # JIS X 0208 level 2
-                charge += MILD / 4 * n
+            charge += LEVEL_2 * n if raw[0] >= 0xD8 else 0.0
+            telling += n if raw[0] >= 0xC9 else 0
+        elif codec == "cp950":
+            charge += LEVEL_2 * n if raw[0] >= 0xC9 else 0.0
+            telling += n if raw[0] <= 0xAF else 0
+        elif (raw[0], raw[1]) >= (0x98, 0x9F):  # JIS X 0208 level 2
+            charge += LEVEL_2 * n
+    if codec in ("gb18030", "cp950") and han >= 8 and not telling:
+        charge += FINGERPRINT * han
     if codec == "cp932":
         # Half-width katakana run on their own; next to kanji or kana they are bytes of
         # another encoding cut into single bytes.
@@ -351,9 +388,19 @@ def _cjk_charge(text: str, codec: str) -> float:
     return charge
 
 
+def _encoded(c: str, codec: str) -> bytes | None:
+    try:
+        return c.encode(codec)
+    except UnicodeEncodeError:
+        return None
+
+
 _HALFWIDTH_BESIDE_WIDE = re.compile(
     r"[\uff61-\uff9f](?=[\u3040-\u30ff\u4e00-\u9fff])|(?<=[\u3040-\u30ff\u4e00-\u9fff])"
     r"[\uff61-\uff9f]")
+
+
+_CJK_PAGES = frozenset({"cp932", "gb18030", "cp949", "cp950"})
 
 
 @dataclass(frozen=True)
@@ -381,10 +428,10 @@ def _score(text: str, page: CodePage) -> float | None:
                  for lang in page.languages if lang in _MISPLACED}
     charge = (charges.severe + charges.mild
               + _language_charge(charges.letters, page.languages, misplaced))
-    if page.codec in ("cp932", "gb18030"):
+    if page.codec in _CJK_PAGES:
         charge += _cjk_charge(text, page.codec)
-    if count:
-        charge += mess_ratio(text, maximum_threshold=1.0) * count
+    if count and page.codec in _CJK_PAGES:
+        charge += MESS * mess_ratio(text, maximum_threshold=1.0) * count
     return charge
 
 
@@ -392,6 +439,13 @@ def _sample_lines(text: str) -> tuple[str, ...]:
     lines = [line.strip() for line in text.split("\n") if not line.isascii()]
     return tuple(line if len(line) <= SAMPLE_LINE_CHARS
                  else line[: SAMPLE_LINE_CHARS - 1] + "…" for line in lines[:SAMPLE_LINES])
+
+
+def decoded_lines(head: bytes, encoding: str) -> list[str]:
+    """Up to :data:`SAMPLE_LINES` lines of ``head`` (a file's first bytes) that hold
+    non-ASCII characters, decoded (undecodable bytes shown as U+FFFD) and cut to
+    :data:`SAMPLE_LINE_CHARS` characters: what a user checks an encoding by."""
+    return list(_sample_lines(head.decode(encoding, errors="replace").replace("\r", "\n")))
 
 
 @dataclass(frozen=True)
@@ -461,10 +515,15 @@ class EncodingDecision:
     """
 
     encoding: str
-    source: str
+    source: EncodingSource
     confidence: float
     source_encoding: str
     label: str = ""
+
+
+EncodingSource = Literal["utf-8", "byte-order-mark", "utf-16-pattern", "detected", "named"]
+"""How an encoding was found: every byte checked as UTF-8; a UTF-16/32 byte-order mark;
+UTF-16's zero bytes without one; detected; named by the uploader."""
 
 
 @dataclass(frozen=True)
@@ -473,7 +532,7 @@ class EncodingFacts:
     and how sure the store is: 1 when checked, the detection's confidence, None when the
     uploader named it (or the file was stored before confidences were kept)."""
 
-    source: str
+    source: EncodingSource
     confidence: float | None
 
 
@@ -546,7 +605,7 @@ class EncodingSniffer:
         self.filename = filename
         self.named = check_named(named) if named else None
         self._wide: str | None = None
-        self._wide_source = ""
+        self._wide_source: EncodingSource = "byte-order-mark"
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="strict")
         self._utf8_error: tuple[int, int] | None = None  # (offset, line) of the first bad byte
         self._named = (codecs.getincrementaldecoder(self.named)(errors="strict")
@@ -675,18 +734,20 @@ class EncodingSniffer:
     def _detect(self) -> EncodingDecision:
         assert self._utf8_error is not None
         offset, line = self._utf8_error
-        mixed = self._utf8_lines >= max(2, len(self._other_lines) // 10)
-        if mixed and self._other_lines:
-            raise FileUnreadable(
-                f"{self.filename} mixes encodings: {self._utf8_lines} lines are UTF-8 but "
-                f"line {line} (byte {offset}) is not; " + SAVE_AS_UTF8)
         found = detect(bytes(self._sample))
-        if found is None:
+        if found is not None and found.confidence >= CONFIDENCE_THRESHOLD:
+            pass  # lines that happen to be valid UTF-8 (GBK's 女 is) are that reading's too
+        elif self._utf8_lines >= 2 and self._other_lines:
+            raise EncodingUncertain(
+                f"{self.filename} mixes encodings: {self._utf8_lines} lines are UTF-8 but "
+                f"line {line} (byte {offset}) is not; " + SAVE_AS_UTF8,
+                () if found is None else (found.best, *found.others[:2]))
+        elif found is None:
             raise EncodingUncertain(
                 f"cannot tell the text encoding of {self.filename}: line {line} (byte "
                 f"{offset}) is not UTF-8 and no code page a spreadsheet writes reads it as "
                 "text; " + SAVE_AS_UTF8)
-        if found.confidence < CONFIDENCE_THRESHOLD:
+        else:
             readings = (found.best, *found.others[:2])
             shown = "; ".join(f"as {r.codec} it reads {r.samples[0]!r}" for r in readings
                               if r.samples)
