@@ -27,7 +27,7 @@ from longtask.api.problems import (
     responses,
 )
 from longtask.api.schemas import DNS_LABEL, FilePublic
-from longtask.runner import filestore
+from longtask.runner import filestore, textencoding
 from longtask.runner.csvsource import CsvFile
 from longtask.runner.errors import FileUnreadable, HeaderError
 from longtask.runner.tasks import common
@@ -50,7 +50,8 @@ _UPLOAD_BODY = {
 
 
 def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
-    """A stored file's facts, with its header and a row count from its first block.
+    """A stored file's facts, with its header, a row count and decoded lines from its
+    first block.
 
     Only the first block (1 MiB) is read: the count is exact when the file fits in it,
     else the records in that block scaled by the file's size.
@@ -84,9 +85,13 @@ def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
             # The block's last record may be cut short: count it as half.
             estimate = round((records - 0.5) * (info.size_bytes - header.end.offset)
                              / body_sample)
+    facts = info.encoding_facts
     return FilePublic(
         id=info.id, organization=info.organization, filename=info.filename,
         size_bytes=info.size_bytes, sha256=info.sha256, encoding=info.encoding,
+        encoding_label=textencoding.label_of(info.encoding), encoding_source=facts.source,
+        encoding_confidence=facts.confidence,
+        decoded_samples=textencoding.decoded_lines(head, info.encoding),
         source_encoding=info.source_encoding, header=names, row_count_estimate=estimate,
         row_count_exact=exact, warnings=warnings,
     )
@@ -108,15 +113,30 @@ def upload_file(
         min_length=1, max_length=100, pattern=DNS_LABEL,
         description="The organization the file belongs to; default: the token's only one")]
         = None,
+    encoding: Annotated[str | None, Query(
+        min_length=1, max_length=40,
+        description="The file's encoding (cp1252, cp1250, cp1251, cp1254, cp1256, shift_jis, "
+                    "gb18030, utf-16, ...), when detection is not sure of it; default: told "
+                    "from the bytes")] = None,
 ) -> FilePublic:
     """Stream the ``file`` part into the file store; 201 with the file's facts.
 
-    413 when the file is over ``LONGTASK_API_MAX_UPLOAD_BYTES`` (checked against
-    ``Content-Length`` first, then as bytes arrive); 415 when the body is not multipart;
-    422 when the file cannot be read as text (empty, unknown encoding) or the part is
-    missing; 400 for a malformed body. Nothing is stored unless all of it is.
+    The encoding is checked (UTF-8, a UTF-16/32 byte-order mark) or detected among the code
+    pages spreadsheets write; a detection below confidence 0.9 is refused (422, with the
+    likeliest readings under ``encodingCandidates``) unless ``encoding`` names it. 413 when
+    the file is over ``LONGTASK_API_MAX_UPLOAD_BYTES`` (checked against ``Content-Length``
+    first, then as bytes arrive); 415 when the body is not multipart; 422 when the file
+    cannot be read as text (empty, not valid in the encoding named, encoding unknown or
+    uncertain) or the part is missing; 400 for a malformed body. Nothing is stored unless
+    all of it is.
     """
     org = organization_for(principal, organization)
+    if encoding is not None:
+        try:
+            textencoding.check_named(encoding)
+        except FileUnreadable as exc:
+            raise invalid(str(exc), [FieldError(detail=str(exc), field="encoding",
+                                                parameter="encoding")]) from None
     limit = settings.max_upload_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + _SLACK:
@@ -133,7 +153,7 @@ def upload_file(
             info = filestore.store(
                 conn, io.BufferedReader(body, 1 << 16), organization=org,
                 filename=body.filename or "upload.csv", content_type=body.content_type,
-                created_by=principal.subject, max_bytes=limit)
+                created_by=principal.subject, max_bytes=limit, encoding=encoding)
             described = describe(conn, info)
     except uploads.TooLarge:
         _drain(body)
@@ -144,6 +164,9 @@ def upload_file(
                                             pointer="#/file")]) from None
     except uploads.MalformedUpload as exc:
         raise ApiProblem(400, "malformed-upload", "Bad Request", str(exc)) from None
+    except textencoding.EncodingUncertain as exc:
+        _drain(body)
+        raise _uncertain(exc) from None
     except FileUnreadable as exc:
         _drain(body)
         raise invalid(str(exc), [FieldError(detail=str(exc), field="file",
@@ -153,6 +176,16 @@ def upload_file(
                                    "bytes": info.size_bytes, "subject": principal.subject})
     response.headers["Location"] = f"/v1/files/{info.id}"
     return described
+
+
+def _uncertain(exc: textencoding.EncodingUncertain) -> ApiProblem:
+    """422 for an encoding not told for sure: the readings, and the two ways out."""
+    return ApiProblem(
+        422, "encoding-uncertain", "Unprocessable Content", str(exc),
+        errors=[FieldError(detail=str(exc), field="file", pointer="#/file"),
+                FieldError(detail="name the file's encoding to store it as it is",
+                           field="encoding", parameter="encoding")],
+        extra={"encodingCandidates": [r.to_json() for r in exc.readings]})
 
 
 def _too_large(limit: int) -> ApiProblem:

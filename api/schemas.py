@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from longtask.operator.model import Condition, LastAction, Progress, RollbackProgress
+from longtask.runner.textencoding import EncodingSource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -203,7 +204,8 @@ class TaskList(_Wire):
 
 
 class FilePublic(_Wire):
-    """A stored file: sizes in bytes, SHA-256 of the stored bytes, the CSV header."""
+    """A stored file: sizes in bytes, SHA-256 of the stored bytes, the CSV header, and how
+    its encoding was found, with lines decoded to check it by."""
 
     id: uuid.UUID
     organization: str
@@ -211,7 +213,19 @@ class FilePublic(_Wire):
     size_bytes: int
     sha256: str
     encoding: str = Field(description="Encoding of the stored bytes (UTF-16/32 become utf-8)")
-    source_encoding: str
+    encoding_label: str = Field(description="What the encoding is called, e.g. "
+                                            "'Windows-1252 (Western European)'")
+    encoding_source: EncodingSource = Field(
+        description="utf-8: every byte checked; byte-order-mark / utf-16-pattern: UTF-16 or "
+                    "UTF-32, transcoded; detected: told from the text; named: given at upload")
+    encoding_confidence: float | None = Field(
+        description="1 when checked; the detection's confidence (0 to 1; uploads below 0.9 "
+                    "are refused); null when named at upload")
+    decoded_samples: list[str] = Field(
+        description="Up to 5 lines from the start holding non-ASCII characters, decoded as "
+                    "stored and cut to 80 characters: check that they read right")
+    source_encoding: str = Field(description="The uploaded bytes' encoding, and how it was "
+                                             "found, e.g. 'cp1252 (detected, confidence 0.97)'")
     header: list[str] | None = Field(description="The first record's fields, when readable")
     row_count_estimate: int | None = Field(
         description="Data records after the header: exact when rowCountExact, else scaled "
@@ -288,8 +302,8 @@ class ColumnReport(_Wire):
 class DryRunWarning(_Wire):
     """Something that will not fail the task but is probably wrong, and why."""
 
-    code: str = Field(description="columns-swapped, values-look-like-other-type, "
-                                  "invalid-values, large-range, ...")
+    code: str = Field(description="columns-swapped, invalid-values, no-rows-written, "
+                                  "encoding-detected, count-timed-out, empty-range, ...")
     detail: str
     columns: list[str] = Field(default_factory=list)
 
