@@ -3,11 +3,16 @@
 The checks are the runner's own: the task's work is built with
 :func:`longtask.runner.tasks.build_work` and opened (organization, form, file, header
 mapping, "no data rows": the same errors, in the same words, as a run would fail with),
-and each of the first rows is parsed by the task type's own row parser. On top, the first
-rows of each column are tried against the column's target type and the other columns'
-types, to warn about columns that look swapped or values that do not parse (a phone column
-shifted against its teams shows as phones that do not parse, or blanks, where a team has
-none).
+and each of the first rows is parsed by the task type's own row parser. A file whose every
+data row is a row error (all of it read) would have nothing written: that is an error
+too; when only the rows read are all bad, a warning (``no-rows-written``). ``POST
+/v1/tasks`` runs the same dry run and refuses what it finds invalid, with the same errors.
+
+On top, the first rows of each column are tried against the column's target type and the
+other columns' types, to warn about columns that look swapped or values that do not parse
+(a phone column shifted against its teams shows as phones that do not parse, or blanks,
+where a team has none); and a file whose encoding was detected, not checked, is named
+with its confidence (``encoding-detected``) so the user can look at its decoded lines.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from longtask.api.problems import FieldError, body_error
 from longtask.api.schemas import (
     ColumnReport,
     DryRunWarning,
+    FilePublic,
     RowErrorPublic,
     TaskCreate,
     ValidationReport,
@@ -39,6 +45,7 @@ from longtask.runner.tasks import build_work, common
 from longtask.runner.tasks.baseline import BaselineUpload
 from longtask.runner.tasks.export import Export
 from longtask.runner.tasks.teams import BulkTeamCreate
+from longtask.runner.textencoding import label_of
 
 from longtask import tasktypes
 from longtask.settings import RunnerSettings
@@ -107,9 +114,15 @@ class _Report:
         self.warnings.append(DryRunWarning(code=code, detail=detail, columns=columns or []))
 
 
-def run(conn: db.Connection, request: TaskCreate, *, rows: int,
-        statement_timeout: float) -> ValidationReport:
-    """The dry run of ``request`` on ``conn`` (autocommit; its settings are restored)."""
+def run(conn: db.Connection, request: TaskCreate, *, rows: int, statement_timeout: float,
+        connect: common.Connector | None = None) -> ValidationReport:
+    """The dry run of ``request`` on ``conn`` (autocommit; its settings are restored),
+    reading and parsing up to ``rows`` data rows.
+
+    ``connect`` opens a read connection on which a file's rows are counted beside the
+    checks (and the count given up when they end: ``rowsTotal`` is then null); without
+    it they are counted on ``conn`` first.
+    """
     report = _Report()
     key = request.concurrency_key
     try:
@@ -138,12 +151,13 @@ def run(conn: db.Connection, request: TaskCreate, *, rows: int,
                          f"{request.organization!r}; upload it with POST /v1/files")
             return _result(request, key, report)
         result.file = describe(conn, info)
+        _warn_detected(result.file, report)
     task = TaskDefinition(uid=uuid.uuid4(), type=request.type,
                           organization=request.organization, params=request.params,
                           name=request.name, namespace=None,
                           rate_limit=float(request.rate_limit) if request.rate_limit else None)
     with _statement_timeout(conn, statement_timeout):
-        work = build_work(task, "run", conn, StopToken(), RunnerSettings())
+        work = build_work(task, "run", conn, StopToken(), RunnerSettings(), connect)
         try:
             result.rows_total = work.open(None)
         except (HeaderError, FileUnreadable) as exc:
@@ -195,16 +209,21 @@ def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org
                if isinstance(work, BaselineUpload) else _team_columns(work, header))
     width = len(header.names) if has_header else None
     errors: list[RowError] = []
-    read = 0
+    read = refused = 0
+    whole = True  # every data row of the file was read
     for record in csv_file.records(header.end, width):
         if read >= rows:
+            whole = False
             break
         read += 1
         _observe(record, columns)
+        before = len(errors)
         if record.fields is None:
-            errors.append(RowError(record.line, record.error or "unreadable row"))
-            continue
-        work.parse(record, errors)  # the runner's own row rules
+            errors.append(RowError(record.line, record.error or "unreadable row",
+                                   record.column))
+        else:
+            work.parse(record, errors)  # the runner's own row rules
+        refused += len(errors) > before
     result.rows_read = read
     result.row_errors = [RowErrorPublic(line=e.line, column=e.column, reason=e.reason,
                                         value=e.value) for e in errors]
@@ -216,6 +235,36 @@ def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org
         for c in listed
     ]
     _warn_swapped(listed, report)
+    if read and refused == read:
+        _nothing_written(errors[0], read, whole, report)
+
+
+def _nothing_written(first: RowError, read: int, whole: bool, report: _Report) -> None:
+    """Every row read is a row error: an error when that is the whole file, else a warning."""
+    where = f"line {first.line}" + (f", column {first.column!r}" if first.column else "")
+    if whole:
+        report.error(["params", "fileId"],
+                     f"none of the file's {read} data rows can be written: each is a row error "
+                     f"(the first, {where}: {first.reason}); the task would write nothing")
+    else:
+        report.warn("no-rows-written",
+                    f"none of the first {read} data rows can be written: each is a row error "
+                    f"(the first, {where}: {first.reason}); the rest of the file may fare no "
+                    "better")
+
+
+def _warn_detected(file: FilePublic, report: _Report) -> None:
+    """Name a detected encoding, with its confidence and lines to check it by."""
+    if file.encoding_source != "detected":
+        return
+    confidence = ("" if file.encoding_confidence is None
+                  else f", confidence {file.encoding_confidence:.2f}")
+    shown = "; ".join(repr(line) for line in file.decoded_samples[:2])
+    report.warn("encoding-detected",
+                f"{file.filename} is not UTF-8: it is read as {label_of(file.encoding)} "
+                f"(detected{confidence}); check that its lines read right"
+                + (f", e.g. {shown}" if shown else "")
+                + ". If not, upload it again naming its encoding, or saved as 'CSV UTF-8'")
 
 
 def _observe(record: Record, columns: dict[int, _Column]) -> None:

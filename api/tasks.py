@@ -61,10 +61,11 @@ from longtask.api.schemas import (
     TerminateRequest,
     ValidationReport,
 )
-from longtask.runner import filestore
+from longtask.api.settings import ApiSettings
 
 from longtask import tasktypes
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP
+from longtask.db import connect as connect_db
 from longtask.db import set_hold
 from longtask.phases import DesiredState, OnTerminate, Phase
 
@@ -137,31 +138,27 @@ def _next_link(request: Request, cursor: str | None, response: Response) -> None
 # ------------------------------------------------------------------------------- create
 
 
-def _check_references(database: db.Database, create: TaskCreate) -> None:
-    """422 with field paths for params that do not fit, or name no existing org/form/file."""
-    try:
-        params = tasktypes.parse_params(create.type, create.params)
-    except tasktypes.ParamsError as exc:
-        raise invalid(str(exc), [body_error(["params", *[p for p in path.split(".") if p]], m)
-                                 for path, m in exc.errors]) from None
+def _refuse_invalid(database: db.Database, settings: ApiSettings, create: TaskCreate) -> None:
+    """422 with the dry run's errors (field paths) when the task would fail before writing
+    anything: the very checks ``POST /v1/tasks/validate`` makes, so what it calls invalid
+    is never created. A file's rows are counted beside the checks, on a connection of
+    their own, and the count given up when they end (a create does not wait for it)."""
+    url = settings.database_url
+
+    def connect(purpose: str) -> db.Connection:
+        conn = connect_db(url, application_name=f"longtask-api-{purpose}")
+        conn.autocommit = True
+        return conn
+
+    limit = min(settings.validate_rows, settings.validate_max_rows)
     with database.connection() as conn:
-        if not db.organization_exists(conn, create.organization):
-            raise invalid("unknown organization", [body_error(
-                ["organization"], f"organization {create.organization!r} does not exist")])
-        form = getattr(params, "form", None)
-        if form is not None and not db.form_exists(conn, create.organization, form):
-            raise invalid("unknown form", [body_error(
-                ["params", "form"],
-                f"form {form!r} does not exist in organization {create.organization!r}")])
-        file_id = getattr(params, "file_id", None)
-        if file_id is not None:
-            try:
-                filestore.info(conn, file_id, create.organization)
-            except filestore.FileNotFound:
-                raise invalid("unknown file", [body_error(
-                    ["params", "fileId"],
-                    f"no file {file_id} for organization {create.organization!r}; "
-                    "upload it with POST /v1/files")]) from None
+        report = dryrun.run(conn, create, rows=limit, connect=connect,
+                            statement_timeout=settings.validate_statement_timeout_seconds)
+    if report.valid:
+        return
+    errors = [FieldError.model_validate(e) for e in report.errors]
+    raise invalid("the task would fail before writing anything: "
+                  + "; ".join(e.detail for e in errors), errors)
 
 
 def _task_name(create: TaskCreate, key_digest: str | None) -> dict[str, str]:
@@ -187,6 +184,7 @@ def create_task(
     tasks: TasksDep,
     database: DatabaseDep,
     metrics: MetricsDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", min_length=1, max_length=255,
         description="Retries with the same key and body return the same task")] = None,
@@ -196,11 +194,13 @@ def create_task(
     With ``Idempotency-Key`` (draft-ietf-httpapi-idempotency-key-header), a retry with the
     same key and body returns the task created first (``Idempotent-Replayed: true``), across
     API restarts (the key's hash is kept on the LongTask); the same key with another body is
-    422. 403 for an organization the token may not use, 422 for params that do not fit the
-    type or name no existing organization, form or file, 409 for a name already taken.
+    422. 403 for an organization the token may not use; 422 for what the dry run
+    (``/validate``) finds invalid, with its errors: params that do not fit the type, no
+    such organization, form or file, a header the form refuses, a file without data rows
+    or whose every row is a row error; 409 for a name already taken.
     """
     organization_for(principal, create.organization)
-    _check_references(database, create)
+    _refuse_invalid(database, settings, create)
     digest = hashlib.sha256(create.model_dump_json(by_alias=True).encode()).hexdigest()
     key_digest = None
     annotations = {
