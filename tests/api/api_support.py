@@ -48,7 +48,8 @@ HOUSEHOLDS_CSV = (b"household_id,head_name,members,phone\n"
 def baseline_request(file_id: str, **extra: Any) -> dict[str, Any]:
     """The body of a BaselineUpload create for acme's Households form."""
     return {"type": "BaselineUpload", "organization": "acme",
-            "params": {"form": "Households", "fileId": file_id}, **extra}
+            "params": {"form": "Households", "fileId": file_id, "keyColumn": "household_id"},
+            **extra}
 
 
 def create_baseline(client: httpx.Client, **extra: Any) -> dict[str, Any]:
