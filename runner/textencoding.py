@@ -38,6 +38,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -566,21 +567,32 @@ def _wide_codec(name: str) -> bool:
     return codecs.lookup(name).name.startswith(("utf-16", "utf-32"))
 
 
+_ASCII_PROBE = bytes(range(128)) + b"\\n\\x41\\u0041+AGE-~{\x1b$B"
+"""Every ASCII byte, and the escapes of encodings that give ASCII bytes other meanings
+(``unicode_escape``'s backslashes, UTF-7's ``+...-``, HZ's ``~{``, ISO-2022's ``ESC $ B``)."""
+
+
 def check_named(name: str) -> str:
     """The codec name of an encoding an uploader named; :class:`FileUnreadable` for one
-    this store cannot keep (unknown, or one whose ASCII bytes are not ASCII)."""
+    this store cannot keep (unknown, not a text encoding, or one whose ASCII bytes do not
+    mean ASCII: its lines and commas could not be found)."""
     try:
-        codec = codecs.lookup(name).name
-    except LookupError:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
         raise FileUnreadable(f"unknown encoding {name!r} (use a name such as 'cp1252', "
-                             "'cp1250', 'cp1251', 'shift_jis' or 'gb18030')") from None
+                             "'cp1250', 'cp1251', 'shift_jis' or 'gb18030')")
+    codec = info.name
     if _wide_codec(codec):
         return codec
     try:
-        ascii_ok = bytes(range(128)).decode(codec) == bytes(range(128)).decode("ascii")
-    except UnicodeDecodeError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unicode_escape warns of unknown escapes
+            ascii_ok = _ASCII_PROBE.decode(codec) == _ASCII_PROBE.decode("ascii")
+    except (UnicodeError, ValueError):
         ascii_ok = False
-    if not ascii_ok or codec in ("utf-7", "idna", "punycode") or codec.startswith("iso2022"):
+    if not ascii_ok:
         raise FileUnreadable(f"encoding {name!r} cannot be stored: its ASCII bytes do not "
                              "mean ASCII, so its lines and commas cannot be found; "
                              + SAVE_AS_UTF8)
