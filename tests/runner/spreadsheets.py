@@ -1,5 +1,5 @@
 """Files as spreadsheets of each locale write them, for the encoding tests of the store
-(``test_encodings.py``) and of the API (``tests/api/test_encodings.py``)."""
+(``test_encodings.py``) and of the API (``tests/api/test_upload_encodings.py``)."""
 
 from __future__ import annotations
 
