@@ -1,16 +1,24 @@
-"""Helpers of the deployment checks: the tools, rendering the chart, kubectl, identities.
+"""Helpers of the deployment checks: the tools, rendering the chart, kubectl, identities,
+and podman on the private storage of the images built for the session.
 
 helm and hadolint come from ``hack/install-tools.sh`` (``make tools``), built into a cache
-outside git; when they are missing the tests fail with that command, they never skip.
+outside git; buildah, podman, runc and mmdebstrap from ``hack/install-system-deps.sh``.
+When one is missing the tests fail with that command, they never skip.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from longtask.operator.settings import OperatorSettings
 
 from devcluster.kube import KubeCluster
 
@@ -177,3 +186,196 @@ def popen(argv: list[str | Path], env: dict[str, str], log: Path) -> subprocess.
         return subprocess.Popen([str(a) for a in argv], env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd="/tmp")
+
+
+# --------------------------------------------------------------------------- built images
+
+# The image tools come from Debian's packages (hack/install-system-deps.sh).
+IMAGE_TOOLS = ("buildah", "podman", "runc", "mmdebstrap")
+IMAGE_KINDS = ("runner", "operator")
+# Explicit limits for every container the tests start (podman's default of 1048576 open
+# files is more than an unprivileged sandbox may grant).
+CONTAINER_LIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+_BUILD_LINE = re.compile(
+    r"^image (?P<kind>\S+) (?P<tag>\S+) size (?P<size>[\d.]+) ?(?P<unit>[kMG]?B) "
+    r"built in (?P<seconds>[\d.]+) s archive (?P<archive>\S+)$", re.MULTILINE)
+_UNITS = {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
+
+
+def require_image_tools() -> None:
+    """Fail the test (never skip) with the install command when an image tool is missing."""
+    missing = [t for t in IMAGE_TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: run hack/install-system-deps.sh as root "
+                    "(Debian's buildah, podman, runc, mmdebstrap)", pytrace=False)
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """One image as ``hack/build-images.sh`` reported it: size in MB (uncompressed layers),
+    seconds of a cold build (empty storage) and of the cached build right after it."""
+
+    kind: str
+    tag: str
+    size_mb: float
+    cold_seconds: float
+    cached_seconds: float
+    archive: Path
+
+
+def parse_build_output(text: str) -> dict[str, tuple[str, float, float, Path]]:
+    """``{kind: (tag, size MB, seconds, archive)}`` from ``hack/build-images.sh``'s lines."""
+    return {m["kind"]: (m["tag"], float(m["size"]) * _UNITS[m["unit"]], float(m["seconds"]),
+                        Path(m["archive"]))
+            for m in _BUILD_LINE.finditer(text)}
+
+
+@dataclass
+class Podman:
+    """podman on a private storage (``root``, ``runroot``), with runc (crun refuses hybrid
+    cgroup set-ups) and no systemd or journald (cgroupfs, events in a file)."""
+
+    root: Path
+    runroot: Path
+    driver: str = "overlay"
+
+    def argv(self, *args: str | Path) -> list[str]:
+        """The full command line of ``podman ARGS`` on this storage."""
+        return ["podman", "--root", str(self.root), "--runroot", str(self.runroot),
+                "--storage-driver", self.driver, "--cgroup-manager", "cgroupfs",
+                "--events-backend", "file", "--tmpdir", str(self.runroot / "libpod"),
+                *map(str, args)]
+
+    def __call__(self, *args: str | Path, check: bool = True, timeout: float = 120,
+                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``podman ARGS``; with ``check`` an ``AssertionError`` carrying its output."""
+        return run(self.argv(*args), check=check, timeout=timeout, stdin=stdin)
+
+    def run_image(self, image: str, *args: str | Path, options: Sequence[str] = (),
+                  check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``podman run --rm`` of ``image`` with runc, the explicit limits and no network
+        unless ``options`` give one."""
+        network = () if any(o.startswith("--network") for o in options) else ("--network", "none")
+        return self("run", "--rm", "--runtime", "runc", *CONTAINER_LIMITS, *network, *options,
+                    image, *args, check=check, timeout=timeout)
+
+    def inspect(self, image: str) -> dict[str, Any]:
+        """``podman image inspect`` of ``image``: its config, labels, size."""
+        info: list[dict[str, Any]] = json.loads(self("image", "inspect", image).stdout)
+        return info[0]
+
+    def remove_storage(self) -> None:
+        """Remove every container, unmount what is still mounted under the storage, and
+        delete it."""
+        self("rm", "--all", "--force", "--time", "0", check=False, timeout=120)
+        run(["buildah", "--root", self.root, "--runroot", self.runroot, "--storage-driver",
+             self.driver, "rm", "--all"], check=False, timeout=120)
+        for base in (self.root, self.runroot):
+            for point in sorted(_mounts_under(base), reverse=True):
+                subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        for base in (self.root, self.runroot):
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def short_runroot() -> Path:
+    """A new folder for podman's run-time state: under /tmp, since podman refuses a runroot
+    path longer than 50 characters (pytest's temporary folders are longer)."""
+    return Path(tempfile.mkdtemp(prefix="longtask-run-", dir="/tmp"))
+
+
+def _mounts_under(base: Path) -> list[str]:
+    prefix = str(base.resolve()) + "/"
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point.startswith(prefix):
+            points.append(point)
+    return points
+
+
+@dataclass
+class Images:
+    """Both images, built once per session by ``hack/build-images.sh`` into private storage."""
+
+    podman: Podman
+    built: dict[str, BuiltImage]
+
+    def tag(self, kind: str) -> str:
+        """``localhost/longtask/<kind>:<version>``."""
+        return self.built[kind].tag
+
+    def report(self) -> list[str]:
+        """One line per image: size, cold and cached build time."""
+        return [f"image {b.kind:8} {b.tag}: {b.size_mb:6.0f} MB, built cold in "
+                f"{b.cold_seconds:5.1f} s, cached in {b.cached_seconds:5.1f} s"
+                for b in self.built.values()]
+
+
+# What Kubernetes gives a pod between SIGTERM and SIGKILL, in seconds: the runner Jobs'
+# grace period (OperatorSettings.termination_grace_seconds), also every pod's default.
+GRACE_SECONDS: int = OperatorSettings.model_fields["termination_grace_seconds"].default
+
+
+class Containers:
+    """Containers a test starts detached with ``podman`` on the host's network (so they
+    reach the test's servers on loopback); ``remove_all`` kills and removes them."""
+
+    def __init__(self, podman: Podman) -> None:
+        self.podman = podman
+        self.names: list[str] = []
+
+    def start(self, image: str, *args: str, options: Sequence[str] = ()) -> str:
+        """``podman run --detach`` of ``image`` with runc and the explicit limits; the
+        container's name."""
+        name = f"lt-{uuid.uuid4().hex[:10]}"
+        self.names.append(name)
+        self.podman("run", "--detach", "--name", name, "--runtime", "runc", "--network",
+                    "host", *CONTAINER_LIMITS, *options, image, *args)
+        return name
+
+    def logs(self, name: str) -> str:
+        """The container's output so far (its last 4000 characters)."""
+        out = self.podman("logs", name, check=False)
+        return (out.stdout + out.stderr)[-4000:]
+
+    def state(self, name: str) -> str:
+        """``running``, ``exited``, ..."""
+        return self.podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+
+    def stop_pid1(self, name: str, grace: float = GRACE_SECONDS) -> tuple[int, float]:
+        """SIGTERM to the container's PID 1, as the kubelet sends it; ``(exit code, seconds
+        to exit)``. Fails the test when it still runs after ``grace`` seconds."""
+        started = time.monotonic()
+        self.podman("kill", "--signal", "TERM", name)
+        try:
+            waited = self.podman("wait", name, timeout=grace)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name} still running {grace} s after SIGTERM:\n{self.logs(name)}")
+        return int(waited.stdout.split()[-1]), time.monotonic() - started
+
+    def wait_http_ok(self, name: str, url: str, timeout: float = 90) -> None:
+        """Wait until ``url`` answers 200; fails the test with the container's log when it
+        exits first or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=3) as response:
+                    if response.status == 200:
+                        return
+            except OSError:  # refused, reset, or an HTTPError (a URLError is an OSError)
+                pass
+            state = self.state(name)
+            if state != "running":
+                pytest.fail(f"{name} is {state} before {url} answered:\n{self.logs(name)}")
+            time.sleep(0.5)
+        pytest.fail(f"{url} did not answer 200 in {timeout:.0f} s:\n{self.logs(name)}")
+
+    def healthcheck(self, name: str) -> subprocess.CompletedProcess[str]:
+        """The image's HEALTHCHECK command run once in the container (``podman healthcheck
+        run``; exit 0 when healthy)."""
+        return self.podman("healthcheck", "run", name, check=False, timeout=30)
+
+    def remove_all(self) -> None:
+        """Kill and remove every container started here."""
+        for name in self.names:
+            self.podman("rm", "--force", "--time", "0", name, check=False)

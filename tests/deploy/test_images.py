@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 from deploy_support import REPO, run, tool
@@ -91,3 +92,31 @@ def test_the_dockerignore_keeps_the_checkout_out_of_the_context() -> None:
 
     for entry in (".git", ".venv", "tests", "build", "**/__pycache__"):
         assert entry in ignored, f"{entry} would be sent to the image build"
+
+
+# Debian's python3: the interpreter of the images' base (hack/base-image.sh).
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.timeout(300)
+def test_the_install_steps_keep_the_repository_root_off_sys_path(tmp_path: Path) -> None:
+    """The images run requirements/install.sh in WORKDIR /src, the repository's root, whose
+    operator/ folder shadows the standard library's operator for any Python that puts the
+    working directory on sys.path: `python -m venv` does, and venv imports operator. With
+    Debian's python3 (no site hook importing the real operator first) a plain venv fails
+    there; the install steps must not."""
+    if not (DEBIAN_PYTHON.exists() and (Path("/usr/lib/python3.11/ensurepip")).is_dir()):
+        pytest.fail("Debian's python3 with venv is missing: apt-get install python3-venv",
+                    pytrace=False)
+    plain = run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", tmp_path / "plain"],
+                cwd=REPO, check=False)
+    assert plain.returncode != 0 and "cannot import name" in plain.stderr, (
+        "python -m venv in the repository root no longer trips on operator/; this test "
+        f"proves nothing until it finds another way:\n{plain.stderr}")
+
+    run([REPO / "requirements" / "install.sh", "tools", tmp_path / "tools"],
+        env={"PYTHON": str(DEBIAN_PYTHON)}, cwd=REPO, timeout=240)
+    out = run([tmp_path / "tools" / "bin" / "python", "-P", "-c",
+               "import operator, setuptools, wheel; print(operator.__file__)"], cwd=REPO)
+
+    assert out.stdout.strip() == "/usr/lib/python3.11/operator.py", out.stdout
