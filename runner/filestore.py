@@ -90,8 +90,8 @@ def _transcode(blocks: Iterator[bytes], encoding: str, filename: str) -> Iterato
             done += len(block)
         yield decoder.decode(b"", final=True).encode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FileUnreadable(f"{filename} is read as {encoding.upper()} (its first bytes say "
-                             f"so) but byte {done + exc.start} is not valid {encoding.upper()}: "
+        raise FileUnreadable(f"{filename} is read as {encoding.upper()}, but byte "
+                             f"{done + exc.start} is not valid {encoding.upper()}: "
                              f"{exc.reason}") from exc
 
 
