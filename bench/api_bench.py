@@ -112,7 +112,8 @@ def main() -> int:
                               files={"file": ("f.csv", b"household_id\nH-1\n")}).json()["id"]
         names = [client.post("/v1/tasks", json={
             "type": "BaselineUpload", "organization": "acme", "state": "Paused",
-            "params": {"form": "Households", "fileId": file_id}}).json()["name"]
+            "params": {"form": "Households", "fileId": file_id, "keyColumn": "household_id"},
+        }).json()["name"]
             for _ in range(args.clients)]
         print(f"{args.clients} concurrent clients, {args.requests} requests each measurement")
 
