@@ -131,12 +131,6 @@ def upload_file(
     all of it is.
     """
     org = organization_for(principal, organization)
-    if encoding is not None:
-        try:
-            textencoding.check_named(encoding)
-        except FileUnreadable as exc:
-            raise invalid(str(exc), [FieldError(detail=str(exc), field="encoding",
-                                                parameter="encoding")]) from None
     limit = settings.max_upload_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + _SLACK:
@@ -147,6 +141,13 @@ def upload_file(
         raise ApiProblem(415, "unsupported-media-type", "Unsupported Media Type",
                          str(exc)) from None
     body = uploads.MultipartFile(uploads.pull_from(request.stream()), boundary, limit)
+    if encoding is not None:
+        try:
+            textencoding.check_named(encoding)
+        except FileUnreadable as exc:
+            _drain(body)
+            raise invalid(str(exc), [FieldError(detail=str(exc), field="encoding",
+                                                parameter="encoding")]) from None
     try:
         body.open()
         with database.connection(autocommit=False) as conn:
