@@ -20,6 +20,7 @@ import socket
 import subprocess
 import tarfile
 import threading
+import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -32,6 +33,7 @@ import pytest
 from deploy_support import (
     GRACE_SECONDS,
     IMAGE_KINDS,
+    REPO,
     Containers,
     Images,
     Podman,
@@ -47,6 +49,7 @@ from longtask import constants
 pytestmark = pytest.mark.timeout(1800)
 
 BASE_IMAGE = "localhost/longtask/python-base:3.11-bookworm"
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 SITE_PACKAGES = "/opt/longtask/lib/python3.11/site-packages"
 
 
@@ -71,7 +74,7 @@ def test_the_build_reports_each_image_and_the_cached_build_is_faster(
         built_images: Images) -> None:
     for kind in IMAGE_KINDS:
         image = built_images.built[kind]
-        assert image.tag == f"localhost/longtask/{kind}:0.1.0"
+        assert image.tag == f"localhost/longtask/{kind}:{VERSION}"
         assert 100 < image.size_mb < 800, f"{kind}: {image.size_mb:.0f} MB"
         assert image.cached_seconds < image.cold_seconds, built_images.report()
     print("\n" + "\n".join(built_images.report()))
@@ -117,7 +120,7 @@ def test_the_image_config_is_the_dockerfiles(built_images: Images, kind: str) ->
     assert config["WorkingDir"] == "/tmp"
     assert env["PATH"].startswith("/opt/longtask/bin:"), env["PATH"]
     assert env["PYTHONSAFEPATH"] == "1" and env["PYTHONDONTWRITEBYTECODE"] == "1"
-    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["org.opencontainers.image.version"] == VERSION
     assert labels["org.opencontainers.image.base.name"] == BASE_IMAGE
     assert labels["org.opencontainers.image.revision"] not in ("", "unknown")
     if kind == "runner":
