@@ -264,7 +264,8 @@ def _warn_detected(file: FilePublic, report: _Report) -> None:
                 f"{file.filename} is not UTF-8: it is read as {label_of(file.encoding)} "
                 f"(detected{confidence}); check that its lines read right"
                 + (f", e.g. {shown}" if shown else "")
-                + ". If not, upload it again naming its encoding, or saved as 'CSV UTF-8'")
+                + ". If they do not, upload it again naming its encoding (POST /v1/files"
+                "?encoding=...), or save it as 'CSV UTF-8' first")
 
 
 def _observe(record: Record, columns: dict[int, _Column]) -> None:
