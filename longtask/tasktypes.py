@@ -144,8 +144,7 @@ class ExportParams(_Params):
     @model_validator(mode="after")
     def _ordered(self) -> ExportParams:
         if self.from_date > self.to_date:
-            raise ValueError(f"'from' ({self.from_date}) is a later date than 'to' "
-                             f"({self.to_date})")
+            raise ValueError(f"'from' ({self.from_date}) is after 'to' ({self.to_date})")
         return self
 
     def bounds(self) -> tuple[dt.datetime, dt.datetime]:

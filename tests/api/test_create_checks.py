@@ -122,4 +122,4 @@ def test_from_after_to_is_refused_naming_both_dates(operator: httpx.Client) -> N
         "params": {"form": "Households", "from": "2019-01-01", "to": "2018-12-31"}}), 422)
 
     assert refused["errors"][0]["detail"] == (
-        "'from' (2019-01-01) is a later date than 'to' (2018-12-31)")
+        "'from' (2019-01-01) is after 'to' (2018-12-31)")
