@@ -311,9 +311,10 @@ class DryRunWarning(_Wire):
 class ValidationReport(_Wire):
     """What ``POST /v1/tasks`` would do with this request. Nothing is created.
 
-    ``valid`` is false when the task would fail before writing anything (``errors`` say
-    why, with field paths). ``rowErrors`` are the rows among the first ``rowsRead`` that
-    the run would refuse.
+    ``valid`` is false when the task would fail before writing anything, or write nothing
+    (every data row of the file a row error); ``errors`` say why, with field paths, and
+    ``POST /v1/tasks`` refuses the request with the same ones. ``rowErrors`` are the rows
+    among the first ``rowsRead`` that the run would refuse.
     """
 
     valid: bool
