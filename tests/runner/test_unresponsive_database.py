@@ -269,6 +269,15 @@ def survey(db: Any) -> int:
     return form
 
 
+
+def stop_and_time(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """SIGTERM ``proc`` and wait (the stop deadline plus 10 s at most): its exit code and
+    the seconds from the signal to its exit."""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=DEADLINE + 10)
+    return code, time.monotonic() - sent
+
 @pytest.mark.timeout(30)
 def test_sigterm_while_connecting_exits_with_the_stop_code_by_the_deadline(
         tmp_path: Path) -> None:
@@ -280,10 +289,7 @@ def test_sigterm_while_connecting_exits_with_the_stop_code_by_the_deadline(
         try:
             assert hole.accepted.wait(15), "the runner never connected"
             time.sleep(0.2)  # well inside libpq's wait for the server's first answer
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=DEADLINE + 10)
-            took = time.monotonic() - sent
+            code, took = stop_and_time(proc)
         finally:
             proc.kill()
             proc.wait(timeout=5)
@@ -333,18 +339,17 @@ def test_sigterm_while_the_server_stops_answering_mid_run_commits_nothing_after(
             proxy.freeze()
             # A COMMIT the runner sent before the freeze still reaches the server: wait
             # until what is committed holds still, then that is all there may ever be.
-            before = written(db, task.uid)
-            while True:
+            settled: list[Any] = [written(db, task.uid)]
+
+            def holds_still() -> bool:
                 time.sleep(0.3)
-                now = written(db, task.uid)
-                if now == before:
-                    break
-                before = now
+                settled.append(written(db, task.uid))
+                return settled[-1] == settled[-2]
+
+            wait_for("what is committed to hold still", holds_still, 10, 0)
+            before = settled[-1]
             assert proc.poll() is None, "the runner ended before the stop"
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=DEADLINE + 10)
-            took = time.monotonic() - sent
+            code, took = stop_and_time(proc)
         finally:
             proc.kill()
             proc.wait(timeout=5)
