@@ -2,6 +2,10 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+# Every Python the recipes start keeps its working directory off sys.path: run in the
+# repository root, the folder operator/ would otherwise shadow the standard library's
+# operator module (python -m venv imports it), as it would in the images' build.
+export PYTHONSAFEPATH := 1
 
 .PHONY: setup system-deps kube tools venv lint test images lock lock-upgrade \
         bench bench-operator bench-e2e demo clean
