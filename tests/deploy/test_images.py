@@ -108,13 +108,15 @@ def test_the_install_steps_keep_the_repository_root_off_sys_path(tmp_path: Path)
     if not (DEBIAN_PYTHON.exists() and (Path("/usr/lib/python3.11/ensurepip")).is_dir()):
         pytest.fail("Debian's python3 with venv is missing: apt-get install python3-venv",
                     pytrace=False)
-    plain = run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", tmp_path / "plain"],
+    # As in the image build: no PYTHONSAFEPATH from the caller (the Makefile exports it).
+    bare_env = ["env", "-u", "PYTHONSAFEPATH"]
+    plain = run([*bare_env, DEBIAN_PYTHON, "-m", "venv", "--without-pip", tmp_path / "plain"],
                 cwd=REPO, check=False)
     assert plain.returncode != 0 and "cannot import name" in plain.stderr, (
         "python -m venv in the repository root no longer trips on operator/; this test "
         f"proves nothing until it finds another way:\n{plain.stderr}")
 
-    run([REPO / "requirements" / "install.sh", "tools", tmp_path / "tools"],
+    run([*bare_env, REPO / "requirements" / "install.sh", "tools", tmp_path / "tools"],
         env={"PYTHON": str(DEBIAN_PYTHON)}, cwd=REPO, timeout=240)
     out = run([tmp_path / "tools" / "bin" / "python", "-P", "-c",
                "import operator, setuptools, wheel; print(operator.__file__)"], cwd=REPO)
