@@ -44,7 +44,7 @@ from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 from longtask.runner.tasks import build_work, common
 from longtask.runner.tasks.baseline import BaselineUpload
 from longtask.runner.tasks.export import Export
-from longtask.runner.tasks.teams import BulkTeamCreate
+from longtask.runner.tasks.teams import BulkTeamCreate, member_phones_ref
 from longtask.runner.textencoding import label_of
 
 from longtask import tasktypes
@@ -307,7 +307,7 @@ def _team_columns(work: BulkTeamCreate, header: Header) -> dict[int, _Column]:
         (p.team_column, "team", "text", None),
         (p.manager_phone_column, "manager phone", "phone",
          lambda v: normalize_phone(v, region)),
-        (p.member_phones_column, "member phones", "phones",
+        (member_phones_ref(p, index), "member phones", "phones",
          lambda v: parse_member_phones(v, region)),
     ]
     columns: dict[int, _Column] = {i: _Column(i, n) for i, n in enumerate(names)}
