@@ -1,4 +1,5 @@
-"""Synthetic Collect data for tests, the demo and the benchmarks: submissions at scale.
+"""Synthetic Collect data for tests, the demo, the examples and the benchmarks:
+organizations, forms, and submissions at scale.
 
 Submissions are made inside PostgreSQL (``generate_series``), so millions of rows take
 seconds and never pass through Python.
@@ -7,6 +8,7 @@ seconds and never pass through Python.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import psycopg2.extensions
 
@@ -19,6 +21,37 @@ SUBMISSION_FIELDS = (
     ("services", "select_multiple", False, None),
     ("location", "geopoint", False, None),
 )
+
+
+def organization(conn: psycopg2.extensions.connection, slug: str) -> int:
+    """The id of organization ``slug``, made (named after the slug) when it is missing."""
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO collect.organizations (slug, name) VALUES (%s, %s) "
+                    "ON CONFLICT (slug) DO NOTHING", (slug, slug.replace("-", " ").title()))
+        cur.execute("SELECT id FROM collect.organizations WHERE slug = %s", (slug,))
+        org_id = int(cur.fetchone()[0])  # type: ignore[index]
+    if not conn.autocommit:
+        conn.commit()
+    return org_id
+
+
+def form(conn: psycopg2.extensions.connection, organization_id: int, name: str,
+         fields: Sequence[tuple[str, str, bool]]) -> int:
+    """Create form ``name`` with ``(field name, type, required)`` fields in that order
+    (types of :class:`longtask.values.FieldType`); returns its id."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO collect.forms (organization_id, name) VALUES (%s, %s) RETURNING id",
+            (organization_id, name),
+        )
+        form_id = int(cur.fetchone()[0])  # type: ignore[index]
+        for position, (fname, ftype, required) in enumerate(fields):
+            cur.execute(
+                "INSERT INTO collect.form_fields (form_id, position, name, type, required) "
+                "VALUES (%s, %s, %s, %s, %s)", (form_id, position, fname, ftype, required))
+    if not conn.autocommit:
+        conn.commit()
+    return form_id
 
 
 def submission_form(conn: psycopg2.extensions.connection, organization_id: int,

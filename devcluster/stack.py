@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devcluster import kube, postgres, signals
+from devcluster import examples, kube, postgres, signals
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
@@ -60,6 +61,14 @@ class Stack:
     @property
     def db_url(self) -> str:
         return self.pg.url
+
+    def example_env(self) -> dict[str, str]:
+        """The variables the READMEs' examples read: ``API``, ``TOKEN`` (an operator of
+        the first organization), ``EXAMPLES`` (the example files, when loaded),
+        ``KUBECONFIG`` and ``NAMESPACE``."""
+        return {"API": self.api_url, "TOKEN": next(iter(self.tokens.values())),
+                "EXAMPLES": str(self.workdir / "examples"),
+                "KUBECONFIG": str(self.cluster.kubeconfig), "NAMESPACE": self.namespace}
 
     def log(self, name: str) -> Path:
         """The log file of process ``name`` ("operator" or "api")."""
@@ -121,8 +130,11 @@ def _prepare_namespace(cluster: kube.KubeCluster, namespace: str, db_url: str) -
 
 
 def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
-          namespace: str = "collect", progress_interval: float = 1.0) -> Stack:
-    """Start everything; returns once the API answers ``/readyz``.
+          namespace: str = "collect", progress_interval: float = 1.0,
+          with_examples: bool = False) -> Stack:
+    """Start everything; returns once the API answers ``/readyz``. With ``with_examples``,
+    the example forms and submissions of :mod:`devcluster.examples` are loaded for the
+    first organization, and its files written to ``workdir/examples``.
 
     Raises :class:`devcluster.kube.KubeBinariesMissing` (run ``make kube``) or
     ``RuntimeError`` with the failing process's log.
@@ -137,6 +149,8 @@ def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
                 cur.execute("INSERT INTO collect.organizations (slug, name) VALUES (%s, %s)",
                             (slug, slug.replace("-", " ").title()))
         conn.commit()
+        if with_examples:
+            examples.load(conn, workdir / "examples", organizations[0])
         conn.close()
         cluster = kube.start(workdir=workdir / "kube")
     except BaseException:
@@ -211,13 +225,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with signals.stop_on_signals():
         try:
-            with running(keep_data=args.keep_data) as stack:
+            with running(keep_data=args.keep_data, organizations=(examples.ORGANIZATION,),
+                         with_examples=True) as stack:
                 print(f"API:        {stack.api_url}  (docs: {stack.api_url}/docs)")
                 for org, token in stack.tokens.items():
                     print(f"token for {org}: {token}")
-                print(f"kubectl:    export KUBECONFIG={stack.cluster.kubeconfig}; "
-                      f"kubectl -n {stack.namespace} get lt -w")
+                print(f"kubectl:    kubectl -n {stack.namespace} get lt -w")
                 print(f"database:   {stack.db_url}")
+                print(f"examples:   {stack.workdir / 'examples'} (devcluster/examples.py)")
+                print("For the README's examples, in another shell:")
+                print(f"  export {shlex.join(f'{k}={v}' for k, v in stack.example_env().items())}")
                 print(f"work folder: {stack.workdir} "
                       f"({'kept' if args.keep_data else 'removed'} after the stop)")
                 print("Ctrl-C (or SIGTERM) stops everything.", flush=True)
