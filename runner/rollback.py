@@ -8,8 +8,9 @@ A rollback is a list of steps run in order; its cursor is ``{"step": i, "after":
   while ``row_version`` is still 1 and, where given, nothing else refers to them.
 - :class:`DeleteOwned` deletes rows that belong to the task alone (export output).
 
-A row someone else changed or referenced since is left alone and recorded in
-``longtask.rollback_conflicts`` (table, id, reason); the count is in the task's record.
+A row someone else changed or referenced since is left alone, with the rows of the task
+that depend on it, and each is recorded in ``longtask.rollback_conflicts`` (table, id,
+reason); the count is in the task's record.
 """
 
 from __future__ import annotations
@@ -96,14 +97,20 @@ class RestoreJournal:
 
 @dataclass(frozen=True)
 class DeleteInserted:
-    """Delete ``table``'s rows the task inserted, unless changed or referenced since.
+    """Delete ``table``'s rows the task inserted, unless changed or referenced since, or
+    part of a row that stays.
 
-    ``referenced_by`` lists ``(table, column)`` pairs whose rows (not the task's own, which
-    earlier steps removed) keep a row alive.
+    ``referenced_by`` lists ``(table, column)`` pairs whose rows keep a row alive: rows
+    the task did not write, and the task's own rows that an earlier step kept.
+    ``kept_with`` lists ``(column, parent table)`` pairs: a row stays with its parent when
+    the parent is the task's too and stays itself, because someone changed it or rows of
+    ``table`` the task did not write refer to it (a renamed team keeps the manager and
+    members the task gave it, so the rollback never leaves it half made).
     """
 
     table: str
     referenced_by: tuple[tuple[str, str], ...] = ()
+    kept_with: tuple[tuple[str, str], ...] = ()
 
     def count(self, cur: Cursor, task_uid: uuid.UUID) -> int:
         cur.execute(f"SELECT count(*) FROM collect.{self.table} WHERE task_uid = %s", (task_uid,))
@@ -124,6 +131,17 @@ class DeleteInserted:
         ids = [r[0] for r in rows]
         changed = [r[0] for r in rows if r[1] != 1]
         unchanged = [r[0] for r in rows if r[1] == 1]
+        with_parent: set[int] = set()
+        for column, parent in self.kept_with:
+            cur.execute(
+                f"SELECT c.id FROM collect.{self.table} c JOIN collect.{parent} p "
+                f"ON p.id = c.{column} WHERE c.id = ANY(%s) AND p.task_uid = %s "
+                f"AND (p.row_version <> 1 OR EXISTS (SELECT 1 FROM collect.{self.table} o "
+                f"WHERE o.{column} = p.id AND o.task_uid IS DISTINCT FROM %s))",
+                (unchanged, task_uid, task_uid),
+            )
+            with_parent.update(r[0] for r in cur.fetchall())
+        unchanged = [i for i in unchanged if i not in with_parent]
         referenced: list[int] = []
         for ref_table, ref_column in self.referenced_by:
             cur.execute(
@@ -139,7 +157,11 @@ class DeleteInserted:
         conflicts = _record_conflicts(cur, task_uid, self.table, changed,
                                       "changed by someone else after the task inserted it")
         conflicts += _record_conflicts(cur, task_uid, self.table, sorted(keep),
-                                       "still referenced by rows the task did not write")
+                                       "still referenced by rows that stay")
+        parents = " or ".join(parent for _column, parent in self.kept_with)
+        conflicts += _record_conflicts(
+            cur, task_uid, self.table, sorted(with_parent),
+            f"kept with its row in {parents}, which stays (changed or referenced by others)")
         return len(rows), conflicts, ids[-1], len(rows) < limit
 
 

@@ -18,9 +18,10 @@ ROLLBACK_STEPS: dict[str, tuple[Step, ...]] = {
         DeleteInserted("baseline_records"),
     ),
     "Export": (DeleteOwned("export_parts", "part"),),
-    # Memberships first, then the teams and users they pointed at.
+    # Memberships first (those of a team that stays stay with it), then the teams and
+    # users they pointed at.
     "BulkTeamCreate": (
-        DeleteInserted("team_memberships"),
+        DeleteInserted("team_memberships", kept_with=(("team_id", "teams"),)),
         DeleteInserted("teams", referenced_by=(("team_memberships", "team_id"),)),
         DeleteInserted("field_users", referenced_by=(("team_memberships", "user_id"),)),
     ),

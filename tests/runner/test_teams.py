@@ -123,19 +123,30 @@ def test_rollback_removes_what_the_task_created_and_keeps_what_others_touched(db
     with db.cursor() as cur:
         cur.execute("SELECT name FROM collect.teams ORDER BY name")
         assert [r[0] for r in cur.fetchall()] == ["Others", "South", "West (renamed)"]
+        # The teams that stay keep the manager and members the task gave them.
+        assert members(db, "South") == [("+919811111111", "manager"),
+                                        ("+919822222222", "member"), ("+919844444444", "member")]
+        assert members(db, "West (renamed)") == [("+919833333333", "manager")]
+        assert members(db, "North") == []
         cur.execute("SELECT phone_e164 FROM collect.field_users ORDER BY 1")
-        assert [r[0] for r in cur.fetchall()] == ["+919812345678", "+919833333333",
-                                                  "+919844444444"]
+        assert [r[0] for r in cur.fetchall()] == [
+            "+919811111111", "+919812345678", "+919822222222", "+919833333333",
+            "+919844444444"]
         cur.execute("SELECT table_name, reason FROM longtask.rollback_conflicts "
                     "ORDER BY table_name, row_id")
         conflicts = cur.fetchall()
+    kept_with_team = ("team_memberships", "kept with its row in teams, which stays (changed "
+                                          "or referenced by others)")
     assert conflicts == [
-        ("field_users", "still referenced by rows the task did not write"),
-        ("teams", "still referenced by rows the task did not write"),
+        ("field_users", "still referenced by rows that stay"),
+        ("field_users", "still referenced by rows that stay"),
+        ("field_users", "still referenced by rows that stay"),
+        kept_with_team, kept_with_team, kept_with_team,
+        ("teams", "still referenced by rows that stay"),
         ("teams", "changed by someone else after the task inserted it"),
     ]
     rec = s.record(db, task.uid)
-    assert rec["rollback_conflicts"] == 3
+    assert rec["rollback_conflicts"] == 8
     assert before["field_users"][0] == 1
 
 
