@@ -124,6 +124,11 @@ class ExportParams(_Params):
     to_date: dt.date = Field(alias="to", description="Last day (included), YYYY-MM-DD")
     time_zone: str = "UTC"
     columns: list[str] | None = Field(default=None, min_length=1)
+    # What a cell a spreadsheet would run as a formula (=SUM(...), +HYPERLINK(...)) becomes:
+    # escaped with a leading ' (the default: exports are opened in spreadsheets, and their
+    # text was typed by people outside the organization), or kept as it is, byte for byte,
+    # for programs that read the CSV.
+    formula_cells: Literal["escape", "keep"] = "escape"
 
     @field_validator("from_date", "to_date", mode="before")
     @classmethod

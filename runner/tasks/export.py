@@ -56,12 +56,28 @@ def _expression(field: FieldSpec) -> sql.Composable:
     return sql.SQL("data->>{k}").format(k=key)
 
 
-def select_list(fields: list[FieldSpec]) -> sql.Composable:
+# A cell a spreadsheet would read as a formula: one that starts with =, @, a tab or a
+# carriage return, or with + or - followed by more than a number or a phone number
+# ("-2+3+cmd|' /C calc'!A0", "+HYPERLINK(...)"; OWASP, "CSV Injection"). "+919812345678"
+# and "-5" are numbers to a spreadsheet and are left alone.
+_FORMULA = r"^([=@\t\r]|[+-](?![0-9 .,()+-]*$))"
+
+
+def _escaped(expression: sql.Composable) -> sql.Composable:
+    """``expression`` with a ``'`` put before a value a spreadsheet would run as a formula
+    (the spreadsheet then shows the text as it is)."""
+    return sql.SQL("CASE WHEN ({e}) ~ {formula} THEN chr(39) || ({e}) ELSE ({e}) END").format(
+        e=expression, formula=sql.Literal(_FORMULA))
+
+
+def select_list(fields: list[FieldSpec], *, escape_formulas: bool = False) -> sql.Composable:
     """The SELECT list of the export's CSV columns: id, submitted_at (ISO 8601 in the
-    session's time zone), then each field as text."""
+    session's time zone), then each field as text; with ``escape_formulas``, the fields'
+    cells that a spreadsheet would run as formulas start with ``'``."""
+    cells = [_expression(f) for f in fields]
     return sql.SQL(", ").join(
         [sql.SQL("id"), sql.SQL("to_char(submitted_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF')"),
-         *(_expression(f) for f in fields)]
+         *(_escaped(c) if escape_formulas else c for c in cells)]
     )
 
 
@@ -91,7 +107,8 @@ class Export(common.TaskWork[ExportParams, None]):
                 f"(its fields: {', '.join(map(repr, by_name))})"
             )
         self.header = [*FIXED_COLUMNS, *wanted]
-        self._select = select_list([by_name[c] for c in wanted])
+        self._select = select_list([by_name[c] for c in wanted],
+                                   escape_formulas=self.params.formula_cells == "escape")
         if cursor:
             after = cursor.get("after")
             self._after = (after[0], int(after[1])) if after else None

@@ -182,3 +182,42 @@ def test_rollback_removes_every_part(db, db_url, survey):
     assert s.run_inline(db_url, task, "rollback", settings=SMALL_CHUNKS) == constants.EXIT_DONE
     assert read_output(db, task.uid) == b""
     assert s.record(db, task.uid)["rollback_status"] == "succeeded"
+
+
+FORMULA_ANSWERS = {
+    # respondent answer: (escaped, why)
+    "=HYPERLINK(\"http://x.example\",\"click\")": True,
+    "@SUM(1+1)": True,
+    "-2+3+cmd|' /C calc'!A0": True,
+    "+HYPERLINK(1)": True,
+    "\tinvisible": True,
+    "Awa Diop": False,
+    "+919812345678": False,  # a phone number: a number to a spreadsheet
+    "-12.5": False,
+    "+1 (555) 123-4567": False,
+}
+
+
+@pytest.mark.parametrize("formula_cells", ["escape", "keep"])
+def test_cells_a_spreadsheet_would_run_are_escaped_unless_kept(db, db_url, survey,
+                                                                formula_cells):
+    with db.cursor() as cur:
+        for i, answer in enumerate(FORMULA_ANSWERS):
+            cur.execute("UPDATE collect.submissions SET data = jsonb_set(data, '{respondent}', "
+                        "to_jsonb(%s::text)), submitted_at = %s WHERE id = (SELECT min(id) + %s "
+                        "FROM collect.submissions)",
+                        (answer, dt.datetime(2020, 1, 1, 0, i, tzinfo=UTC), i))
+    params = {"from": "2020-01-01", "to": "2020-01-01", "columns": ["respondent", "household_size"]}
+    if formula_cells == "keep":
+        params["formulaCells"] = "keep"
+    task = export(**params)
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+
+    rows = rows_of(read_output(db, task.uid))[1:]
+    got = [r[2] for r in rows]
+    if formula_cells == "keep":
+        assert got == list(FORMULA_ANSWERS)
+    else:
+        assert got == [f"'{a}" if escaped else a for a, escaped in FORMULA_ANSWERS.items()]
+    assert all(not r[3].startswith("'") for r in rows), "numbers are never escaped"
+    assert all(r[1].startswith("2020-01-01T") for r in rows), "fixed columns are never escaped"
