@@ -139,30 +139,32 @@ def bench_upload(url: str, conn, org_id: int, rows: int,  # type: ignore[no-unty
 
 
 def bench_export(url: str, conn, org_id: int, rows: int,  # type: ignore[no-untyped-def]
-                 repeats: int) -> tuple[float, float]:
-    """Best of ``repeats`` rounds of: an export of ``rows`` submissions, then one COPY of
-    the very same columns, rendered by the same expressions."""
+                 repeats: int) -> tuple[float, float, float]:
+    """Best of ``repeats`` rounds of: an export of ``rows`` submissions (formula cells
+    escaped, the default), then one COPY of the very same columns rendered by the same
+    expressions, and one COPY without the escaping (what ``formulaCells: keep`` reads)."""
     form_id = seed.submission_form(conn, org_id)
     seed.submissions(conn, org_id, form_id, rows, dt.datetime(2015, 1, 1, tzinfo=UTC),
                      dt.datetime(2019, 1, 1, tzinfo=UTC))
     with conn.cursor() as cur:
         cur.execute("VACUUM ANALYZE collect.submissions")
     form = load_form(conn, org_id, "household-survey")
-    query = sql.SQL("COPY (SELECT {} FROM collect.submissions WHERE form_id = {} "
-                    "ORDER BY submitted_at, id) TO STDOUT WITH (FORMAT csv)").format(
-        select_list(form.fields), sql.Literal(form_id))
-    exports, references = [], []
+    queries = [sql.SQL("COPY (SELECT {} FROM collect.submissions WHERE form_id = {} "
+                       "ORDER BY submitted_at, id) TO STDOUT WITH (FORMAT csv)").format(
+        select_list(form.fields, escape_formulas=escape), sql.Literal(form_id))
+        for escape in (True, False)]
+    exports, references, unescaped = [], [], []
     for _ in range(repeats):
         task = TaskDefinition(uuid.uuid4(), "Export", "bench", {
             "form": "household-survey", "from": "2015-01-01", "to": "2018-12-31"})
         exports.append(timed(run, url, task))
         with conn.cursor() as cur:
-            sink = io.BytesIO()
-            started = time.perf_counter()
-            cur.copy_expert(query.as_string(conn), sink)
-            references.append(time.perf_counter() - started)
+            for query, times in zip(queries, (references, unescaped), strict=True):
+                started = time.perf_counter()
+                cur.copy_expert(query.as_string(conn), io.BytesIO())
+                times.append(time.perf_counter() - started)
             cur.execute("DELETE FROM longtask.export_parts WHERE task_uid = %s", (task.uid,))
-    return min(exports), min(references)
+    return min(exports), min(references), min(unescaped)
 
 
 def runner_process(url: str, task: TaskDefinition) -> subprocess.Popen[bytes]:
@@ -311,10 +313,13 @@ def main() -> None:
               f"  COPY {copy_in:6.2f} s  ratio {copy_in / upload:5.2f} (target >= 0.75)")
         print(f"rollback {args.rows:>9,} rows: {rollback:7.2f} s  upload/rollback "
               f"{upload / rollback:5.1f}x (target >= 2x)")
-        export, copy_out = bench_export(url, conn, org_id, args.export_rows, args.repeats)
+        export, copy_out, plain = bench_export(url, conn, org_id, args.export_rows,
+                                               args.repeats)
         print(f"export   {args.export_rows:>9,} rows: {export:7.2f} s "
               f"({args.export_rows / export:9,.0f} rows/s)  COPY TO {copy_out:6.2f} s  "
               f"ratio {copy_out / export:5.2f} (target >= 0.8)")
+        print(f"formula escaping: COPY TO {copy_out:6.2f} s escaped, {plain:6.2f} s kept, "
+              f"ratio {copy_out / plain:5.2f}")
         aborts, exits = bench_stops(url, conn, args.stops)
         for label, values, note in (
                 ("SIGTERM to abort", aborts, "target p95 < 50 ms"),
