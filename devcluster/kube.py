@@ -1002,12 +1002,16 @@ def _down(folder: Path) -> int:
     supervisor = int(state["supervisor"])
     if _alive(supervisor) and "devcluster.kube" in _cmdline(supervisor):
         _stop_group(supervisor, timeout=45.0, wait=_pid_waiter(supervisor))
-    binaries = {"kubelet": "devcluster.kubelet"}
+    # The supervisor is gone: stop what it recorded ("kubelet" names the process kubelet's
+    # module and the real kubelet's binary alike), then what a real node left.
     for name in _STOP_ORDER:
         pid = state.get("pids", {}).get(name)
-        marker = binaries.get(name, name)
-        if pid and _alive(int(pid)) and marker in _cmdline(int(pid)):
+        if pid and _alive(int(pid)) and name in _cmdline(int(pid)):
             _stop_group(int(pid), wait=_pid_waiter(int(pid)))
+    if (folder / "node").is_dir():
+        from devcluster import hoststate
+        hoststate.unmount_under(folder / "node")
+        hoststate.release(str(folder / "node"))
     _state_path(folder).unlink(missing_ok=True)
     print("cluster stopped")
     return 0
