@@ -7,17 +7,23 @@ STAMP   := $(VENV)/.installed
 # operator module (python -m venv imports it), as it would in the images' build.
 export PYTHONSAFEPATH := 1
 
-.PHONY: setup system-deps kube tools venv lint test images lock lock-upgrade \
+.PHONY: setup system-deps node-deps kube tools venv lint test images lock lock-upgrade \
         bench bench-operator bench-e2e demo clean
 
-# What the tests need; the demo needs all of it but the chart and image tools.
-setup: system-deps kube tools venv
+# What the tests need; the demo needs all of it but the chart tools.
+setup: system-deps node-deps kube tools venv
 
 system-deps:
 	@hack/install-system-deps.sh
 
-# etcd, kube-apiserver and kube-controller-manager for the cluster tests and the demo,
-# built once into a cache outside git (about 15 minutes the first time; hack/KUBE.md).
+# containerd, runc, the CNI plugins and a C compiler for the pause program: what the local
+# cluster's real node runs on besides the kubelet (hack/KUBE.md).
+node-deps:
+	@hack/install-node-deps.sh
+
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kubelet for the
+# cluster tests and the demo, built once into a cache outside git (about 20 minutes the
+# first time; hack/KUBE.md).
 kube:
 	@hack/build-kube.sh
 
@@ -64,13 +70,13 @@ images: system-deps
 bench: system-deps venv
 	$(PY) bench/runner_bench.py
 
-bench-operator: system-deps kube venv
+bench-operator: system-deps node-deps kube venv
 	$(PY) bench/operator_bench.py
 
-bench-e2e: system-deps kube venv
+bench-e2e: system-deps node-deps kube venv
 	$(PY) bench/e2e_bench.py
 
-demo: system-deps kube venv
+demo: system-deps node-deps kube venv
 	$(PY) -m demo
 
 clean:

@@ -64,7 +64,6 @@ from longtask.constants import GROUP, PLURAL, VERSION
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
-RUNNER_IMAGE = "longtask/runner:bench"  # a name only: the process kubelet runs commands
 ORG = "bench"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 FINAL = frozenset({"Succeeded", "Failed", "RolledBack", "Terminated"})
@@ -224,7 +223,8 @@ class Operator:
         """Start it and wait until its liveness probe answers."""
         self.port = port = kube.free_port()
         env = {**os.environ, **self.cluster.env(), "LONGTASK_DATABASE_URL": self.db_url,
-               "LONGTASK_OPERATOR_RUNNER_IMAGE": RUNNER_IMAGE,
+               "LONGTASK_OPERATOR_RUNNER_IMAGE": self.cluster.runner_image,
+               "LONGTASK_OPERATOR_IMAGE_PULL_POLICY": "Never",
                "LONGTASK_OPERATOR_WATCH_NAMESPACES": self.namespaces,
                "LONGTASK_OPERATOR_STANDALONE": "true",
                "LONGTASK_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
@@ -402,7 +402,7 @@ def export_spec(form: str, key: str, rate: int | None = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 1. control
 
 
-def bare_job(namespace: str, name: str) -> tuple[dict[str, Any], str]:
+def bare_job(namespace: str, name: str, image: str) -> tuple[dict[str, Any], str]:
     """The operator's run Job for a slow Export, owned by nothing: the floor's Job; its
     task uid (the runner keeps its record under it)."""
     uid = str(uuid.uuid4())
@@ -410,7 +410,8 @@ def bare_job(namespace: str, name: str) -> tuple[dict[str, Any], str]:
             "metadata": {"name": name, "namespace": namespace, "uid": uid, "generation": 1,
                          "creationTimestamp": "2015-01-01T00:00:00Z"},
             "spec": export_spec("slow", f"ref-{name}", SLOW_RATE)}
-    job = build_run_job(Task.from_body(body), OperatorSettings(runner_image=RUNNER_IMAGE))
+    job = build_run_job(Task.from_body(body), OperatorSettings(
+        runner_image=image, image_pull_policy="Never"))
     job["metadata"]["name"] = name
     del job["metadata"]["ownerReferences"]
     return job, uid
@@ -490,7 +491,7 @@ def control_latency(b: Bench, changes: int) -> dict[str, Latency]:
 
     # Pause and resume: one task and one bare Job, taking turns to go first.
     uid = b.create_task(ns, "cycle", export_spec("slow", "cycle", SLOW_RATE))
-    job, ref_uid = bare_job(ref, "ref-cycle")
+    job, ref_uid = bare_job(ref, "ref-cycle", b.cluster.runner_image)
     b.batch.create_namespaced_job(ref, job)
     b.wait_progress([uid, ref_uid])
     def pause() -> None:
@@ -523,7 +524,7 @@ def control_latency(b: Bench, changes: int) -> dict[str, Latency]:
         names = [f"end-{i}" for i in range(start, min(changes, start + batch_size))]
         uids = [b.create_task(ns, n, export_spec("slow", n, SLOW_RATE)) for n in names]
         for n in names:
-            job, ref_uid = bare_job(ref, f"ref-{n}")
+            job, ref_uid = bare_job(ref, f"ref-{n}", b.cluster.runner_image)
             b.batch.create_namespaced_job(ref, job)
             uids.append(ref_uid)
         b.wait_progress(uids)

@@ -44,7 +44,8 @@ def full_stack(sizes: Sizes, keep: bool) -> None:
     from kubernetes import client
 
     print("Starting PostgreSQL, Kubernetes (etcd, kube-apiserver, kube-controller-manager, "
-          "a process kubelet), the operator and the API…", flush=True)
+          "kube-scheduler, containerd and the kubelet running the runner image built from "
+          "this checkout), the operator and the API…", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="longtask-demo-") as folder:
         live = stack.start(Path(folder), organizations=[ORG])

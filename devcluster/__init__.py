@@ -3,6 +3,8 @@
 Nothing in ``runner/``, ``operator/`` or ``api/`` imports this package. It starts:
 
 - :mod:`devcluster.postgres`: a throwaway PostgreSQL cluster from the local binaries;
-- :mod:`devcluster.kube`: a real Kubernetes control plane (etcd, kube-apiserver,
-  kube-controller-manager) with a process kubelet.
+- :mod:`devcluster.kube`: a real Kubernetes cluster (etcd, kube-apiserver,
+  kube-controller-manager, kube-scheduler) with a real node — containerd and the kubelet,
+  :mod:`devcluster.node` — running the images of :mod:`devcluster.images`, or with the
+  process kubelet (:mod:`devcluster.kubelet`).
 """

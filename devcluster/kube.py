@@ -7,8 +7,15 @@ Starts, on loopback ports chosen here:
   default admission plugins plus ``NodeRestriction``, and service-account token signing;
 - ``kube-controller-manager`` with the Job, CronJob, garbage-collector, namespace,
   service-account, pod-GC and TTL controllers, each under its own service account;
-- the process kubelet (:mod:`devcluster.kubelet`), which registers a Ready node, binds
-  pending pods to it and runs their containers as local processes.
+- the node, one of two kinds (``node=`` of :func:`start`, default ``$LONGTASK_KUBE_NODE``,
+  else ``real``):
+
+  - ``real``: containerd and the real kubelet (:mod:`devcluster.node`) running the images
+    built from the checkout (:mod:`devcluster.images`), with ``kube-scheduler`` and the
+    node-lifecycle controller; every pod gets the host's network (a mutating admission
+    policy of this cluster sets ``hostNetwork``), so it reaches PostgreSQL on loopback;
+  - ``process``: the process kubelet (:mod:`devcluster.kubelet`), which registers a Ready
+    node, binds pending pods to it and runs their containers' commands as local processes.
 
 The binaries come from ``hack/build-kube.sh`` (``make kube``). Everything started is
 stopped on :meth:`KubeCluster.stop`, at interpreter exit, and — through the parent-death
@@ -54,6 +61,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from devcluster.images import ImageArchive
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,9 +79,17 @@ CONTROLLERS = (
     "pod-garbage-collector-controller", "clusterrole-aggregation-controller",
     "deployment-controller", "replicaset-controller", "service-cidr-controller",
 )
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+# The real node's controller: it lifts the not-ready taint a new node is registered with.
+NODE_CONTROLLERS = ("node-lifecycle-controller",)
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+NODE_KINDS = ("real", "process")
 # Stop order: the kubelet first (it stops the pods), then the controllers, then storage.
-_STOP_ORDER = ("kubelet", "kube-controller-manager", "kube-apiserver", "etcd")
+_STOP_ORDER = ("kubelet", "containerd", "kube-scheduler", "kube-controller-manager",
+               "kube-apiserver", "etcd")
+# Every pod of the local cluster runs in the host's network namespace: there is one node,
+# no kube-proxy and no pod network, and the runner reaches PostgreSQL on 127.0.0.1.
+HOST_NETWORK_POLICY = "longtask-devcluster-host-network"
+PROCESS_RUNNER_IMAGE = "longtask/runner:local"  # a name only: the process kubelet runs commands
 
 T = TypeVar("T")
 
@@ -110,14 +127,15 @@ def bin_dir() -> Path:
 
 
 def find_binaries() -> dict[str, Path]:
-    """Paths of etcd, kube-apiserver, kube-controller-manager; :class:`KubeBinariesMissing`."""
+    """Paths of etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet;
+    :class:`KubeBinariesMissing` naming the missing ones."""
     folder = bin_dir()
     paths = {name: folder / name for name in BINARIES}
     missing = [name for name, path in paths.items() if not os.access(path, os.X_OK)]
     if missing:
         raise KubeBinariesMissing(
             f"{', '.join(missing)} not found in {folder}: build them with 'make kube' "
-            "(hack/build-kube.sh, about 15 minutes the first time)"
+            "(hack/build-kube.sh, about 20 minutes the first time)"
         )
     return paths
 
@@ -318,7 +336,30 @@ def wait_for(check: Callable[[], T | None], *, timeout: float, what: str,
 # --------------------------------------------------------------------------- cluster
 
 if TYPE_CHECKING:
-    _Finalizer = weakref.finalize[[dict[str, subprocess.Popen[bytes]]], "KubeCluster"]
+    from devcluster.node import RealNode
+
+    _Finalizer = weakref.finalize[[dict[str, subprocess.Popen[bytes]], list[RealNode]],
+                                  "KubeCluster"]
+
+
+def _stop_cluster(procs: dict[str, subprocess.Popen[bytes]], nodes: list[RealNode]) -> None:
+    """Stop the real node (its containers, containerd, the host state), then the rest."""
+    while nodes:
+        node = nodes.pop()
+        for name in node.processes:
+            procs.pop(name, None)
+        node.stop()
+    _stop_all(procs)
+
+
+def node_kind(given: str | None = None) -> str:
+    """``given``, else ``$LONGTASK_KUBE_NODE``, else ``real``; ``ValueError`` for anything
+    but ``real`` or ``process``."""
+    kind = given or os.environ.get("LONGTASK_KUBE_NODE") or "real"
+    if kind not in NODE_KINDS:
+        raise ValueError(f"unknown node kind {kind!r} (LONGTASK_KUBE_NODE): "
+                         f"one of {', '.join(NODE_KINDS)}")
+    return kind
 
 
 @dataclass
@@ -331,25 +372,69 @@ class KubeCluster:
     ca_file: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     remove_workdir: bool = False
+    node_kind: str = "process"
+    # Images the real node imported (the pause image first), by name.
+    images: list[str] = field(default_factory=list)
     kubelet_argv: list[str] = field(default_factory=list, repr=False)
+    # The real node while it runs (a list, shared with the finalizer, that stop empties).
+    nodes: list[RealNode] = field(default_factory=list, repr=False)
     _finalizer: _Finalizer | None = field(default=None, repr=False)
 
     @property
+    def node(self) -> RealNode | None:
+        """The real node (containerd and the kubelet), None with the process kubelet."""
+        return self.nodes[0] if self.nodes else None
+
+    @property
+    def runner_image(self) -> str:
+        """The image for the operator's runner Jobs: on the real node the runner image built
+        from the checkout; on the process kubelet a name only (it runs the command with the
+        project's interpreter)."""
+        return next((name for name in self.images if "/runner:" in name),
+                    PROCESS_RUNNER_IMAGE)
+
+    @property
+    def pod_image(self) -> str:
+        """An image whose ``python3`` runs a test's program: the runner image (its user is
+        10001; a program writing to a host folder needs :func:`shared_folder`)."""
+        return self.runner_image
+
+    @property
     def pod_log_dir(self) -> Path:
-        """Folder holding ``<namespace>_<pod>_<uid>/<container>.log`` for every pod run."""
+        """Folder of the pods' logs: the process kubelet's
+        ``<namespace>_<pod>_<uid>/<container>.log``, or the real kubelet's
+        ``<namespace>_<pod>_<uid>/<container>/<restart>.log`` (CRI log format)."""
+        if self.node_kind == "real":
+            return self.workdir / "node" / "pod-logs"
         return self.workdir / "kubelet" / "pods"
 
     def pod_log(self, namespace: str, pod: str, container: str | None = None) -> str:
-        """The combined stdout/stderr of one container of a pod ('' when none was written).
+        """The combined stdout/stderr of one container of a pod ('' when none was written),
+        read from the kubelet's files (they outlive the pod on the process kubelet only).
 
         ``container`` defaults to the only (or first) container that logged.
         """
         text = ""
         for folder in sorted(self.pod_log_dir.glob(f"{namespace}_{pod}_*")):
+            if self.node_kind == "real":
+                dirs = sorted(d for d in folder.glob(container or "*") if d.is_dir())
+                for log_file in sorted(dirs[0].glob("*.log")) if dirs else []:
+                    text += _cri_log_text(log_file.read_text(errors="replace"))
+                continue
             files = sorted(folder.glob(f"{container or '*'}.log"))
             if files:
                 text += files[0].read_text(errors="replace")
         return text
+
+    def container_pid(self, container_id: str) -> int:
+        """The host process id of a running container, from its status' ``containerID``
+        (``containerd://<id>`` on the real node, ``process://<pid>`` on the process
+        kubelet); ``LookupError`` when it does not run."""
+        if container_id.startswith("process://"):
+            return int(container_id.removeprefix("process://"))
+        if self.node is None:
+            raise LookupError(f"no real node runs {container_id}")
+        return self.node.container_pid(container_id)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point kubectl and the clients at this cluster."""
@@ -367,9 +452,12 @@ class KubeCluster:
         return self.workdir / f"{name}.kubeconfig"
 
     def restart_kubelet(self, *, timeout: float = 30.0) -> None:
-        """Kill the kubelet outright (SIGKILL; its pods' processes die with it, as with a node
-        whose runtime lost them) and start a new one, which finds those pods' containers
-        gone. Returns once the new kubelet has registered; ``KubeStartError`` otherwise."""
+        """Kill the process kubelet outright (SIGKILL; its pods' processes die with it, as
+        with a node whose runtime lost them) and start a new one, which finds those pods'
+        containers gone. Returns once the new kubelet has registered; ``KubeStartError``
+        otherwise, ``RuntimeError`` on the real node."""
+        if self.node_kind != "process":
+            raise RuntimeError("restart_kubelet is the process kubelet's")
         old = self.processes.pop("kubelet")
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(old.pid, signal.SIGKILL)
@@ -390,9 +478,32 @@ class KubeCluster:
         when it was a temporary one."""
         if self._finalizer is not None:
             self._finalizer.detach()
-        _stop_all(self.processes)
+        _stop_cluster(self.processes, self.nodes)
         if self.remove_workdir and not os.environ.get("LONGTASK_KUBE_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def shared_folder(folder: Path, name: str = "shared") -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(volume, volumeMount)`` that mount host ``folder`` at the same path in a container,
+    for a test's program to leave files the test reads; the folder is made writable for the
+    image's user (10001). The process kubelet ignores volumes: its programs see the host."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o777)
+    return ({"name": name, "hostPath": {"path": str(folder), "type": "Directory"}},
+            {"name": name, "mountPath": str(folder)})
+
+
+def _cri_log_text(text: str) -> str:
+    """The output in a CRI log file: each line is ``<time> <stream> <P|F> <text>``, where
+    ``P`` marks a partial line continued by the next."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) < 3:
+            continue
+        body = parts[3] if len(parts) == 4 else ""
+        out.append(body if parts[2] == "P" else body + "\n")
+    return "".join(out)
 
 
 def _kubeconfig(server: str, ca_pem: bytes, user: str, cert: _Issued) -> dict[str, Any]:
@@ -428,12 +539,25 @@ def _write_pki(workdir: Path, server: str) -> dict[str, Path]:
     # controller manager's delegated authentication complains of a missing CA bundle.
     proxy_ca = _issue("longtask-front-proxy-ca", ca=True)
     proxy_client = _issue("front-proxy-client", issuer=proxy_ca, client=True)
+    # The real kubelet's serving certificate (the apiserver checks it against the CA when it
+    # calls the node for logs and exec), and the apiserver's identity towards it.
+    from devcluster.hoststate import NODE_IP
+    kubelet_serving = _issue(NODE_NAME, issuer=ca, server=True, ips=(NODE_IP,),
+                             dns_names=(NODE_NAME,))
+    kubelet_client = _issue("kube-apiserver-kubelet-client", groups=("system:masters",),
+                            issuer=ca, client=True)
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     paths = {
         "proxy-ca": _write(pki / "front-proxy-ca.crt", proxy_ca.cert_pem, 0o644),
         "proxy-cert": _write(pki / "front-proxy-client.crt", proxy_client.cert_pem, 0o644),
         "proxy-key": _write(pki / "front-proxy-client.key", proxy_client.key_pem),
         "ca": _write(pki / "ca.crt", ca.cert_pem, 0o644),
+        "kubelet-cert": _write(pki / "kubelet.crt", kubelet_serving.cert_pem, 0o644),
+        "kubelet-key": _write(pki / "kubelet.key", kubelet_serving.key_pem),
+        "kubelet-client-cert": _write(pki / "apiserver-kubelet-client.crt",
+                                      kubelet_client.cert_pem, 0o644),
+        "kubelet-client-key": _write(pki / "apiserver-kubelet-client.key",
+                                     kubelet_client.key_pem),
         "serving-cert": _write(pki / "apiserver.crt", serving.cert_pem, 0o644),
         "serving-key": _write(pki / "apiserver.key", serving.key_pem),
         "sa-key": _write(pki / "sa.key", sa_key.private_bytes(
@@ -475,24 +599,39 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def start(*, workdir: Path | None = None, timeout: float = 90.0,
+def start(*, workdir: Path | None = None, timeout: float = 90.0, node: str | None = None,
+          images: Sequence[ImageArchive] | None = None,
           image_commands: Mapping[str, Sequence[str]] | None = None,
           restart_backoff: float = 1.0, tie_to_parent: bool = True) -> KubeCluster:
-    """Start etcd, kube-apiserver, kube-controller-manager and the process kubelet.
+    """Start etcd, kube-apiserver, kube-controller-manager and the node: the real one
+    (containerd, the kubelet, kube-scheduler) or the process kubelet (``node``, see
+    :func:`node_kind`).
 
     Returns once the apiserver is ready, the node is Ready and the ``default`` service
     account exists (the controllers are working). ``workdir`` (default: a new temporary
-    folder, removed on stop) holds certificates, kubeconfigs, etcd data and logs.
-    ``image_commands`` maps an image to the command the kubelet runs for containers of that
-    image that set no ``command``. ``restart_backoff`` is the kubelet's first crash-loop
-    delay in seconds (a kubelet's is 10). With ``tie_to_parent`` the components die with
-    the calling thread (servers by SIGKILL, the kubelet by SIGTERM so it stops its pods):
+    folder, removed on stop) holds certificates, kubeconfigs, etcd data, the node's state
+    and logs. ``images`` are the archives the real node imports (default: the runner image
+    built from the checkout, :func:`devcluster.images.runner_image`); the pause image is
+    always imported. ``image_commands`` maps an image to the command the process kubelet
+    runs for containers of that image that set no ``command``; ``restart_backoff`` is its
+    first crash-loop delay in seconds (a kubelet's is 10). With ``tie_to_parent`` the
+    components die with the calling thread (servers by SIGKILL, the kubelets by SIGTERM):
     call from a thread that lives as long as the cluster should, such as the main one.
 
-    Raises :class:`KubeBinariesMissing`, or :class:`KubeStartError` (with the failing
-    component's log tail) when something exits or is not ready after ``timeout`` seconds.
+    Raises :class:`KubeBinariesMissing`, :class:`devcluster.node.NodeDepsMissing`,
+    :class:`devcluster.images.ImageBuildError`, ``ValueError`` for an unknown node kind, or
+    :class:`KubeStartError` (with the failing component's log tail) when something exits or
+    is not ready after ``timeout`` seconds.
     """
+    kind = node_kind(node)
     binaries = find_binaries()
+    archives: list[ImageArchive] = []
+    if kind == "real":
+        from devcluster import images as node_images
+        from devcluster import node as real_node
+        real_node.find_tools()
+        archives = [node_images.build_pause(),
+                    *(images if images is not None else [node_images.runner_image()])]
     started = time.monotonic()
     remove = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="longtask-kube-")) if workdir is None else workdir
@@ -503,17 +642,20 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
     server = f"https://127.0.0.1:{api_port}"
     paths = _write_pki(workdir, server)
     cluster = KubeCluster(workdir=workdir, server=server, kubeconfig=paths["admin"],
-                          ca_file=paths["ca"], remove_workdir=remove)
+                          ca_file=paths["ca"], remove_workdir=remove, node_kind=kind,
+                          images=[a.name for a in archives])
     procs = cluster.processes
-    cluster._finalizer = weakref.finalize(cluster, _stop_all, procs)
+    cluster._finalizer = weakref.finalize(cluster, _stop_cluster, procs, cluster.nodes)
 
-    def launch(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
-        # If this process dies, the servers are killed outright; the kubelet gets SIGTERM
-        # so that it can stop its pods' processes first.
+    def launch(name: str, argv: Sequence[str],
+               env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        # If this process dies, the servers are killed outright; the kubelets get SIGTERM
+        # so that they can stop their pods first.
         death = signal.SIGTERM if name == "kubelet" else signal.SIGKILL
         procs[name] = _spawn(argv, logs / f"{name}.log", env=env, cwd=workdir,
                              death_signal=death if tie_to_parent else None)
         log.info("started %s (pid %d)", name, procs[name].pid)
+        return procs[name]
 
     def check_running() -> None:
         for name, proc in procs.items():
@@ -558,6 +700,12 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
             f"--proxy-client-cert-file={paths['proxy-cert']}",
             f"--proxy-client-key-file={paths['proxy-key']}",
             "--authorization-mode=Node,RBAC",
+            # The real kubelet, for logs, exec and port-forward: at the node's InternalIP,
+            # its serving certificate checked against the cluster CA.
+            f"--kubelet-client-certificate={paths['kubelet-client-cert']}",
+            f"--kubelet-client-key={paths['kubelet-client-key']}",
+            f"--kubelet-certificate-authority={paths['ca']}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             # The default set (NamespaceLifecycle, LimitRanger, ServiceAccount, PodSecurity,
             # ResourceQuota, the webhooks and admission policies, ...) plus what a real
             # cluster adds for its kubelets.
@@ -571,6 +719,11 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
             "--allow-privileged=true", "--profiling=false",
             f"--cert-dir={workdir / 'apiserver-certs'}",
         ])
+        if kind == "real":
+            from devcluster import node as real_node
+            # containerd and the images' import first: they need no apiserver, and the
+            # import (a few hundred MB unpacked) is the longest step of the start.
+            cluster.nodes.append(real_node.start_runtime(workdir / "node", archives, launch))
         until(lambda: _http_ok(f"{etcd_url}/health"), "etcd", "etcd")
         until(lambda: _https_get(f"{server}/readyz", paths["ca"])[0] == 200,
               "kube-apiserver", "kube-apiserver")
@@ -582,23 +735,16 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
             f"--authorization-kubeconfig={cm_kubeconfig}",
             "--bind-address=127.0.0.1", f"--secure-port={cm_port}",
             f"--cert-dir={workdir / 'controller-manager-certs'}",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if kind == 'real' else ()))}",
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={paths['sa-key']}",
             f"--root-ca-file={paths['ca']}",
             "--leader-elect=false", "--cluster-name=longtask",
         ])
-        kubelet_argv = [
-            sys.executable, "-m", "devcluster.kubelet",
-            f"--kubeconfig={paths['node']}", f"--scheduler-kubeconfig={paths['scheduler']}",
-            f"--node-name={NODE_NAME}", f"--root-dir={workdir / 'kubelet'}",
-            f"--restart-backoff={restart_backoff}",
-            f"--kubelet-version={pinned_versions()['kubernetes']}-process",
-        ]
-        for image, command in (image_commands or {}).items():
-            kubelet_argv.append(f"--image-command={image}={json.dumps(list(command))}")
-        cluster.kubelet_argv = kubelet_argv
-        launch("kubelet", kubelet_argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if kind == "real":
+            _start_real_node(cluster, binaries, paths, launch, until)
+        else:
+            _start_process_kubelet(cluster, paths, image_commands, restart_backoff, launch)
         until(lambda: _node_ready(server, paths["ca"], paths["admin"]), "the node",
               "kubelet")
         until(lambda: _default_sa_exists(server, paths["ca"], paths["admin"]),
@@ -609,6 +755,81 @@ def start(*, workdir: Path | None = None, timeout: float = 90.0,
     log.info("cluster ready at %s in %.1fs (workdir %s)", server, time.monotonic() - started,
              workdir)
     return cluster
+
+
+def _start_real_node(cluster: KubeCluster, binaries: Mapping[str, Path],
+                     paths: Mapping[str, Path],
+                     launch: Callable[..., subprocess.Popen[bytes]],
+                     until: Callable[[Callable[[], bool], str, str], None]) -> None:
+    """kube-scheduler, the host-network admission policy, then the kubelet (containerd is
+    up already)."""
+    scheduler = str(paths["scheduler"])
+    launch("kube-scheduler", [
+        str(binaries["kube-scheduler"]), f"--kubeconfig={scheduler}",
+        f"--authentication-kubeconfig={scheduler}", f"--authorization-kubeconfig={scheduler}",
+        "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
+    ])
+    _apply_host_network_policy(cluster)
+    node = cluster.node
+    assert node is not None
+    node.start_kubelet(
+        kubelet_binary=binaries["kubelet"], kubeconfig=paths["node"], node_name=NODE_NAME,
+        ca=paths["ca"], serving_cert=paths["kubelet-cert"], serving_key=paths["kubelet-key"],
+        ports=(free_port(), free_port()), launch=launch, until=until)
+
+
+def _apply_host_network_policy(cluster: KubeCluster) -> None:
+    """Register the MutatingAdmissionPolicy (and its binding) that gives every new pod
+    ``hostNetwork: true``: the cluster's, not the chart's."""
+    from kubernetes import client
+
+    api = cluster.api_client()
+    custom: Any = client.CustomObjectsApi(api)
+    group, version = "admissionregistration.k8s.io", "v1"
+    policy = {
+        "apiVersion": f"{group}/{version}", "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": HOST_NETWORK_POLICY},
+        "spec": {
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods"]}]},
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "Never",
+            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {
+                "expression": "Object{spec: Object.spec{hostNetwork: true}}"}}],
+        },
+    }
+    binding = {
+        "apiVersion": f"{group}/{version}", "kind": "MutatingAdmissionPolicyBinding",
+        "metadata": {"name": HOST_NETWORK_POLICY},
+        "spec": {"policyName": HOST_NETWORK_POLICY},
+    }
+    try:
+        custom.create_cluster_custom_object(group, version, "mutatingadmissionpolicies",
+                                            policy)
+        custom.create_cluster_custom_object(group, version,
+                                            "mutatingadmissionpolicybindings", binding)
+    finally:
+        api.close()
+
+
+def _start_process_kubelet(cluster: KubeCluster, paths: Mapping[str, Path],
+                           image_commands: Mapping[str, Sequence[str]] | None,
+                           restart_backoff: float,
+                           launch: Callable[..., subprocess.Popen[bytes]]) -> None:
+    """The process kubelet, which also binds the pods (there is no scheduler)."""
+    workdir = cluster.workdir
+    kubelet_argv = [
+        sys.executable, "-m", "devcluster.kubelet",
+        f"--kubeconfig={paths['node']}", f"--scheduler-kubeconfig={paths['scheduler']}",
+        f"--node-name={NODE_NAME}", f"--root-dir={workdir / 'kubelet'}",
+        f"--restart-backoff={restart_backoff}",
+        f"--kubelet-version={pinned_versions()['kubernetes']}-process",
+    ]
+    for image, command in (image_commands or {}).items():
+        kubelet_argv.append(f"--image-command={image}={json.dumps(list(command))}")
+    cluster.kubelet_argv = kubelet_argv
+    launch("kubelet", kubelet_argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def _admin_get(server: str, ca: Path, kubeconfig: Path, path: str) -> tuple[int, Any]:
@@ -781,12 +1002,16 @@ def _down(folder: Path) -> int:
     supervisor = int(state["supervisor"])
     if _alive(supervisor) and "devcluster.kube" in _cmdline(supervisor):
         _stop_group(supervisor, timeout=45.0, wait=_pid_waiter(supervisor))
-    binaries = {"kubelet": "devcluster.kubelet"}
+    # The supervisor is gone: stop what it recorded ("kubelet" names the process kubelet's
+    # module and the real kubelet's binary alike), then what a real node left.
     for name in _STOP_ORDER:
         pid = state.get("pids", {}).get(name)
-        marker = binaries.get(name, name)
-        if pid and _alive(int(pid)) and marker in _cmdline(int(pid)):
+        if pid and _alive(int(pid)) and name in _cmdline(int(pid)):
             _stop_group(int(pid), wait=_pid_waiter(int(pid)))
+    if (folder / "node").is_dir():
+        from devcluster import hoststate
+        hoststate.unmount_under(folder / "node")
+        hoststate.release(str(folder / "node"))
     _state_path(folder).unlink(missing_ok=True)
     print("cluster stopped")
     return 0

@@ -3,9 +3,14 @@
 Registered by ``pytest_plugins = ["devcluster.pytest_fixtures"]`` in tests/conftest.py.
 
 - ``kube_cluster`` (session): a :class:`devcluster.kube.KubeCluster`, started on first use
-  (bounded by ``LONGTASK_KUBE_START_TIMEOUT`` seconds, default 90) and stopped at the end.
-  Missing binaries fail the test with the command that builds them: cluster tests never
-  skip.
+  (bounded by ``LONGTASK_KUBE_START_TIMEOUT`` seconds, default 90) and stopped at the end;
+  its node is the real one unless ``LONGTASK_KUBE_NODE=process``. Missing binaries or
+  packages fail the test with the command that installs them: cluster tests never skip.
+- the runner image the real node runs is built from the checkout once, when the collected
+  tests include ``cluster`` ones, before any test runs (a cold build takes minutes, more
+  than a test's timeout), and named to subprocesses (the stack, the demo) by
+  ``$LONGTASK_KUBE_RUNNER_ARCHIVE``.
+- ``pod_image`` (session): the image test pods run their ``python3`` programs from.
 - ``kube_api`` (session): an admin ``kubernetes.client.ApiClient``; ``core_v1``,
   ``batch_v1``, ``rbac_v1``, ``apiextensions_v1``, ``custom_objects`` wrap it.
 - ``kubeconfig_env``: ``$KUBECONFIG`` (and the client library's default) set to the admin
@@ -30,19 +35,50 @@ import pytest
 
 from devcluster import kube
 
+_IMAGE_ERRORS: list[str] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the runner image (:func:`devcluster.images.runner_image`) when a collected test
+    is marked ``cluster`` and the node is the real one; a failure is kept for
+    ``kube_cluster`` to report."""
+    from devcluster import images
+
+    wants = any(item.get_closest_marker("cluster") for item in session.items)
+    if not wants or kube.node_kind() != "real" or os.environ.get(images.RUNNER_ARCHIVE_ENV):
+        return
+    try:
+        built = images.runner_image()
+    except images.ImageBuildError as err:
+        _IMAGE_ERRORS.append(str(err))
+        return
+    os.environ[images.RUNNER_ARCHIVE_ENV] = str(built.path)
+
 
 @pytest.fixture(scope="session")
 def kube_cluster() -> Iterator[kube.KubeCluster]:
-    """The session's control plane (etcd, apiserver, controller-manager, process kubelet)."""
+    """The session's cluster (etcd, apiserver, controller-manager, and the real node or
+    the process kubelet)."""
+    from devcluster import images, node
+
+    if _IMAGE_ERRORS:
+        pytest.fail(f"the runner image did not build: {_IMAGE_ERRORS[0]}", pytrace=False)
     timeout = float(os.environ.get("LONGTASK_KUBE_START_TIMEOUT", "90"))
     try:
         cluster = kube.start(timeout=timeout)
-    except kube.KubeBinariesMissing as err:
+    except (kube.KubeBinariesMissing, node.NodeDepsMissing, images.ImageBuildError) as err:
         pytest.fail(str(err), pytrace=False)
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pod_image(kube_cluster: kube.KubeCluster) -> str:
+    """An image the session's node has, whose ``python3`` runs a test's program (pods set
+    ``imagePullPolicy: Never``: nothing is pulled)."""
+    return kube_cluster.pod_image
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,14 @@
 - the operator (``python -m longtask.operator``) watching that namespace;
 - the REST API (``python -m longtask.api``) with one operator token per organization.
 
-The runner Jobs' pods are run by the process kubelet as local processes, so the whole
-lifecycle (suspend, SIGTERM, deletion, rollback Job) is real. Used by ``make demo`` and the
-end-to-end tests. Command line: ``python -m devcluster.stack [--keep-data]`` serves until
-SIGINT, SIGTERM or SIGHUP, then stops everything and removes its data (:func:`main`).
+The runner Jobs' pods run on the cluster's real node (containerd and the kubelet) from the
+runner image built from the checkout, so the whole lifecycle (the Job manifest, the image's
+entrypoint, suspend, SIGTERM, grace periods, exit codes, the rollback Job) is the real
+thing; they share the host's network and reach PostgreSQL on loopback.
+``LONGTASK_KUBE_NODE=process`` runs them as local processes instead (hack/KUBE.md). Used by
+``make demo`` and the end-to-end tests. Command line: ``python -m devcluster.stack
+[--keep-data]`` serves until SIGINT, SIGTERM or SIGHUP, then stops everything and removes its
+data (:func:`main`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ from devcluster import examples, kube, postgres, signals
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
-RUNNER_IMAGE = "longtask/runner:local"  # a name only: the process kubelet runs commands
 DATABASE_SECRET = "longtask-database"
 RUNNER_ACCOUNT = "longtask-runner"
 
@@ -166,7 +169,8 @@ def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
                     "PYTHONUNBUFFERED": "1"}
         operator_env = {
             **base_env,
-            "LONGTASK_OPERATOR_RUNNER_IMAGE": RUNNER_IMAGE,
+            "LONGTASK_OPERATOR_RUNNER_IMAGE": cluster.runner_image,
+            "LONGTASK_OPERATOR_IMAGE_PULL_POLICY": "Never",  # imported, never pulled
             "LONGTASK_OPERATOR_WATCH_NAMESPACES": namespace,
             "LONGTASK_OPERATOR_STANDALONE": "true",
             "LONGTASK_OPERATOR_PROGRESS_INTERVAL_SECONDS": str(progress_interval),

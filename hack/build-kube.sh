@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local Kubernetes control plane used by the tests and the demo:
-# etcd, kube-apiserver and kube-controller-manager, from the Go modules pinned in
+# Builds the local Kubernetes cluster used by the tests and the demo: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and the kubelet, from the Go modules pinned in
 # hack/kube/go.mod (k8s.io/kubernetes at one release; etcd at the version it pins).
 #
 # The binaries go to a cache outside git, reused while its stamp matches the pins:
@@ -13,7 +13,7 @@
 #   hack/build-kube.sh --force       rebuild
 #   hack/build-kube.sh --print-bin-dir
 #
-# A cold build takes about 15 minutes on 2 cores (see hack/KUBE.md); concurrent runs wait
+# A cold build takes about 20 minutes on 2 cores (see hack/KUBE.md); concurrent runs wait
 # for each other on a lock file instead of building twice.
 set -euo pipefail
 # Everything runs inside main, which bash reads whole before running: a checkout that changes
@@ -34,7 +34,7 @@ fi
 export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/longtask"
 bin_dir="${LONGTASK_KUBE_BIN_DIR:-$cache_root/kube-$kube_version/bin}"
-binaries=(etcd kube-apiserver kube-controller-manager)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 force=0
 case "${1:-}" in
@@ -91,11 +91,12 @@ staging="$(mktemp -d "$bin_dir/../build.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 started=$(date +%s)
 echo "build-kube: building etcd $etcd_version and Kubernetes $kube_version into $bin_dir"
-echo "build-kube: a cold build takes about 15 minutes on 2 cores; the Go build cache is $GOCACHE"
+echo "build-kube: a cold build takes about 20 minutes on 2 cores; the Go build cache is $GOCACHE"
 cd "$moddir"
 go mod download
 go build -ldflags "$ldflags" -o "$staging/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet
 go build -ldflags "-s -w" -o "$staging/etcd" go.etcd.io/etcd/server/v3
 for b in "${binaries[@]}"; do mv -f "$staging/$b" "$bin_dir/$b"; done
 echo "$stamp_text" > "$stamp"

@@ -4,7 +4,7 @@
 # k8s.io/kubernetes requires its staging modules (k8s.io/api, k8s.io/client-go, ...) at
 # v0.0.0 and points them at ./staging with replace lines, which Go ignores in a dependency.
 # The same code is published as k8s.io/<name> v0.<minor>.<patch>, so this writes one
-# replace line per staging module, declares the three server commands as tools, and lets
+# replace line per staging module, declares the five server commands as tools, and lets
 # `go mod tidy` fill in go.sum. The etcd server is taken at the version Kubernetes pins.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,7 +18,7 @@ etcd="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$modfile")"
 goversion="$(awk '$1 == "go" {print $2; exit}' "$modfile")"
 
 {
-  echo "// Builds the Kubernetes control-plane binaries for the tests; see hack/build-kube.sh."
+  echo "// Builds the Kubernetes binaries of the local cluster for the tests; see hack/build-kube.sh."
   echo "module longtask/hack/kube"
   echo
   echo "go ${goversion}"
@@ -27,6 +27,8 @@ goversion="$(awk '$1 == "go" {print $2; exit}' "$modfile")"
   echo "	go.etcd.io/etcd/server/v3"
   echo "	k8s.io/kubernetes/cmd/kube-apiserver"
   echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+  echo "	k8s.io/kubernetes/cmd/kube-scheduler"
+  echo "	k8s.io/kubernetes/cmd/kubelet"
   echo ")"
   echo
   echo "require ("

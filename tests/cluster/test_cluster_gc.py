@@ -13,7 +13,8 @@ from devcluster.pytest_fixtures import job_pods, raw
 pytestmark = pytest.mark.cluster
 
 
-def sleeper_job(name: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+def sleeper_job(name: str, image: str,
+                owner: dict[str, Any] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if owner:
         meta["ownerReferences"] = [owner]
@@ -21,7 +22,7 @@ def sleeper_job(name: str, owner: dict[str, Any] | None = None) -> dict[str, Any
         "apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
         "spec": {"backoffLimit": 0, "template": {"spec": {
             "restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
-            "containers": [{"name": "main", "image": "longtask/test-program",
+            "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never",
                             "command": ["python3", "-c", "import time; time.sleep(120)"]}]}}},
     }
 
@@ -44,8 +45,8 @@ def running_pods(core_v1: Any, ns: str, job: str) -> list[str]:
 
 
 def test_deleting_a_job_in_the_background_removes_its_pods(
-        batch_v1: Any, core_v1: Any, kube_namespace: str) -> None:
-    batch_v1.create_namespaced_job(kube_namespace, sleeper_job("doomed"))
+        batch_v1: Any, core_v1: Any, kube_namespace: str, pod_image: str) -> None:
+    batch_v1.create_namespaced_job(kube_namespace, sleeper_job("doomed", pod_image))
     wait_for(lambda: running_pods(core_v1, kube_namespace, "doomed"), timeout=30,
              what="the Job's pod to run")
 
@@ -58,12 +59,12 @@ def test_deleting_a_job_in_the_background_removes_its_pods(
 
 
 def test_deleting_an_owner_deletes_the_job_that_it_owns(
-        batch_v1: Any, core_v1: Any, kube_namespace: str) -> None:
+        batch_v1: Any, core_v1: Any, kube_namespace: str, pod_image: str) -> None:
     owner = raw(core_v1.create_namespaced_config_map(
         kube_namespace, {"metadata": {"name": "owner"}}, _preload_content=False))
     reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
                  "uid": owner["metadata"]["uid"]}
-    batch_v1.create_namespaced_job(kube_namespace, sleeper_job("owned", reference))
+    batch_v1.create_namespaced_job(kube_namespace, sleeper_job("owned", pod_image, reference))
     wait_for(lambda: running_pods(core_v1, kube_namespace, "owned"), timeout=30,
              what="the owned Job's pod to run")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from devcluster.kube import wait_for
+from devcluster.kube import shared_folder, wait_for
 from devcluster.pytest_fixtures import job_condition, job_pods
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
@@ -33,7 +33,8 @@ while not (out / "finish").exists():
 """
 
 
-def make_job(name: str, out: Path) -> dict[str, Any]:
+def make_job(name: str, out: Path, image: str) -> dict[str, Any]:
+    volume, mount = shared_folder(out)
     script = out / "program.py"
     script.write_text(PROGRAM)
     env: list[dict[str, Any]] = [{"name": "OUT", "value": str(out)}]
@@ -43,8 +44,10 @@ def make_job(name: str, out: Path) -> dict[str, Any]:
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
         "spec": {"backoffLimit": 2, "template": {"spec": {
             "restartPolicy": "Never", "terminationGracePeriodSeconds": 20,
-            "containers": [{"name": "main", "image": "longtask/test-program",
-                            "command": ["python3", str(script)], "env": env}]}}},
+            "volumes": [volume],
+            "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never",
+                            "command": ["python3", str(script)], "env": env,
+                            "volumeMounts": [mount]}]}}},
     }
 
 
@@ -52,9 +55,9 @@ def started_pods(out: Path) -> set[str]:
     return {p.name.removeprefix("started-") for p in out.glob("started-*")}
 
 
-def start_and_suspend(batch_v1: Any, core_v1: Any, ns: str, out: Path) -> str:
+def start_and_suspend(batch_v1: Any, core_v1: Any, ns: str, out: Path, image: str) -> str:
     """Create the Job, wait for its pod's program to run, suspend it; the first pod's name."""
-    batch_v1.create_namespaced_job(ns, make_job("work", out))
+    batch_v1.create_namespaced_job(ns, make_job("work", out, image))
     first = wait_for(lambda: next(iter(started_pods(out)), None), timeout=30,
                      what="the Job's pod program to start")
     batch_v1.patch_namespaced_job("work", ns, {"spec": {"suspend": True}})
@@ -62,8 +65,9 @@ def start_and_suspend(batch_v1: Any, core_v1: Any, ns: str, out: Path) -> str:
 
 
 def test_suspending_a_job_stops_its_pod_with_sigterm_and_marks_it_suspended(
-        batch_v1: Any, core_v1: Any, kube_namespace: str, tmp_path: Path) -> None:
-    first = start_and_suspend(batch_v1, core_v1, kube_namespace, tmp_path)
+        batch_v1: Any, core_v1: Any, kube_namespace: str, tmp_path: Path,
+        pod_image: str) -> None:
+    first = start_and_suspend(batch_v1, core_v1, kube_namespace, tmp_path, pod_image)
 
     wait_for(lambda: (tmp_path / f"sigterm-{first}").exists(), timeout=30,
              what=f"pod {first} to receive SIGTERM and write its marker")
@@ -75,8 +79,9 @@ def test_suspending_a_job_stops_its_pod_with_sigterm_and_marks_it_suspended(
 
 
 def test_a_resumed_job_runs_a_new_pod_to_completion(
-        batch_v1: Any, core_v1: Any, kube_namespace: str, tmp_path: Path) -> None:
-    first = start_and_suspend(batch_v1, core_v1, kube_namespace, tmp_path)
+        batch_v1: Any, core_v1: Any, kube_namespace: str, tmp_path: Path,
+        pod_image: str) -> None:
+    first = start_and_suspend(batch_v1, core_v1, kube_namespace, tmp_path, pod_image)
     wait_for(lambda: job_pods(core_v1, kube_namespace, "work") == [], timeout=30,
              what="the suspended Job's pods to be deleted")
 

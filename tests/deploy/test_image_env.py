@@ -4,9 +4,10 @@ The operator runs from the image the session built (``built_images``, podman on 
 network) against the local control plane, logged in with a real token of the chart's
 operator ServiceAccount under the chart's RBAC: liveness, the chart's Lease held, then a
 task's whole life (start, pause, resume, terminate with rollback) asked for by the API's
-own client code as the API's ServiceAccount, with the runner pods run by the local kubelet
-under the runner's ServiceAccount. (The images' install steps used to be replayed into a
-virtual environment here; tests/deploy/test_built_images.py builds and runs the images.)
+own client code as the API's ServiceAccount, with the runner pods run by the local node
+from the runner image under the runner's ServiceAccount. (The images' install steps used
+to be replayed into a virtual environment here; tests/deploy/test_built_images.py builds
+and runs the images.)
 """
 
 from __future__ import annotations
@@ -62,9 +63,13 @@ def test_the_operator_image_runs_as_its_service_account_and_drives_a_task_the_ap
     kubeconfig.chmod(0o644)  # for the image's user, 10001
     port = free_port()
     health = f"http://127.0.0.1:{port}/healthz"
+    # The runner image the local node has imported (built from the checkout, as the
+    # chart's would be pushed): the node pulls nothing.
     env = {**chart_release.container_env("operator"),
            "KUBECONFIG": "/etc/longtask/kubeconfig", "LONGTASK_DATABASE_URL": db_url,
-           "LONGTASK_OPERATOR_LIVENESS_ENDPOINT": health}
+           "LONGTASK_OPERATOR_LIVENESS_ENDPOINT": health,
+           "LONGTASK_OPERATOR_RUNNER_IMAGE": kube_cluster.runner_image,
+           "LONGTASK_OPERATOR_IMAGE_PULL_POLICY": "Never"}
     options = ["--read-only", "--volume", f"{kubeconfig}:/etc/longtask/kubeconfig:ro"]
     for key, value in env.items():
         options += ["--env", f"{key}={value}"]

@@ -18,10 +18,26 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from devcluster import hoststate
+
 pytestmark = pytest.mark.timeout(300)
 
 START_TIMEOUT = 180.0  # the control plane, the operator and the API on a busy 2-core machine
 STOP_TIMEOUT = 60.0
+
+
+def processes_under(folder: Path) -> list[str]:
+    """Command lines of the processes that name ``folder`` (or a path below it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(folder) in cmdline:
+                found.append(cmdline[:200])
+    return found
 
 
 def as_background_job() -> None:
@@ -106,6 +122,10 @@ def test_a_background_stack_stops_everything_on_a_signal(signum: signal.Signals)
     left = [name for name, (h, p) in listening.items() if accepts(h, p)]
     assert left == [], f"still listening after the stop: {left}"
     assert not workdir.exists(), f"{workdir} was left behind"
+    # The real node's share of the host: processes, mounts, its hold on the host state.
+    assert processes_under(workdir) == [], "containerd, the kubelet or a shim left running"
+    assert hoststate.mounts_under(workdir) == [], "mounts left under the stack's folder"
+    assert not any(h.startswith(str(workdir)) for h in hoststate.holders())
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -49,7 +49,6 @@ Connection = psycopg2.extensions.connection
 T = TypeVar("T")
 
 KUBECTL = "/usr/bin/kubectl"
-RUNNER_IMAGE = "longtask/runner:cluster-test"  # a name only: the process kubelet runs commands
 KARNATAKA = "29-karnataka-constituency.csv"
 CODE_FIELDS = {"Assembly Constituency Code", "Block Code", "District Code"}
 ORG = "acme"
@@ -99,7 +98,10 @@ class OperatorProcess:
             **os.environ,
             **self.cluster.env(),
             "LONGTASK_DATABASE_URL": self.db_url,
-            "LONGTASK_OPERATOR_RUNNER_IMAGE": RUNNER_IMAGE,
+            # The runner image built from the checkout, which the real node has imported:
+            # nothing is pulled.
+            "LONGTASK_OPERATOR_RUNNER_IMAGE": self.cluster.runner_image,
+            "LONGTASK_OPERATOR_IMAGE_PULL_POLICY": "Never",
             "LONGTASK_OPERATOR_WATCH_NAMESPACES": self.namespace,
             "LONGTASK_OPERATOR_STANDALONE": "true",
             "LONGTASK_OPERATOR_PROGRESS_INTERVAL_SECONDS": str(self.progress_interval),
@@ -451,13 +453,15 @@ class Tasks:
         return wait_until(complete, timeout=20, what=f"the {mode} Job of {uid} to complete")
 
     def runner_pid(self, uid: str, mode: str = "run") -> int:
-        """The process id of the task's running runner (the process kubelet reports it as
-        ``containerID: process://<pid>``); waits up to 30 s for one."""
+        """The host process id of the task's running runner (from its container's
+        ``containerID``: containerd's task, or the process kubelet's ``process://<pid>``);
+        waits up to 30 s for one."""
         def pid() -> int | None:
             for pod in self.pods(uid, mode):
                 for c in (pod.get("status") or {}).get("containerStatuses") or []:
                     if "running" in (c.get("state") or {}) and c.get("containerID"):
-                        return int(c["containerID"].removeprefix("process://"))
+                        with contextlib.suppress(LookupError):
+                            return self.cluster.container_pid(c["containerID"])
             return None
 
         return wait_until(pid, timeout=30, what=f"a running {mode} pod of {uid}")
@@ -487,13 +491,14 @@ class Tasks:
 @contextlib.contextmanager
 def frozen(pid: int) -> Iterator[None]:
     """Hold a process stopped (SIGSTOP) for the block, as a runner stuck in a long
-    statement: a SIGTERM sent meanwhile is handled only once it continues (SIGCONT)."""
-    os.killpg(pid, signal.SIGSTOP)
+    statement: a SIGTERM sent meanwhile is handled only once it continues (SIGCONT). The
+    runner starts no child process: the signal goes to it alone."""
+    os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
 
 
 def baseline_spec(file_id: uuid.UUID, form: str, *, rate_limit: int | None = None,

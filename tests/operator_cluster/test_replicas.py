@@ -209,7 +209,10 @@ def test_a_pause_asked_for_right_after_the_leader_is_killed_is_applied_by_the_ne
 
     assert second.log_events("lease_acquired"), second.tail()
     assert applied < 60, f"the pause took {applied:.1f} s after the leader died"
-    assert tasks.pods(uid) == [], "paused means no runner pod left"
+    live = [p["metadata"]["name"] for p in tasks.pods(uid)
+            if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
+    assert live == [], f"paused means no runner pod left: {live}"
+    s.wait_until(lambda: not tasks.pods(uid), timeout=20, what="the stopped pod to be removed")
     rec = s.record(db, uid)
     assert rec is not None and 0 < rec["done"] < 14859, rec
     last = tasks.get("slow")["status"]["lastAction"]

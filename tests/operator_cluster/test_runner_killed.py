@@ -22,7 +22,7 @@ def test_a_killed_runner_is_replaced_and_resumes_to_the_same_data(
     uid = s.start_slow(tasks, operator_process, db, "crashed", file_id, rows=2000,
                        rate=2500)
 
-    os.killpg(tasks.runner_pid(uid), signal.SIGKILL)
+    os.kill(tasks.runner_pid(uid), signal.SIGKILL)
     seen = tasks.watch_phases("crashed", {"Succeeded", "Failed"}, timeout=90,
                               operator=operator_process)
 

@@ -59,7 +59,10 @@ def test_terminate_with_keep_ends_terminated_with_the_rows_kept(
                               operator=operator_process)
 
     assert seen[-1] == "Terminated", seen
-    assert tasks.jobs(uid) == [], "the run Job is deleted and no rollback Job is made"
+    # Terminated once no runner pod is left; the garbage collector then removes the Job
+    # it deleted in the foreground (its pod's removal is the last dependent it waits for).
+    s.wait_until(lambda: tasks.jobs(uid) == [], timeout=30,
+                 what="the run Job to be deleted, and no rollback Job made")
     rec = s.record(db, uid)
     assert rec is not None and rec["run_status"] == "stopped", rec
     kept = s.rows_of_task(db, uid)
