@@ -96,7 +96,7 @@ def test_a_background_stack_stops_everything_on_a_signal(signum: signal.Signals)
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         printed = "".join(read_until_served(proc))
-        kubeconfig = Path(printed_field(printed, r"export KUBECONFIG=(\S+);"))
+        kubeconfig = Path(printed_field(printed, r"^  export .*\bKUBECONFIG=(\S+)"))
         urls = {"API": printed_field(printed, r"^API:\s+(\S+)"),
                 "PostgreSQL": printed_field(printed, r"^database:\s+(\S+)"),
                 "kube-apiserver": yaml.safe_load(kubeconfig.read_text())
