@@ -1,7 +1,7 @@
 """The API's database access: a small blocking connection pool and its SQL, named in one place.
 
 The API reads the runner's records (row errors, export parts) and the Collect reference
-tables, and writes only the file store (through :func:`longtask.runner.filestore.store`).
+tables, and writes only the file store (through :func:`longtask.filestore.store`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Streaming ``multipart/form-data`` uploads (RFC 7578) into the file store.
 
 The request body is parsed as it arrives; the bytes of the part named ``file`` are handed
-to :func:`longtask.runner.filestore.store` through a file-like object, so at most a few
+to :func:`longtask.filestore.store` through a file-like object, so at most a few
 network chunks and one store block (1 MiB) are in memory, whatever the file's size. The
 size limit counts the file's bytes as they arrive: an oversized upload is refused as soon
 as it crosses the limit, and the store's transaction is rolled back.

@@ -54,7 +54,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from longtask.operator.model import (
+from longtask.operator.names import job_name
+
+from longtask import tasktypes
+from longtask.model import (
     Condition,
     ConditionStatus,
     LastAction,
@@ -63,9 +66,6 @@ from longtask.operator.model import (
     Task,
     TaskStatus,
 )
-from longtask.operator.names import job_name
-
-from longtask import tasktypes
 from longtask.phases import (
     ConditionType,
     DesiredState,

@@ -37,12 +37,12 @@ from longtask.operator.decide import (
 )
 from longtask.operator.kube import JobNameTaken, Kube
 from longtask.operator.manifests import build_rollback_job, build_run_job
-from longtask.operator.model import Task, TaskStatus, status_patch
 from longtask.operator.names import event_name, job_name
 from longtask.operator.records import Records
 from longtask.operator.settings import OperatorSettings
 
 from longtask.constants import FINALIZER, GROUP, LABEL_TASK_UID, PLURAL, VERSION
+from longtask.model import Task, TaskStatus, status_patch
 from longtask.phases import DesiredState
 from longtask.settings import DatabaseSettings
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from longtask.operator.model import Task
 from longtask.operator.names import Mode, job_name, label_value
 from longtask.operator.settings import OperatorSettings
 
@@ -47,6 +46,7 @@ from longtask.constants import (
     LABEL_TYPE,
     RUNNER_CONTAINER,
 )
+from longtask.model import Task
 from longtask.phases import DesiredState
 from longtask.settings import RunnerSettings
 

@@ -6,11 +6,11 @@ import logging
 from typing import Any
 
 from longtask.operator.decide import RunnerRecord
-from longtask.operator.model import Task
 from psycopg2.extras import RealDictCursor
 from psycopg2.pool import ThreadedConnectionPool
 
 from longtask.db import set_hold
+from longtask.model import Task
 
 log = logging.getLogger("longtask.operator")
 

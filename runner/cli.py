@@ -30,12 +30,11 @@ from typing import Any, NoReturn
 
 import psycopg2
 import pydantic
-from longtask.runner import logs
 from longtask.runner.engine import Engine, Mode, StopToken, TaskDefinition, register
 from longtask.runner.errors import Fenced, Stopped, TaskFailed
 from longtask.runner.tasks import build_work
 
-from longtask import constants
+from longtask import constants, logs
 from longtask.db import connect
 from longtask.settings import DatabaseSettings, RunnerSettings
 

@@ -13,11 +13,11 @@ from typing import Any, Generic, TypeVar
 
 import psycopg2
 import psycopg2.extensions
-from longtask.runner import filestore
-from longtask.runner.csvsource import CsvFile, Header, Position, Record, RecordBatch
 from longtask.runner.engine import RowError, StopToken, TaskDefinition
 from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 
+from longtask import filestore
+from longtask.csvsource import CsvFile, Header, Position, Record, RecordBatch
 from longtask.settings import RunnerSettings
 from longtask.values import FieldSpec, FieldType, normalize_header
 

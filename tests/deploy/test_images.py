@@ -73,8 +73,9 @@ def test_the_image_builds_its_wheel_from_a_context_holding_every_package_folder(
 
 def test_the_runner_image_command_is_the_one_the_operator_jobs_run() -> None:
     from longtask.operator.manifests import build_run_job
-    from longtask.operator.model import Task
     from longtask.operator.settings import OperatorSettings
+
+    from longtask.model import Task
 
     task = Task.from_body({
         "metadata": {"name": "t", "namespace": "ns", "uid": "00000000-0000-0000-0000-000000000001",

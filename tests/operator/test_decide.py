@@ -28,8 +28,8 @@ from longtask.operator.decide import (
     decide,
     decide_deletion,
 )
-from longtask.operator.model import Task, TaskSpec, TaskStatus
 
+from longtask.model import Task, TaskSpec, TaskStatus
 from longtask.phases import ConditionType, DesiredState, Phase, RollbackOutcome, RunOutcome
 
 NOW = dt.datetime(2026, 11, 30, 8, 0, 0, tzinfo=dt.UTC)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from longtask.operator.decide import JobState, RunnerRecord
-from longtask.operator.model import Progress, Task, TaskStatus, status_patch
 from pydantic import ValidationError
 
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.model import Progress, Task, TaskStatus, status_patch
 from longtask.phases import DesiredState, OnTerminate, Phase, RollbackOutcome, RunOutcome
 
 BODY: dict[str, Any] = {

@@ -27,12 +27,12 @@ import psycopg2.extensions
 import psycopg2.extras
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
-from longtask.runner import filestore
 from longtask.runner.cli import execute
 from longtask.runner.engine import StopToken, TaskDefinition
 
 from devcluster.kube import KubeCluster, free_port
 from devcluster.pytest_fixtures import raw
+from longtask import filestore
 from longtask.constants import (
     ANNOTATION_REASON,
     ANNOTATION_REQUESTED_BY,
