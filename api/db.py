@@ -1,7 +1,9 @@
 """The API's database access: a small blocking connection pool and its SQL, named in one place.
 
 The API reads the runner's records (row errors, export parts) and the Collect reference
-tables, and writes only the file store (through :func:`longtask.filestore.store`).
+tables. It writes the file store (through :func:`longtask.filestore.store`) and, on a
+control request, the task record's hold (through :func:`longtask.taskrecord.hold`, from
+``tasks``); the task record's statements are :mod:`longtask.taskrecord`'s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import psycopg2
 import psycopg2.extensions
 
 from longtask import db as _db  # noqa: F401 - registers the UUID adapter
+from longtask import taskrecord
 
 Connection = psycopg2.extensions.connection
 
@@ -25,14 +28,14 @@ class DatabaseUnavailable(RuntimeError):
 
 
 class Queries:
-    """Every statement the API runs (procrastinate keeps its SQL the same way)."""
+    """Every statement the API runs on its own (the task record's are in
+    :mod:`longtask.taskrecord`)."""
 
     ORGANIZATION_EXISTS = "SELECT 1 FROM collect.organizations WHERE slug = %(org)s"
     FORM_EXISTS = (
         "SELECT 1 FROM collect.forms f JOIN collect.organizations o ON o.id = f.organization_id "
         "WHERE o.slug = %(org)s AND f.name = %(form)s"
     )
-    TASK_COUNTS = "SELECT row_errors FROM longtask.tasks WHERE uid = %(uid)s"
     ROW_ERRORS_PAGE = (
         "SELECT id, line, column_name, reason, value FROM longtask.row_errors "
         "WHERE task_uid = %(uid)s AND (line, id) > (%(line)s, %(id)s) "
@@ -162,9 +165,7 @@ def form_exists(conn: Connection, org: str, form: str) -> bool:
 def row_error_counts(conn: Connection, uid: uuid.UUID) -> tuple[int, int]:
     """``(counted, stored)`` row errors of the task; ``(0, 0)`` before it has a record."""
     with conn.cursor() as cur:
-        cur.execute(Queries.TASK_COUNTS, {"uid": uid})
-        row = cur.fetchone()
-        counted = int(row[0]) if row else 0
+        counted = taskrecord.row_errors(cur, uid)
         cur.execute(Queries.ROW_ERRORS_STORED, {"uid": uid})
         stored = int(cur.fetchone()[0])  # type: ignore[index]
     return max(counted, stored), stored

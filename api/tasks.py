@@ -63,11 +63,11 @@ from longtask.api.schemas import (
 )
 from longtask.api.settings import ApiSettings
 
-from longtask import tasktypes
+from longtask import taskrecord, tasktypes
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP
 from longtask.db import connect as connect_db
-from longtask.db import set_hold
 from longtask.phases import DesiredState, OnTerminate, Phase
+from longtask.taskrecord import TaskRecord
 
 log = logging.getLogger("longtask.api.tasks")
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=COMMON_RESPONSES)
@@ -322,17 +322,15 @@ def _hold(database: db.Database, body: Mapping[str, Any]) -> None:
     """Put the new ``spec.state`` in force in the runner's record before answering.
 
     A pause or terminate holds the run (no later chunk commits once this returns; it waits
-    at most for the chunk in flight); a resume releases it. The operator does the same for
-    changes made with kubectl or GitOps.
+    at most for the chunk in flight); a resume releases it (:func:`longtask.taskrecord.hold`).
+    The operator does the same for changes made with kubectl or GitOps.
     """
-    meta, spec = body["metadata"], body.get("spec") or {}
-    state = spec.get("state") or DesiredState.RUNNING
+    state = (body.get("spec") or {}).get("state") or DesiredState.RUNNING
+    record = TaskRecord.from_body(body)
     with database.connection(autocommit=False) as conn:
-        if not set_hold(conn, uid=meta["uid"], name=meta["name"], namespace=meta["namespace"],
-                        type=spec["type"], organization=spec["organization"],
-                        params=dict(spec.get("params") or {}),
-                        hold=None if state == DesiredState.RUNNING else str(state)):
-            log.warning("hold_not_set", extra={"task": meta["name"], "state": state})
+        if not taskrecord.hold(conn, record,
+                               None if state == DesiredState.RUNNING else str(state)):
+            log.warning("hold_not_set", extra={"task": record.name, "state": state})
 
 
 def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, action: str,

@@ -1,29 +1,50 @@
-"""Reading the runner's record (``longtask.tasks``): the operator's only SQL, in one place."""
+"""The operator's side of the task record protocol (:mod:`longtask.taskrecord`).
+
+The operator reads the runner's record (its source of truth for success, failure and
+progress) and writes one column of it, ``hold``: the pause or terminate it carries out,
+before it suspends or deletes the run Job, and the release before it resumes or creates it.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import uuid
+from typing import Any, Protocol
 
-from longtask.operator.decide import RunnerRecord
 from psycopg2.extras import RealDictCursor
 from psycopg2.pool import ThreadedConnectionPool
 
-from longtask.db import set_hold
+from longtask import taskrecord
 from longtask.model import Task
+from longtask.taskrecord import RunnerRecord
 
 log = logging.getLogger("longtask.operator")
 
-READ_RECORD = """
-SELECT run_status, rollback_status, total, done, row_errors, rate_per_second, eta_seconds,
-       message, rollback_total, rollback_done, rollback_conflicts, rollback_message
-  FROM longtask.tasks
- WHERE uid = %(uid)s
-"""
+
+class RecordStore(Protocol):
+    """What the handlers need of the runner's database."""
+
+    def read(self, uid: str) -> RunnerRecord | None:
+        """The task's record, or ``None`` while nobody has written one; raises
+        ``psycopg2.Error`` when the database cannot answer."""
+        ...
+
+    def hold(self, task: Task, hold: str | None) -> None:
+        """Hold the task's run (``"Paused"``/``"Terminated"``) or release it (``None``)."""
+        ...
+
+
+def record_of(task: Task) -> taskrecord.TaskRecord:
+    """The task's identity as its record holds it."""
+    return taskrecord.TaskRecord(uid=uuid.UUID(task.uid), type=task.spec.type,
+                                 organization=task.spec.organization,
+                                 params=dict(task.spec.params), name=task.name,
+                                 namespace=task.namespace)
 
 
 class Records:
-    """A small pool of read-only connections to the runner's database.
+    """A small pool of connections to the runner's database: reads in read-only autocommit
+    sessions, holds in a transaction of their own.
 
     ``read`` raises ``psycopg2.Error`` when the database cannot answer: a caller must not
     take that for "no record", or a completed Job would look like a mismatch.
@@ -40,24 +61,20 @@ class Records:
         try:
             conn.set_session(readonly=True, autocommit=True)
             with conn.cursor(cursor_factory=RealDictCursor) as cur:
-                cur.execute(READ_RECORD, {"uid": uid})
-                row = cur.fetchone()
+                return taskrecord.read(cur, uid)
         finally:
             self._pool.putconn(conn)
-        return RunnerRecord.from_row(row) if row is not None else None
 
     def hold(self, task: Task, hold: str | None) -> None:
         """Hold the task's run (``"Paused"``/``"Terminated"``) or release it (``None``).
 
         Done before the Job is suspended or deleted, so no chunk commits after the operator
-        acted, even before the pod gets its SIGTERM (see :func:`longtask.db.set_hold`).
+        acted, even before the pod gets its SIGTERM (see :func:`longtask.taskrecord.hold`).
         """
         conn: Any = self._pool.getconn()
         try:
             conn.set_session(readonly=False, autocommit=False)
-            if not set_hold(conn, uid=task.uid, name=task.name, namespace=task.namespace,
-                            type=task.spec.type, organization=task.spec.organization,
-                            params=dict(task.spec.params), hold=hold):
+            if not taskrecord.hold(conn, record_of(task), hold):
                 log.warning("hold_not_set", extra={"task": task.name, "hold": hold,
                                                    "why": "a runner kept its chunk's lock"})
         except BaseException:
