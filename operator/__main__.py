@@ -33,13 +33,17 @@ def main() -> None:
         # The client's election says at INFO what it tries every retry period; leader.py
         # logs the transitions and the failed renewals itself.
         logging.getLogger("leaderelection").setLevel(logging.WARNING)
-    # Importing the module registers its handlers with kopf's default registry.
-    from longtask.operator import handlers  # noqa: F401
+    # Nothing is read at import: the handlers are registered with these settings, which
+    # kopf hands to the start-up handler in its memo.
+    from longtask.operator import handlers
+
+    handlers.register(settings)
+    memo = kopf.Memo(settings=settings)
 
     clusterwide, namespaces = not settings.namespaces, settings.namespaces
     if settings.standalone:
         kopf.run(clusterwide=clusterwide, namespaces=namespaces, standalone=True,
-                 liveness_endpoint=settings.liveness_endpoint or None)
+                 liveness_endpoint=settings.liveness_endpoint or None, memo=memo)
         return
 
     # The client loads its API classes on first use, seconds of CPU on a busy node: load
@@ -51,7 +55,7 @@ def main() -> None:
     # process serves the liveness probe itself, as a standby too.
     async def operate(ready: asyncio.Event) -> None:
         await kopf.operator(clusterwide=clusterwide, namespaces=namespaces, standalone=True,
-                            ready_flag=ready)
+                            ready_flag=ready, memo=memo)
 
     leader.run_elected(settings, operate)
 

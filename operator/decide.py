@@ -7,13 +7,19 @@ record in ``longtask.tasks``, the concurrency-key situation from :func:`admit`),
 is visible as a holder before its Job exists) and then carries out ``Decision.actions``.
 Every action is idempotent, so a decision repeated after a crash changes nothing twice.
 
-Rules (issue 3, DESIGN.md), and the choices made where they are silent:
+Rules (``operator/README.md``, ``docs/architecture.md``), and the choices made where the
+requirements are silent:
 
 * Success and failure come from the runner's record (``run_status``), not from the Job: a
   pod stopped by a pause is not a finished task. A Job that *failed* while the record is not
   ``succeeded`` fails the task; a Job that *completed* while the record does not say
   ``succeeded`` fails it too (``RecordMismatch``): the runner exits 0 only after recording
   success, so the two disagree only when something is badly wrong.
+* The hold is the moment a pause or terminate takes effect: ``HoldRun`` comes before the
+  ``SuspendJob`` or ``DeleteJob`` of the run, and once it is in force in the runner's record
+  no later chunk commits (the API sets the same hold before it answers a control request;
+  this one covers kubectl and GitOps). ``ReleaseRun`` comes before ``ResumeJob`` and
+  ``CreateRunJob``. A task paused or terminated before it started has no runner to hold.
 * Pause suspends the Job; the task is ``Paused`` once no runner pod is left. With no runner
   process alive the last committed chunk is the checkpoint (each chunk commits its writes
   and its cursor in one transaction), so no pod left means the checkpoint is durable.
@@ -74,6 +80,7 @@ from longtask.phases import (
     RollbackOutcome,
     RunOutcome,
 )
+from longtask.taskrecord import RunnerRecord
 
 # --------------------------------------------------------------------------- observed
 
@@ -116,43 +123,6 @@ class JobState:
             failure_reason=failed.get("reason") if failed else None,
             failure_message=failed.get("message") if failed else None,
             active=int(status.get("active") or 0),
-        )
-
-
-@dataclass(frozen=True)
-class RunnerRecord:
-    """The runner's row in ``longtask.tasks`` (migration 0001), the operator's source of truth
-    for success, failure and progress. Counts are rows; ``eta_seconds`` is seconds."""
-
-    run_status: RunOutcome = RunOutcome.PENDING
-    rollback_status: RollbackOutcome = RollbackOutcome.NONE
-    total: int | None = None
-    done: int = 0
-    row_errors: int = 0
-    rate_per_second: float | None = None
-    eta_seconds: float | None = None
-    message: str | None = None
-    rollback_total: int | None = None
-    rollback_done: int = 0
-    rollback_conflicts: int = 0
-    rollback_message: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> RunnerRecord:
-        """Read a ``longtask.tasks`` row given as a column-name mapping."""
-        return cls(
-            run_status=RunOutcome(row["run_status"]),
-            rollback_status=RollbackOutcome(row["rollback_status"]),
-            total=row.get("total"),
-            done=int(row.get("done") or 0),
-            row_errors=int(row.get("row_errors") or 0),
-            rate_per_second=row.get("rate_per_second"),
-            eta_seconds=row.get("eta_seconds"),
-            message=row.get("message"),
-            rollback_total=row.get("rollback_total"),
-            rollback_done=int(row.get("rollback_done") or 0),
-            rollback_conflicts=int(row.get("rollback_conflicts") or 0),
-            rollback_message=row.get("rollback_message"),
         )
 
 
@@ -231,6 +201,25 @@ class PostEvent:
     message: str
 
 
+Hold = Literal["Paused", "Terminated"]
+
+
+@dataclass(frozen=True)
+class HoldRun:
+    """Hold the run in the runner's record (``longtask.tasks.hold``; see
+    :func:`longtask.taskrecord.hold`): once it is in force no later chunk of the run commits
+    and no runner takes the lease. The pause or terminate takes effect here, before the
+    ``SuspendJob`` or ``DeleteJob`` that follows it stops the pod."""
+
+    hold: Hold
+
+
+@dataclass(frozen=True)
+class ReleaseRun:
+    """Clear the record's hold, so a runner may take the lease again; comes before the
+    ``ResumeJob`` or ``CreateRunJob`` that starts one."""
+
+
 @dataclass(frozen=True)
 class ReleaseKey:
     """The task no longer holds ``key``: reconcile the tasks waiting for it now."""
@@ -239,21 +228,17 @@ class ReleaseKey:
 
 
 Action = (
-    CreateRunJob | SuspendJob | ResumeJob | DeleteJob | CreateRollbackJob | PostEvent | ReleaseKey
+    CreateRunJob | SuspendJob | ResumeJob | DeleteJob | CreateRollbackJob | HoldRun | ReleaseRun
+    | PostEvent | ReleaseKey
 )
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The new ``status`` (whole; see ``model.status_patch``) and the actions, in order.
-
-    ``requeue``: the task waits on something that changes without an event on the LongTask
-    (runner pods, the runner's record); look again after the progress interval.
-    """
+    """The new ``status`` (whole; see ``model.status_patch``) and the actions, in order."""
 
     status: TaskStatus
     actions: tuple[Action, ...] = ()
-    requeue: bool = False
 
 
 class Reason(StrEnum):
@@ -486,7 +471,7 @@ def _final(
             "observed_generation": task.generation,
         }
     )
-    return Decision(new, tuple(actions), requeue=False)
+    return Decision(new, tuple(actions))
 
 
 def _before_start(task: Task, status: TaskStatus, observed: Observed) -> _Outcome:
@@ -539,7 +524,7 @@ def _before_start(task: Task, status: TaskStatus, observed: Observed) -> _Outcom
         Phase.RUNNING,
         Reason.RESUMED if resumed else Reason.STARTED,
         f"run Job {name} created",
-        actions=(CreateRunJob(name, suspend=False),),
+        actions=(ReleaseRun(), CreateRunJob(name, suspend=False)),
         requested=resumed,
     )
 
@@ -597,7 +582,7 @@ def _run(task: Task, status: TaskStatus, observed: Observed) -> _Outcome:
             Reason.JOB_RECREATED,
             f"run Job {name} was missing and is created again; the runner resumes from its "
             "last checkpoint",
-            actions=(CreateRunJob(name, suspend=False),),
+            actions=(ReleaseRun(), CreateRunJob(name, suspend=False)),
             warning=True,
         )
     if job.suspended:
@@ -605,7 +590,7 @@ def _run(task: Task, status: TaskStatus, observed: Observed) -> _Outcome:
             Phase.RUNNING,
             Reason.RESUMED,
             "resumed: the runner continues from its last checkpoint",
-            actions=(ResumeJob(job.name),),
+            actions=(ReleaseRun(), ResumeJob(job.name)),
             requested=True,
         )
     return _Outcome(Phase.RUNNING, Reason.RUNNING, _progress_text(observed.record))
@@ -619,7 +604,7 @@ def _pause(task: Task, observed: Observed) -> _Outcome:
     job = observed.run_job
     actions: tuple[Action, ...] = ()
     if job is not None and not job.suspended and not job.deleting:
-        actions = (SuspendJob(job.name),)
+        actions = (HoldRun("Paused"), SuspendJob(job.name))
     if actions or observed.runner_pods > 0:
         pods = observed.runner_pods
         return _Outcome(
@@ -665,6 +650,8 @@ def _terminate(task: Task, status: TaskStatus, observed: Observed) -> _Outcome:
     actions: tuple[Action, ...] = ()
     if job is not None and not job.deleting:
         actions = (DeleteJob(job.name, "Foreground"),)
+        if task.spec.state is DesiredState.TERMINATED:
+            actions = (HoldRun("Terminated"), *actions)
     if actions or observed.runner_pods > 0:
         return _Outcome(
             Phase.TERMINATING,
@@ -819,14 +806,7 @@ def _apply(
     actions.extend(outcome.notes)
     if moved and phase.is_final and started and key is not None:
         actions.append(ReleaseKey(key))
-    requeue = phase in (
-        Phase.QUEUED,
-        Phase.RUNNING,
-        Phase.PAUSING,
-        Phase.TERMINATING,
-        Phase.ROLLING_BACK,
-    )
-    return Decision(new, tuple(actions), requeue)
+    return Decision(new, tuple(actions))
 
 
 def _accrue(status: TaskStatus, now: dt.datetime) -> tuple[int, int]:
@@ -960,6 +940,8 @@ def decide_deletion(task: Task, status: TaskStatus, observed: Observed) -> Clean
         for job in (observed.run_job, observed.rollback_job)
         if job is not None and not job.deleting
     ]
+    if actions and task.spec.state is DesiredState.TERMINATED:
+        actions.insert(0, HoldRun("Terminated"))
     if actions and status.phase is Phase.ROLLING_BACK:
         record = observed.record
         where = f" at {record.rollback_done} rows undone" if record is not None else ""
