@@ -673,11 +673,14 @@ def _plausible(phase: Phase) -> tuple[TaskStatus, Observed]:
     return st, Observed(run_job=job, runner_pods=pods, record=rec, admitted=True)
 
 
-@pytest.mark.parametrize(
+EVERY_PHASE_AND_STATE = pytest.mark.parametrize(
     ("phase", "state"),
     list(itertools.product(list(Phase), list(DesiredState))),
     ids=lambda v: str(v),
 )
+
+
+@EVERY_PHASE_AND_STATE
 def test_every_phase_and_state_gives_a_well_formed_decision(
     phase: Phase, state: DesiredState
 ) -> None:
@@ -786,11 +789,7 @@ def test_deleting_a_terminated_task_holds_its_run_before_deleting_its_jobs() -> 
     assert cleanup.actions[:2] == (HoldRun("Terminated"), DeleteJob(RUN_JOB, "Foreground"))
 
 
-@pytest.mark.parametrize(
-    ("phase", "state"),
-    list(itertools.product(list(Phase), list(DesiredState))),
-    ids=lambda v: str(v),
-)
+@EVERY_PHASE_AND_STATE
 def test_every_job_action_that_stops_or_starts_a_run_is_guarded_by_the_hold(
     phase: Phase, state: DesiredState
 ) -> None:
