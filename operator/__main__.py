@@ -6,7 +6,8 @@ database URL (``LONGTASK_DATABASE_URL``), logs in with the in-cluster service ac
 SIGINT. Watches ``LONGTASK_OPERATOR_WATCH_NAMESPACES`` (comma-separated), or every namespace
 when that is empty. Unless ``LONGTASK_OPERATOR_STANDALONE`` is true, the handlers run only
 while this process holds the operator's Lease (:mod:`longtask.operator.leader`); a standby
-waits. Log lines are JSON objects, the event name in ``message``.
+waits. Log lines are JSON objects, the event name in ``event`` (:mod:`longtask.logs`, as
+in the runner and the API).
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ from longtask.operator import leader
 from longtask.operator.kube import Kube
 from longtask.operator.settings import OperatorSettings
 
+from longtask import logs
+
 
 def main() -> None:
     """Run the operator in the foreground; returns when kopf (or a standby) has stopped."""
     settings = OperatorSettings()  # type: ignore[call-arg]  # from the environment
-    kopf.configure(log_format=kopf.LogFormat.JSON, log_refkey="object")
-    logging.getLogger().setLevel(settings.log_level)
+    logs.setup(settings.log_level)
+    if settings.log_level != "DEBUG":
+        # asyncio's own lines are noise outside debugging (kopf's configure() did the same).
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
     if settings.log_level != "DEBUG":
         # kopf says "Handler 'x' succeeded" at INFO for every call, once a second per task
         # with the progress timer; our own lines say what was done. Its warnings stay.
