@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import psycopg2
 import psycopg2.extensions
+from longtask.api.errors import ApiError
 
 from longtask import db as _db  # noqa: F401 - registers the UUID adapter
 from longtask import taskrecord
@@ -23,7 +24,7 @@ from longtask import taskrecord
 Connection = psycopg2.extensions.connection
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(ApiError, RuntimeError):
     """The database cannot be reached, or no pooled connection freed up in time."""
 
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio.from_thread
+from longtask.api.errors import ApiError
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
@@ -25,7 +26,7 @@ FILE_FIELD = "file"
 _MAX_FIELD_BYTES = 4096  # other form fields are small (organization, ...)
 
 
-class UploadError(Exception):
+class UploadError(ApiError):
     """Base of the upload errors; the message is for the person uploading."""
 
 
