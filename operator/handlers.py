@@ -27,24 +27,23 @@ import kopf
 import psycopg2
 from kubernetes import client, config
 from longtask.operator import observe
-from longtask.operator.decide import (
+from longtask.operator.actions import (
     Action,
     CreateRollbackJob,
     CreateRunJob,
     DeleteJob,
     HoldRun,
-    Observed,
     PostEvent,
     ReleaseKey,
     ReleaseRun,
     ResumeJob,
     SuspendJob,
-    decide,
-    decide_deletion,
 )
+from longtask.operator.decide import decide, decide_deletion
 from longtask.operator.kube import JobNameTaken, Kube
 from longtask.operator.manifests import build_rollback_job, build_run_job
 from longtask.operator.names import event_name, job_name
+from longtask.operator.observed import Observed
 from longtask.operator.records import Records, RecordStore
 from longtask.operator.settings import OperatorSettings
 

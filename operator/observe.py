@@ -11,7 +11,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from longtask.operator.decide import JobState, KeyMember, KeyQueue, key_queue
+from longtask.operator.admission import KeyMember, KeyQueue, key_queue
+from longtask.operator.observed import JobState
 
 from longtask import tasktypes
 from longtask.constants import API_VERSION, KIND
