@@ -48,6 +48,7 @@ from longtask.operator.records import Records, RecordStore
 from longtask.operator.settings import OperatorSettings
 
 from longtask.constants import FINALIZER, GROUP, LABEL_TASK_UID, PLURAL, VERSION
+from longtask.db import DatabaseUnavailable
 from longtask.model import Task, TaskStatus, status_patch
 from longtask.settings import DatabaseSettings
 
@@ -314,7 +315,7 @@ def _observe(op: Operator, task: Task, status: TaskStatus | None = None) -> Obse
     )
     try:
         record = op.records.read(task.uid)
-    except psycopg2.Error as exc:
+    except (psycopg2.Error, DatabaseUnavailable) as exc:
         raise kopf.TemporaryError(f"runner database unreachable: {exc}", delay=10) from exc
     observed = Observed(
         run_job=run,

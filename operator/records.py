@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Protocol
+from typing import Protocol
 
 from psycopg2.extras import RealDictCursor
-from psycopg2.pool import ThreadedConnectionPool
 
 from longtask import taskrecord
+from longtask.db import Pool
 from longtask.model import Task
 from longtask.taskrecord import RunnerRecord
 
@@ -43,27 +43,23 @@ def record_of(task: Task) -> taskrecord.TaskRecord:
 
 
 class Records:
-    """A small pool of connections to the runner's database: reads in read-only autocommit
-    sessions, holds in a transaction of their own.
+    """The runner's database through a small pool (:class:`longtask.db.Pool`): reads in
+    read-only autocommit sessions, holds in a transaction of their own.
 
-    ``read`` raises ``psycopg2.Error`` when the database cannot answer: a caller must not
-    take that for "no record", or a completed Job would look like a mismatch.
+    ``read`` raises ``psycopg2.Error`` or :class:`longtask.db.DatabaseUnavailable` when the
+    database cannot answer: a caller must not take that for "no record", or a completed Job
+    would look like a mismatch.
     """
 
     def __init__(self, dsn: str, max_connections: int = 4) -> None:
-        self._pool = ThreadedConnectionPool(
-            1, max_connections, dsn, connect_timeout=5, application_name="longtask-operator"
-        )
+        self._pool = Pool(dsn, max_connections, application_name="longtask-operator")
+        self._pool.ping()  # an unreachable database stops the start-up, as it always did
 
     def read(self, uid: str) -> RunnerRecord | None:
         """The task's record, or ``None`` while the runner has written no row."""
-        conn: Any = self._pool.getconn()
-        try:
-            conn.set_session(readonly=True, autocommit=True)
-            with conn.cursor(cursor_factory=RealDictCursor) as cur:
-                return taskrecord.read(cur, uid)
-        finally:
-            self._pool.putconn(conn)
+        with (self._pool.connection(readonly=True) as conn,
+              conn.cursor(cursor_factory=RealDictCursor) as cur):
+            return taskrecord.read(cur, uid)
 
     def hold(self, task: Task, hold: str | None) -> None:
         """Hold the task's run (``"Paused"``/``"Terminated"``) or release it (``None``).
@@ -71,18 +67,11 @@ class Records:
         Done before the Job is suspended or deleted, so no chunk commits after the operator
         acted, even before the pod gets its SIGTERM (see :func:`longtask.taskrecord.hold`).
         """
-        conn: Any = self._pool.getconn()
-        try:
-            conn.set_session(readonly=False, autocommit=False)
+        with self._pool.connection(autocommit=False) as conn:
             if not taskrecord.hold(conn, record_of(task), hold):
                 log.warning("hold_not_set", extra={"task": task.name, "hold": hold,
                                                    "why": "a runner kept its chunk's lock"})
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            self._pool.putconn(conn)
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._pool.closeall()
+        self._pool.close()
