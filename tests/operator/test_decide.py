@@ -1,8 +1,9 @@
 """The state machine as a table: what is wanted and seen, and what the operator does.
 
-Every test is one behaviour from issue 3 (run, pause, resume, terminate, roll back, queue,
-and each race it lists), read as a specification: given the task, its status and what the
-handler observed, ``decide`` gives this phase and these actions.
+Every test is one behaviour of the state machine (``operator/README.md``: run, pause,
+resume, terminate, roll back, queue, and each race it lists), read as a specification:
+given the task, its status and what the handler observed, ``decide`` gives this phase and
+these actions.
 """
 
 from __future__ import annotations
