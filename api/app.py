@@ -32,11 +32,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: tokens are read now (a bad token file fails here);
     Kubernetes and the database are reached on first use."""
     refuse = PLACEHOLDER_HASHES if settings.refuses_placeholders else frozenset()
-    token_store = TokenStore(file=settings.tokens_file, text=settings.tokens, refuse=refuse)
+    token_store = TokenStore(file=settings.tokens_file, text=settings.tokens, refuse=refuse,
+                             require_tokens=settings.refuses_placeholders)
     kube_client = load_api_client(settings.kubeconfig, pool_size=max(32, settings.max_watches * 2))
     task_client = Tasks(kube_client, settings.namespace, settings.kube_timeout_seconds)
     database = Database(settings.database_url, settings.db_pool_size)
     metrics = Metrics()
+    metrics.watch_tokens(token_store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

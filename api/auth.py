@@ -150,20 +150,32 @@ class TokenStore:
     """The configured tokens, read from a file (re-read when it changes) and/or a string.
 
     A mounted Secret is updated in place by the kubelet; the file's modification time and
-    size are checked on each look-up, so a rotated token works without a restart. A changed
-    file that cannot be parsed is logged and the previous tokens stay in force.
+    size are checked on each look-up, so a rotated token works without a restart. The file
+    fails closed: when it is deleted, becomes unreadable or no longer parses, its tokens are
+    revoked at once (the string's stay), the failure is logged and counted
+    (``reload_failures``), and the file is tried again on every look-up. With
+    ``require_tokens`` (outside development) a store that starts with no token at all is
+    refused: an API nobody can call is a misconfiguration, not a lock.
     """
 
     def __init__(self, *, file: Path | None, text: str | None,
-                 refuse: frozenset[str] = frozenset()) -> None:
+                 refuse: frozenset[str] = frozenset(), require_tokens: bool = False) -> None:
         self._file = file
         self._refuse = refuse
         self._lock = threading.Lock()
         self._static = parse_tokens(text, refuse=refuse) if text else {}
         self._stamp: tuple[int, int] | None = None
         self._from_file: dict[str, Principal] = {}
+        self._failed: str | None = None
+        self.reload_failures = 0
         if file is not None:
             self._reload(strict=True)
+        if require_tokens and len(self) == 0:
+            where = f"{file}" if file is not None else "LONGTASK_API_TOKENS"
+            raise TokenConfigError(
+                f"{where}: the token document holds no token, so nobody could call the API; "
+                "add one (python -m longtask.api token) or set "
+                "LONGTASK_API_ENVIRONMENT=development")
 
     def _reload(self, *, strict: bool) -> None:
         assert self._file is not None
@@ -176,9 +188,15 @@ class TokenStore:
         except (OSError, TokenConfigError) as exc:
             if strict:
                 raise TokenConfigError(f"{self._file}: {exc}") from None
-            log.error("tokens_reload_failed", extra={"file": str(self._file), "error": str(exc)})
+            reason = str(exc)
+            if self._failed != reason:  # once per failure, not once per request
+                self.reload_failures += 1
+                log.error("tokens_revoked", extra={
+                    "file": str(self._file), "error": reason,
+                    "revoked": len(self._from_file)})
+            self._from_file, self._stamp, self._failed = {}, None, reason
             return
-        self._from_file, self._stamp = table, stamp
+        self._from_file, self._stamp, self._failed = table, stamp, None
         log.info("tokens_loaded", extra={"file": str(self._file), "count": len(table)})
 
     def lookup(self, token: str) -> Principal | None:
@@ -188,6 +206,11 @@ class TokenStore:
             with self._lock:
                 self._reload(strict=False)
         return self._from_file.get(digest) or self._static.get(digest)
+
+    @property
+    def file_failure(self) -> str | None:
+        """Why the token file's tokens are revoked now, or None while it reads well."""
+        return self._failed
 
     def __len__(self) -> int:
         return len(self._from_file) + len(self._static)

@@ -304,7 +304,7 @@ def _team_columns(work: BulkTeamCreate, header: Header) -> dict[int, _Column]:
         (p.team_column, "team", "text", None),
         (p.manager_phone_column, "manager phone", "phone",
          lambda v: normalize_phone(v, region)),
-        (p.member_phones_column, "member phones", "phones",
+        (rules.member_phones_ref(p, index), "member phones", "phones",
          lambda v: parse_member_phones(v, region)),
     ]
     columns: dict[int, _Column] = {i: _Column(i, n) for i, n in enumerate(names)}

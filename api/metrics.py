@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from longtask.api.auth import TokenStore
 
 log = logging.getLogger("longtask.api")
 
@@ -38,6 +41,17 @@ class Metrics:
         self.watches = Gauge(
             "longtask_api_watch_streams", "Server-Sent Event streams open now.",
             registry=self.registry)
+
+    def watch_tokens(self, store: TokenStore) -> None:
+        """Export the token store's state, read at each scrape."""
+        loaded = Gauge("longtask_api_tokens", "Tokens that authenticate now.",
+                       registry=self.registry)
+        loaded.set_function(lambda: len(store))
+        failures = Gauge(
+            "longtask_api_token_file_failures",
+            "Times the token file could not be read or parsed, its tokens revoked.",
+            registry=self.registry)
+        failures.set_function(lambda: store.reload_failures)
 
 
 class MetricsMiddleware:

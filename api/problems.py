@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from longtask import tasktypes
+
 log = logging.getLogger("longtask.api")
 
 MEDIA_TYPE = "application/problem+json"
@@ -131,7 +133,7 @@ def _location_error(loc: Sequence[Any], msg: str) -> FieldError:
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [_location_error(e.get("loc", ()), str(e.get("msg", "invalid")))
+    errors = [_location_error(e.get("loc", ()), tasktypes.error_message(e))
               for e in exc.errors()]
     summary = "; ".join(f"{e.field or e.parameter or 'body'}: {e.detail}" for e in errors[:5])
     return problem_response(request, 422, "invalid-request", "Unprocessable Content",

@@ -12,7 +12,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from longtask import tasktypes
@@ -60,6 +67,18 @@ class TaskCreate(_Request):
                                    description="Upper bound on rows per second")
     reason: str | None = Field(default=None, max_length=1024,
                                description="Why the task is started (recorded on the task)")
+
+    @field_validator("concurrency_key")
+    @classmethod
+    def _key_names_the_organization(cls, key: str | None, info: ValidationInfo) -> str | None:
+        """A key of another organization, or another key for a type whose key is fixed, is
+        refused (:func:`longtask.tasktypes.concurrency_key_problem`)."""
+        type_name, organization = info.data.get("type"), info.data.get("organization")
+        if key is not None and type_name and organization:
+            problem = tasktypes.concurrency_key_problem(type_name, organization, key)
+            if problem:
+                raise ValueError(problem)
+        return key
 
     def spec(self) -> dict[str, Any]:
         """The LongTask ``spec`` this request asks for (unset optional fields left out)."""

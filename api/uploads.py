@@ -23,7 +23,11 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 FILE_FIELD = "file"
-_MAX_FIELD_BYTES = 4096  # other form fields are small (organization, ...)
+# Bounds of everything but the file's own bytes, so that no body holds the API's memory:
+# the other form fields are few and small (organization, encoding, ...). A part's headers
+# are bounded by python-multipart itself (8 headers of at most 4,224 bytes each).
+MAX_FIELD_BYTES = 4096  # one field's value
+MAX_PARTS = 32  # parts of one body, the file's included
 
 
 class UploadError(ApiError):
@@ -90,6 +94,7 @@ class MultipartFile(io.RawIOBase):
         self._value = b""
         self._part: str | None = None  # "file", a field name, or None (ignored part)
         self._field_data = bytearray()
+        self._parts = 0
         self._found = False
         self._file_done = False
         self._ended = False
@@ -108,6 +113,11 @@ class MultipartFile(io.RawIOBase):
 
     # --------------------------------------------------------------- parser callbacks
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise MalformedUpload(
+                f"the form has more than {MAX_PARTS} parts; send the 'file' part and the "
+                "few fields the endpoint names")
         self._headers = {}
         self._part = None
         self._field_data.clear()
@@ -146,8 +156,9 @@ class MultipartFile(io.RawIOBase):
             self._pending += data[start:end]
         elif self._part is not None:
             self._field_data += data[start:end]
-            if len(self._field_data) > _MAX_FIELD_BYTES:
-                raise MalformedUpload(f"form field {self._part!r} is too long")
+            if len(self._field_data) > MAX_FIELD_BYTES:
+                raise MalformedUpload(
+                    f"form field {self._part[:100]!r} is longer than {MAX_FIELD_BYTES} bytes")
 
     def _part_end(self) -> None:
         if self._part == FILE_FIELD:

@@ -389,8 +389,10 @@ def seed_forms(db: psycopg2.extensions.connection) -> None:
 
 
 def export_spec(form: str, key: str, rate: int | None = None) -> dict[str, Any]:
-    """An Export of every submission of ``form`` (all made on 2015-01-01)."""
-    spec: dict[str, Any] = {"type": "Export", "organization": ORG, "concurrencyKey": key,
+    """An Export of every submission of ``form`` (all made on 2015-01-01), its concurrency
+    key ``Export/<organization>/<key>``."""
+    spec: dict[str, Any] = {"type": "Export", "organization": ORG,
+                            "concurrencyKey": f"Export/{ORG}/{key}",
                             "params": {"form": form, "from": "2015-01-01", "to": "2015-01-01"}}
     if rate is not None:
         spec["rateLimit"] = rate

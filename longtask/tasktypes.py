@@ -201,6 +201,8 @@ class TaskType:
     params_model: type[_Params]
     default_concurrency_key: Callable[[str, Mapping[str, Any]], str]
     description: str
+    # The default key carries a rule of the product, so no other key may be given.
+    fixed_concurrency_key: bool = False
 
 
 REGISTRY: dict[str, TaskType] = {}
@@ -232,13 +234,14 @@ def parse_params(type_name: str, params: Mapping[str, Any]) -> _Params:
     try:
         return task_type.params_model.model_validate(dict(params))
     except ValidationError as exc:
-        errors = [(".".join(str(p) for p in err["loc"]), _message(err))
+        errors = [(".".join(str(p) for p in err["loc"]), error_message(err))
                   for err in exc.errors()]
         raise ParamsError(type_name, errors) from None
 
 
-def _message(err: Any) -> str:
-    """A validation error's message; ours without pydantic's "Value error, " in front."""
+def error_message(err: Any) -> str:
+    """A pydantic validation error's message (one item of ``errors()``); ours without
+    pydantic's "Value error, " in front."""
     cause = (err.get("ctx") or {}).get("error")
     if err.get("type") == "value_error" and isinstance(cause, ValueError):
         return str(cause)
@@ -250,6 +253,30 @@ def default_concurrency_key(type_name: str, organization: str, params: Mapping[s
     return get(type_name).default_concurrency_key(organization, params)
 
 
+def concurrency_key_problem(type_name: str, organization: str, key: str) -> str | None:
+    """Why ``key`` may not be the ``spec.concurrencyKey`` of a ``type_name`` task of
+    ``organization``; None when it may.
+
+    Keys are compared across a namespace that many organizations share, so a key names its
+    organization as its second ``/``-separated part, like every type's default
+    (``<anything>/<organization>[/<more>]``): no organization's key can equal another's. A
+    type whose default carries a rule (one baseline upload per organization at a time)
+    takes no other key. The CRD has the same two rules (crds/longtask.yaml), for clients
+    that do not come through the API. ``UnknownTaskType`` for an unknown type.
+    """
+    task_type = get(type_name)
+    if task_type.fixed_concurrency_key:
+        fixed = task_type.default_concurrency_key(organization, {})
+        if key != fixed:
+            return f"a {type_name} task's concurrency key is {fixed!r}, not {key!r}"
+        return None
+    parts = key.split("/")
+    if len(parts) < 2 or parts[1] != organization:
+        return (f"concurrency key {key!r} must name organization {organization!r} as its "
+                f"second part, as in '{type_name}/{organization}/nightly'")
+    return None
+
+
 BASELINE_UPLOAD = register(
     TaskType(
         name="BaselineUpload",
@@ -257,6 +284,7 @@ BASELINE_UPLOAD = register(
         # One baseline upload per organization at a time (README.md, case 1).
         default_concurrency_key=lambda org, _p: f"BaselineUpload/{org}",
         description="Load a CSV file into a form's baseline records",
+        fixed_concurrency_key=True,
     )
 )
 EXPORT = register(

@@ -21,7 +21,7 @@ from longtask.runner.tasks.common import (
     organization_id,
 )
 from longtask.runner.tasks.export import Export
-from longtask.runner.tasks.teams import BulkTeamCreate
+from longtask.runner.tasks.teams import BulkTeamCreate, member_phones_ref
 
 __all__ = [
     "BaselineUpload",
@@ -36,6 +36,7 @@ __all__ = [
     "column_of",
     "header_index",
     "load_form",
+    "member_phones_ref",
     "open_csv",
     "organization_id",
 ]

@@ -22,7 +22,23 @@ from longtask.runner.tasks import common
 
 from longtask.csvsource import RecordBatch
 from longtask.tasktypes import BulkTeamCreateParams
-from longtask.values import InvalidValue, normalize_phone, parse_member_phones
+from longtask.values import InvalidValue, normalize_header, normalize_phone, parse_member_phones
+
+
+def member_phones_ref(params: BulkTeamCreateParams, index: Mapping[str, int]) -> str | None:
+    """The column of member phones to read, or None for teams without members.
+
+    ``memberPhonesColumn: null`` means none; left out, its default (``member_phones``)
+    applies when the file has that column, and a file of teams and managers only (no such
+    column) makes teams without members. A column the task names is required.
+    ``index`` is the header's {normalized name: position} (empty without a header).
+    """
+    ref = params.member_phones_column
+    if (ref is not None and params.has_header
+            and "member_phones_column" not in params.model_fields_set
+            and normalize_header(ref) not in index):
+        return None
+    return ref
 
 
 class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[str]]]):
@@ -38,8 +54,9 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
         self._team = common.column_of(p.team_column, index, "team name", info.filename)
         self._manager = common.column_of(p.manager_phone_column, index, "manager phone",
                                          info.filename)
-        self._members = (None if p.member_phones_column is None else common.column_of(
-            p.member_phones_column, index, "member phones", info.filename))
+        members = member_phones_ref(p, index)
+        self._members = (None if members is None else common.column_of(
+            members, index, "member phones", info.filename))
         width = len(header.names) if p.has_header else None
         return self.start_reading(info, csv_file, header, cursor, width)
 

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import psycopg2.extensions
 import pytest
 from api_support import baseline_request, create_baseline, problem, token_of, upload
 from longtask.api.settings import ApiSettings
 
+from devcluster import seed
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP, PLURAL, VERSION
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
@@ -51,10 +53,45 @@ def test_create_makes_a_longtask_with_the_spec_and_who_asked(
 
 def test_create_can_start_paused_with_a_name_and_a_rate_limit(operator: httpx.Client) -> None:
     task = create_baseline(operator, name="census-2024", state="Paused", rateLimit=500,
-                           concurrencyKey="census/acme", onTerminate="Keep")
+                           concurrencyKey="BaselineUpload/acme", onTerminate="Keep")
 
     assert (task["name"], task["state"], task["rateLimit"]) == ("census-2024", "Paused", 500)
-    assert (task["concurrencyKey"], task["onTerminate"]) == ("census/acme", "Keep")
+    assert (task["concurrencyKey"], task["onTerminate"]) == ("BaselineUpload/acme", "Keep")
+
+
+def test_a_concurrency_key_must_be_the_callers_organizations(
+        operator: httpx.Client, custom_objects: Any, api_namespace: str,
+        db: psycopg2.extensions.connection, seeded: dict[str, int]) -> None:
+    seed.submission_form(db, seeded["acme"])
+    export = {"type": "Export", "organization": "acme",
+              "params": {"form": "household-survey", "from": "2017-08-01", "to": "2017-08-31"}}
+
+    # Keys are compared across the namespace: another organization's would block its tasks.
+    for key in ("Export/globex/household-survey", "BaselineUpload/globex", "acme", "x/acmex"):
+        refused = problem(operator.post("/v1/tasks", json={**export, "concurrencyKey": key}),
+                          422)
+        [error] = refused["errors"]
+        assert error["pointer"] == "#/concurrencyKey", error
+        assert f"concurrency key {key!r} must name organization 'acme'" in error["detail"]
+    assert longtasks(custom_objects, api_namespace) == []
+
+    response = operator.post("/v1/tasks", json={**export, "concurrencyKey": "Export/acme/nightly"})
+    assert response.status_code == 201, response.text
+    assert response.json()["concurrencyKey"] == "Export/acme/nightly"
+
+
+def test_a_baseline_upload_takes_no_key_but_its_organizations_one(
+        operator: httpx.Client, custom_objects: Any, api_namespace: str) -> None:
+    # One baseline upload per organization at a time: another key would escape that.
+    request = baseline_request(file_id(operator), concurrencyKey="BaselineUpload/acme/second")
+
+    refused = problem(operator.post("/v1/tasks", json=request), 422)
+
+    [error] = refused["errors"]
+    assert error["pointer"] == "#/concurrencyKey", error
+    assert error["detail"] == ("a BaselineUpload task's concurrency key is "
+                               "'BaselineUpload/acme', not 'BaselineUpload/acme/second'")
+    assert longtasks(custom_objects, api_namespace) == []
 
 
 def test_params_that_do_not_fit_the_type_are_422_with_their_paths(

@@ -10,6 +10,7 @@ import httpx
 import psycopg2.extensions
 import pytest
 from api_support import UPLOAD_LIMIT, problem, token_of, upload
+from longtask.api import uploads
 from longtask.api.settings import ApiSettings
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
@@ -146,6 +147,47 @@ def test_a_multipart_body_without_a_file_part_is_422_naming_the_field(
                                  files={"other": ("x.csv", b"a,b\n", "text/csv")}), 422)
 
     assert body["errors"][0]["field"] == "file"
+
+
+def many_fields(count: int, size: int) -> Iterator[bytes]:
+    """A multipart body of ``count`` form fields of ``size`` bytes each, then a file part."""
+    for i in range(count):
+        yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\n"
+               ).encode() + b"x" * size + b"\r\n"
+    yield from multipart_stream(iter([CSV]))
+
+
+def test_a_form_of_many_fields_is_refused_at_the_first_part_too_many(
+        operator: httpx.Client, db: psycopg2.extensions.connection) -> None:
+    response = operator.post(
+        "/v1/files", content=many_fields(200, 4000),
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+
+    body = problem(response, 400)
+    assert body["detail"].startswith(f"the form has more than {uploads.MAX_PARTS} parts"), body
+    assert stored_files(db) == 0
+
+
+def test_a_part_with_huge_headers_is_refused(
+        operator: httpx.Client, db: psycopg2.extensions.connection) -> None:
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{'a' * 200_000}.csv\"\r\n\r\n").encode()
+    response = operator.post(
+        "/v1/files", content=iter([head, CSV, f"\r\n--{BOUNDARY}--\r\n".encode()]),
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+
+    body = problem(response, 400)
+    # python-multipart's own bound on a header line.
+    assert body["detail"] == "malformed multipart body: Maximum header size exceeded", body
+    assert stored_files(db) == 0
+
+
+def test_a_field_longer_than_its_bound_is_refused_naming_it(operator: httpx.Client) -> None:
+    body = problem(operator.post("/v1/files", content=many_fields(1, uploads.MAX_FIELD_BYTES + 1),
+                                 headers={"Content-Type":
+                                          f"multipart/form-data; boundary={BOUNDARY}"}), 400)
+
+    assert body["detail"] == f"form field 'f0' is longer than {uploads.MAX_FIELD_BYTES} bytes"
 
 
 def test_a_multipart_body_cut_short_is_400_and_nothing_is_kept(

@@ -210,3 +210,17 @@ def test_an_export_dry_run_counts_the_rows_the_range_covers(
 
     assert right < wrong < 1000
     assert abs(wrong / right - 3.4 / 1.4) < 0.1, (wrong, right)
+
+
+def test_a_teams_file_without_a_member_column_is_valid_with_the_defaults(
+        operator: httpx.Client) -> None:
+    file_id = upload(operator, b"team,manager_phone\nNorth,9876543210\n").json()["id"]
+    request = {"type": "BulkTeamCreate", "organization": "acme", "params": {"fileId": file_id}}
+
+    report = validate(operator, request)
+    named = operator.post("/v1/tasks/validate", json={
+        **request, "params": {"fileId": file_id, "memberPhonesColumn": "member_phones"}}).json()
+
+    assert report["valid"] is True and report["errors"] == [], report
+    assert named["valid"] is False
+    assert "no column named 'member_phones' for the member phones" in str(named["errors"])

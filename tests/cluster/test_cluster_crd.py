@@ -13,6 +13,9 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from devcluster.kube import REPO
+from longtask import tasktypes
+from longtask.constants import API_VERSION, KIND, PLURAL, VERSION
+from longtask.constants import GROUP as LONGTASK_GROUP
 
 pytestmark = pytest.mark.cluster
 
@@ -74,3 +77,43 @@ def test_the_project_crds_are_accepted_and_established(project_crds: list[str]) 
     documents = [d for f in files for d in yaml.safe_load_all(f.read_text())
                  if d and d.get("kind") == "CustomResourceDefinition"]
     assert sorted(project_crds) == sorted(d["metadata"]["name"] for d in documents)
+
+
+# (type, organization, concurrencyKey, admitted): the key rules of
+# longtask.tasktypes.concurrency_key_problem, which the CRD must hold to as well.
+KEY_CASES = [
+    ("Export", "acme", "Export/acme/nightly", True),
+    ("Export", "acme", "reports/acme", True),
+    ("Export", "acme", "Export/globex/household-survey", False),
+    ("Export", "acme", "acme", False),
+    ("Export", "acme", "acme/Export", False),
+    ("BulkTeamCreate", "acme", "BulkTeamCreate/acme", True),
+    ("BulkTeamCreate", "acme", "BulkTeamCreate/globex", False),
+    ("BaselineUpload", "acme", "BaselineUpload/acme", True),
+    ("BaselineUpload", "acme", "BaselineUpload/acme/second", False),
+    ("BaselineUpload", "acme", "census/acme", False),
+    ("BaselineUpload", "acme", "BaselineUpload/globex", False),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("type_name", "organization", "key", "admitted"), KEY_CASES)
+def test_the_crd_and_the_api_refuse_the_same_concurrency_keys(
+        project_crds: list[str], custom_objects: Any, kube_namespace: str, type_name: str,
+        organization: str, key: str, admitted: bool) -> None:
+    body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "keyed"},
+            "spec": {"type": type_name, "organization": organization, "params": {},
+                     "concurrencyKey": key, "state": "Paused"}}
+
+    try:
+        custom_objects.create_namespaced_custom_object(
+            LONGTASK_GROUP, VERSION, kube_namespace, PLURAL, body, dry_run="All")
+        server_admitted, said = True, ""
+    except ApiException as err:
+        assert err.status == 422, err.body
+        server_admitted, said = False, json.loads(err.body)["message"]
+
+    assert server_admitted == admitted, said
+    assert (tasktypes.concurrency_key_problem(type_name, organization, key) is None) == admitted
+    if not admitted:
+        assert "spec.concurrencyKey" in said, said

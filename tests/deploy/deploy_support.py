@@ -63,6 +63,19 @@ def kube_version() -> str:
     return match.group(1)
 
 
+def sample_run_job() -> dict[str, Any]:
+    """The run Job the operator's code makes for a small Export task (operator/manifests.py)."""
+    from longtask.operator.manifests import build_run_job
+
+    from longtask.model import Task
+
+    task = Task.from_body({
+        "metadata": {"name": "t", "namespace": "ns", "uid": "00000000-0000-0000-0000-000000000001",
+                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"type": "Export", "organization": "acme", "params": {}}})
+    return build_run_job(task, OperatorSettings(runner_image="r:1"))
+
+
 def run(argv: Sequence[str | Path], *, stdin: str | None = None,
         env: Mapping[str, str] | None = None, check: bool = True,
         timeout: float = 120, cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:

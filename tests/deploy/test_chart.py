@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, CI_VALUES, REPO, find, helm, kube_version, render, template_args
+from deploy_support import (
+    CHART,
+    CI_VALUES,
+    REPO,
+    find,
+    helm,
+    kube_version,
+    render,
+    sample_run_job,
+    template_args,
+)
 from longtask.api.settings import ApiSettings
 from longtask.operator.settings import OperatorSettings
 
@@ -59,7 +69,10 @@ def test_the_defaults_render_the_whole_trial_install() -> None:
 
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == sorted({"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding",
-                            "Secret", "Service", "StatefulSet", "Deployment", "Pod"}), kinds
+                            "Secret", "Service", "StatefulSet", "Deployment", "Pod",
+                            "PodDisruptionBudget", "NetworkPolicy",
+                            "ValidatingAdmissionPolicy",
+                            "ValidatingAdmissionPolicyBinding"}), kinds
     assert [d["metadata"]["name"] for d in find(objects, "Deployment")] == [
         "lt-longtask-api", "lt-longtask-operator"]
     statefulset = find(objects, "StatefulSet")[0]
@@ -461,3 +474,141 @@ def test_runner_pods_get_the_pull_secrets_through_their_service_account() -> Non
 
     runners = find(objects, "ServiceAccount", "lt-longtask-runner")
     assert [r["imagePullSecrets"] for r in runners] == [[{"name": "registry-credentials"}]] * 2
+
+
+# --------------------------------------------------------------------------- disruption, network
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a label selector (matchLabels; matchExpressions In/Exists) selects ``labels``."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        if expr["operator"] == "In" and labels.get(expr["key"]) not in expr["values"]:
+            return False
+        if expr["operator"] == "Exists" and expr["key"] not in labels:
+            return False
+        assert expr["operator"] in ("In", "Exists"), expr
+    return True
+
+
+def pod_labels(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, str]:
+    (obj,) = find(objects, kind, name)
+    labels: dict[str, str] = obj["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def runner_pod_labels() -> dict[str, str]:
+    """The labels of a runner pod as the operator makes it."""
+    labels: dict[str, str] = sample_run_job()["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_a_drain_takes_one_operator_and_one_api_pod_at_a_time() -> None:
+    objects = render()
+
+    budgets = {b["metadata"]["name"]: b["spec"] for b in find(objects, "PodDisruptionBudget")}
+    assert set(budgets) == {"lt-longtask-operator", "lt-longtask-api"}
+    for name, spec in budgets.items():
+        assert spec["maxUnavailable"] == 1 and "minAvailable" not in spec, spec
+        assert selects(spec["selector"], pod_labels(objects, "Deployment", name)), name
+    off = render(sets=["operator.podDisruptionBudget.enabled=false", "api.enabled=false"])
+    assert find(off, "PodDisruptionBudget") == []
+
+
+def test_postgresql_takes_connections_only_from_the_releases_pods_and_runners() -> None:
+    objects = render(sets=["watch.namespaces={team-a}"])
+    (policy,) = find(objects, "NetworkPolicy", "lt-longtask-postgresql")
+    spec = policy["spec"]
+
+    assert selects(spec["podSelector"], pod_labels(objects, "StatefulSet",
+                                                   "lt-longtask-postgresql"))
+    assert spec["policyTypes"] == ["Ingress"]
+    [rule] = spec["ingress"]
+    assert rule["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    peers = rule["from"]
+    for deployment in ("lt-longtask-operator", "lt-longtask-api"):
+        labels = pod_labels(objects, "Deployment", deployment)
+        assert any("namespaceSelector" not in p and selects(p["podSelector"], labels)
+                   for p in peers), deployment
+    runner = [p for p in peers if "namespaceSelector" in p]
+    assert len(runner) == 1 and selects(runner[0]["podSelector"], runner_pod_labels())
+    assert selects(runner[0]["namespaceSelector"],
+                   {"kubernetes.io/metadata.name": "team-a"})
+    assert not selects(runner[0]["namespaceSelector"],
+                       {"kubernetes.io/metadata.name": "someone-else"})
+    test_pod = find(objects, "Pod")[0]["metadata"]["labels"]
+    assert not any(selects(p["podSelector"], test_pod) for p in peers), (
+        "the helm test pod talks to the API, not to the database")
+
+
+def test_runner_pods_reach_only_the_database_and_dns_in_every_task_namespace() -> None:
+    objects = render(sets=["watch.namespaces={team-a}"])
+    policies = find(objects, "NetworkPolicy", "lt-longtask-runner")
+
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["longtask", "team-a"]
+    for policy in policies:
+        spec = policy["spec"]
+        assert selects(spec["podSelector"], runner_pod_labels())
+        assert spec["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in spec
+        database, dns = spec["egress"]
+        assert database["ports"] == [{"port": 5432, "protocol": "TCP"}]
+        [peer] = database["to"]
+        assert selects(peer["podSelector"], pod_labels(objects, "StatefulSet",
+                                                       "lt-longtask-postgresql"))
+        assert peer["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "longtask"}}
+        assert "to" not in dns and {p["port"] for p in dns["ports"]} == {53}
+
+
+def test_an_existing_database_gets_a_runner_policy_only_when_its_address_is_given() -> None:
+    existing = ["postgresql.enabled=false", "database.url=postgresql://db.example:5432/x"]
+
+    assert find(render(sets=existing), "NetworkPolicy", "lt-longtask-runner") == []
+    objects = render(sets=[*existing, "networkPolicy.databaseEgress[0].ipBlock.cidr=10.20.0.5/32",
+                           "networkPolicy.databasePort=6432"])
+    (policy,) = find(objects, "NetworkPolicy", "lt-longtask-runner")
+    database = policy["spec"]["egress"][0]
+    assert database == {"ports": [{"port": 6432, "protocol": "TCP"}],
+                        "to": [{"ipBlock": {"cidr": "10.20.0.5/32"}}]}
+    assert find(objects, "NetworkPolicy", "lt-longtask-postgresql") == []
+
+
+def test_the_api_takes_connections_on_its_port_from_whom_the_values_say() -> None:
+    objects = render()
+    (policy,) = find(objects, "NetworkPolicy", "lt-longtask-api")
+    [rule] = policy["spec"]["ingress"]
+    assert rule == {"ports": [{"port": 8080, "protocol": "TCP"}]}, "anyone, on the port only"
+
+    limited = render(sets=["networkPolicy.apiFrom[0].podSelector.matchLabels.app=ingress"])
+    (policy,) = find(limited, "NetworkPolicy", "lt-longtask-api")
+    assert policy["spec"]["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app": "ingress"}}}]
+    assert find(render(sets=["networkPolicy.enabled=false"]), "NetworkPolicy") == []
+
+
+def test_the_admission_policy_trusts_the_api_service_account_and_the_annotation() -> None:
+    objects = render()
+    (policy,) = find(objects, "ValidatingAdmissionPolicy", "lt-longtask-organizations")
+    (binding,) = find(objects, "ValidatingAdmissionPolicyBinding", "lt-longtask-organizations")
+
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert variables["byApi"] == (
+        'request.userInfo.username == "system:serviceaccount:longtask:lt-longtask-api"')
+    assert "collect.atlan.com/organizations" in variables["listed"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["CREATE"] and rule["resources"] == ["longtasks"]
+    assert binding["spec"]["policyName"] == "lt-longtask-organizations"
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert find(render(sets=["admissionPolicy.enabled=false"]),
+                "ValidatingAdmissionPolicy") == []
+
+
+def test_a_production_api_with_no_token_is_refused_at_render() -> None:
+    out = helm(*template_args(sets=["api.tokens.generateAdmin=false"]), check=False)
+
+    assert out.returncode != 0
+    assert "a production API refuses to start with no token" in out.stderr
+    assert helm(*template_args(sets=["api.tokens.generateAdmin=false",
+                                     "api.environment=development"])).returncode == 0

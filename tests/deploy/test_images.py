@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO, run, tool
+from deploy_support import REPO, run, sample_run_job, tool
 
 DOCKERFILES = {"Dockerfile.runner": "runner.txt", "Dockerfile.operator": "operator.txt"}
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -72,16 +72,7 @@ def test_the_image_builds_its_wheel_from_a_context_holding_every_package_folder(
 
 
 def test_the_runner_image_command_is_the_one_the_operator_jobs_run() -> None:
-    from longtask.operator.manifests import build_run_job
-    from longtask.operator.settings import OperatorSettings
-
-    from longtask.model import Task
-
-    task = Task.from_body({
-        "metadata": {"name": "t", "namespace": "ns", "uid": "00000000-0000-0000-0000-000000000001",
-                     "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {"type": "Export", "organization": "acme", "params": {}}})
-    job = build_run_job(task, OperatorSettings(runner_image="r:1"))
+    job = sample_run_job()
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     entrypoint = json.loads(dict(instructions("Dockerfile.runner"))["ENTRYPOINT"])
 

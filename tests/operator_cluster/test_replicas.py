@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 LEASE = "longtask-operator"
 LEASE_DURATION = 8  # OperatorSettings' default
 TASKS = 20
-KEYS = 4  # concurrency keys the 20 tasks share: four run at once, five after each other
+KEYS = 4  # organizations (so concurrency keys) the 20 tasks share: four run at once, five
+# after each other
 SLICE_ROWS = 300  # rows of the Karnataka file each of the 20 uploads loads
 # Log lines of a process that acts on tasks: none may come before its lease_acquired.
 ACTIONS = {"phase_changed", "job_created", "job_suspended", "job_resumed", "job_deleted",
@@ -112,15 +113,24 @@ def assert_acted_only_while_leading(ops: list[s.OperatorProcess]) -> None:
                              f"{early[:5]}\n{op.tail(30)}")
 
 
-def upload_slice(db: psycopg2.extensions.connection, db_url: str, org: int,
-                 karnataka: bytes, forms: list[str]) -> Any:
-    """The first ``SLICE_ROWS`` rows of the Karnataka file, stored once, and a village
-    form for each name; the file's id."""
+def upload_slices(db: psycopg2.extensions.connection, db_url: str, org: int,
+                  karnataka: bytes, names: list[str]) -> dict[str, tuple[str, Any]]:
+    """The first ``SLICE_ROWS`` rows of the Karnataka file, stored once for each of ``KEYS``
+    organizations (``org``, acme, among them), and a village form for each name in the
+    organization of its task (task ``i`` in organization ``i % KEYS``); per name, the
+    organization's slug and the file's id."""
     lines = karnataka.split(b"\n")
     header = lines[0].decode().split(",")
-    for form in forms:
-        s.create_village_form(db, org, form, header)
-    return s.store_file(db_url, b"\n".join(lines[:SLICE_ROWS + 1]) + b"\n", s.KARNATAKA)
+    data = b"\n".join(lines[:SLICE_ROWS + 1]) + b"\n"
+    orgs = [(s.ORG, org)] + [(slug, s.create_org(db, slug))
+                             for slug in (f"{s.ORG}-{k}" for k in range(1, KEYS))]
+    files = [s.store_file(db_url, data, s.KARNATAKA, organization=slug) for slug, _ in orgs]
+    placed = {}
+    for i, name in enumerate(names):
+        slug, org_id = orgs[i % KEYS]
+        s.create_village_form(db, org_id, name, header)
+        placed[name] = (slug, files[i % KEYS])
+    return placed
 
 
 @pytest.mark.parametrize("n", [2, 3], ids=["2-replicas", "3-replicas"])
@@ -131,13 +141,15 @@ def test_replicas_make_exactly_one_job_per_task_and_hand_over_when_the_leader_di
     ops = replicas(n)
     first = wait_leader(ops, lease_holder)
     names = [f"r{i:02d}" for i in range(TASKS)]
-    file_id = upload_slice(db, db_url, org, karnataka, names)
+    placed = upload_slices(db, db_url, org, karnataka, names)
     jobs = s.JobRecorder(batch_v1, namespace)
     jobs.start_and_wait()
     try:
         uids = {}
-        for i, name in enumerate(names):
-            spec = {**s.baseline_spec(file_id, name), "concurrencyKey": f"replicas-{i % KEYS}"}
+        for name in names:
+            slug, file_id = placed[name]
+            # The organization's one BaselineUpload key: KEYS organizations, KEYS keys.
+            spec = s.baseline_spec(file_id, name, organization=slug)
             uids[name] = tasks.create(name, spec)["metadata"]["uid"]
         # Kill the leader once some tasks have Jobs and most still wait for their key.
         s.wait_until(lambda: len(jobs.seen) >= KEYS + 2, timeout=90,

@@ -147,3 +147,24 @@ def test_rollback_after_completion_restores_every_table(db, db_url, org):
     assert count(db, "teams") == 500 and count(db, "field_users") == 1500
     assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
     assert s.snapshot(db) == before
+
+
+def test_a_file_without_a_member_column_makes_teams_with_managers_only(db, db_url, org):
+    # memberPhonesColumn left at its default (member_phones), which this file lacks.
+    task = teams_task(db_url, "team,manager_phone\nNorth,9876543210\nSouth,9876543211\n")
+
+    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+
+    assert count(db, "teams") == 2
+    assert members(db, "North") == [("+919876543210", "manager")]
+
+
+def test_a_member_column_the_task_names_must_be_in_the_file(db, db_url, org):
+    task = teams_task(db_url, "team,manager_phone\nNorth,9876543210\n",
+                      memberPhonesColumn="member_phones")
+
+    assert s.run_inline(db_url, task) == constants.EXIT_FAILED
+
+    rec = s.record(db, task.uid)
+    assert "no column named 'member_phones' for the member phones" in rec["message"], rec
+    assert count(db, "teams") == 0
