@@ -29,7 +29,8 @@ def _serve() -> int:
     import uvicorn
     from longtask.api.app import create_app
     from longtask.api.settings import ApiSettings
-    from longtask.runner import logs
+
+    from longtask import logs
 
     settings = ApiSettings()  # type: ignore[call-arg]  # from the environment
     logs.setup(settings.log_level)

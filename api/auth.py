@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from longtask.api.errors import ApiError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 log = logging.getLogger("longtask.api.auth")
@@ -100,7 +101,7 @@ class Principal:
         return [o for o in organizations if self.may_use(o)]
 
 
-class TokenConfigError(ValueError):
+class TokenConfigError(ApiError, ValueError):
     """The token document cannot be read or breaks a rule; the message says where."""
 
 

@@ -1,38 +1,39 @@
-"""The API's database access: a small blocking connection pool and its SQL, named in one place.
+"""The API's database access: its connection pool and its own SQL, named in one place.
 
 The API reads the runner's records (row errors, export parts) and the Collect reference
-tables, and writes only the file store (through :func:`longtask.runner.filestore.store`).
+tables. It writes the file store (through :func:`longtask.filestore.store`) and, on a
+control request, the task record's hold (through :func:`longtask.taskrecord.hold`, from
+``task_control``); the task record's statements are :mod:`longtask.taskrecord`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg2
 import psycopg2.extensions
+from longtask.api.errors import ApiError
 
-from longtask import db as _db  # noqa: F401 - registers the UUID adapter
+from longtask import db as _db  # also registers the UUID adapter
+from longtask import taskrecord
 
 Connection = psycopg2.extensions.connection
 
 
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached, or no pooled connection freed up in time."""
+class DatabaseUnavailable(ApiError, _db.DatabaseUnavailable, RuntimeError):
+    """The database cannot be reached, or no pooled connection freed up in time (503)."""
 
 
 class Queries:
-    """Every statement the API runs (procrastinate keeps its SQL the same way)."""
+    """Every statement the API runs on its own (the task record's are in
+    :mod:`longtask.taskrecord`)."""
 
     ORGANIZATION_EXISTS = "SELECT 1 FROM collect.organizations WHERE slug = %(org)s"
     FORM_EXISTS = (
         "SELECT 1 FROM collect.forms f JOIN collect.organizations o ON o.id = f.organization_id "
         "WHERE o.slug = %(org)s AND f.name = %(form)s"
     )
-    TASK_COUNTS = "SELECT row_errors FROM longtask.tasks WHERE uid = %(uid)s"
     ROW_ERRORS_PAGE = (
         "SELECT id, line, column_name, reason, value FROM longtask.row_errors "
         "WHERE task_uid = %(uid)s AND (line, id) > (%(line)s, %(id)s) "
@@ -48,90 +49,16 @@ class Queries:
     )
 
 
-class Database:
-    """At most ``size`` connections, handed out one per request and reused.
+class Database(_db.Pool):
+    """The API's pool (:class:`longtask.db.Pool`): at most ``size`` connections, named
+    ``longtask-api``; :class:`DatabaseUnavailable` when none can be had in time."""
 
-    ``connection()`` waits up to ``wait_seconds`` for a free one, then raises
-    :class:`DatabaseUnavailable` (answered 503); a connection that failed is discarded.
-    """
+    unavailable = DatabaseUnavailable
 
     def __init__(self, url: str, size: int, *, connect_timeout: int = 5,
                  wait_seconds: float = 10.0) -> None:
-        self._url = url
-        self._connect_timeout = connect_timeout
-        self._wait = wait_seconds
-        self._slots = threading.BoundedSemaphore(size)
-        self._idle: list[Connection] = []
-        self._lock = threading.Lock()
-
-    def _open(self) -> Connection:
-        try:
-            conn = psycopg2.connect(self._url, application_name="longtask-api",
-                                    connect_timeout=self._connect_timeout)
-        except psycopg2.OperationalError as exc:
-            raise DatabaseUnavailable(f"database unreachable: {_first_line(exc)}") from None
-        with conn.cursor() as cur:
-            cur.execute("SET TIME ZONE 'UTC'")
-        conn.commit()
-        return conn
-
-    @contextlib.contextmanager
-    def connection(self, *, autocommit: bool = True) -> Iterator[Connection]:
-        """A connection for one unit of work, in autocommit mode unless asked otherwise."""
-        if not self._slots.acquire(timeout=self._wait):
-            raise DatabaseUnavailable("no database connection became free in time")
-        conn: Connection | None = None
-        broken = False
-        try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None or conn.closed:
-                conn = self._open()
-            conn.autocommit = autocommit
-            try:
-                yield conn
-            except psycopg2.OperationalError as exc:
-                broken = True
-                raise DatabaseUnavailable(f"database failed: {_first_line(exc)}") from exc
-        finally:
-            if conn is not None:
-                self._give_back(conn, broken)
-            self._slots.release()
-
-    def _give_back(self, conn: Connection, broken: bool) -> None:
-        """Keep ``conn`` for reuse (rolled back, explicit-transaction mode) or close it."""
-        if not broken and not conn.closed:
-            try:
-                if not conn.autocommit:
-                    conn.rollback()
-                conn.autocommit = False
-            except psycopg2.Error:
-                broken = True
-            if not broken:
-                with self._lock:
-                    self._idle.append(conn)
-                return
-        with contextlib.suppress(psycopg2.Error):
-            conn.close()
-
-    def ping(self) -> None:
-        """``SELECT 1``; :class:`DatabaseUnavailable` when it fails."""
-        with self.connection() as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1")
-
-    def close(self) -> None:
-        """Close the idle connections."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            with contextlib.suppress(psycopg2.Error):
-                conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of a driver message (libpq's later lines may echo connection details)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        super().__init__(url, size, application_name="longtask-api",
+                         connect_timeout=connect_timeout, wait_seconds=wait_seconds)
 
 
 @dataclass(frozen=True)
@@ -162,9 +89,7 @@ def form_exists(conn: Connection, org: str, form: str) -> bool:
 def row_error_counts(conn: Connection, uid: uuid.UUID) -> tuple[int, int]:
     """``(counted, stored)`` row errors of the task; ``(0, 0)`` before it has a record."""
     with conn.cursor() as cur:
-        cur.execute(Queries.TASK_COUNTS, {"uid": uid})
-        row = cur.fetchone()
-        counted = int(row[0]) if row else 0
+        counted = taskrecord.row_errors(cur, uid)
         cur.execute(Queries.ROW_ERRORS_STORED, {"uid": uid})
         stored = int(cur.fetchone()[0])  # type: ignore[index]
     return max(counted, stored), stored

@@ -1,9 +1,10 @@
 """The validation dry run: what a task would do, found before it runs. Nothing is written.
 
-The checks are the runner's own: the task's work is built with
-:func:`longtask.runner.tasks.build_work` and opened (organization, form, file, header
-mapping, "no data rows": the same errors, in the same words, as a run would fail with),
-and each of the first rows is parsed by the task type's own row parser. A file whose every
+The checks are the runner's own, reached through its one facade for the API
+(:mod:`longtask.runner.rules`): the task's work is built with ``rules.build_work`` and
+opened (organization, form, file, header mapping, "no data rows": the same errors, in the
+same words, as a run would fail with), and each of the first rows is parsed by the task
+type's own row parser. A file whose every
 data row is a row error (all of it read) would have nothing written: that is an error
 too; when only the rows read are all bad, a warning (``no-rows-written``). ``POST
 /v1/tasks`` runs the same dry run and refuses what it finds invalid, with the same errors.
@@ -37,18 +38,14 @@ from longtask.api.schemas import (
     TaskCreate,
     ValidationReport,
 )
-from longtask.runner import filestore
-from longtask.runner.csvsource import Header, Record
-from longtask.runner.engine import RowError, StopToken, TaskDefinition
-from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
-from longtask.runner.tasks import build_work, common
-from longtask.runner.tasks.baseline import BaselineUpload
-from longtask.runner.tasks.export import Export
-from longtask.runner.tasks.teams import BulkTeamCreate, member_phones_ref
-from longtask.runner.textencoding import label_of
+from longtask.runner import rules
+from longtask.runner.rules import BaselineUpload, BulkTeamCreate, Export, RowError
 
-from longtask import tasktypes
+from longtask import filestore, tasktypes
+from longtask.csvsource import Header, Record
+from longtask.errors import FileUnreadable, HeaderError, TaskFailed
 from longtask.settings import RunnerSettings
+from longtask.textencoding import label_of
 from longtask.values import (
     FieldSpec,
     FieldType,
@@ -115,7 +112,7 @@ class _Report:
 
 
 def run(conn: db.Connection, request: TaskCreate, *, rows: int, statement_timeout: float,
-        connect: common.Connector | None = None) -> ValidationReport:
+        connect: rules.Connector | None = None) -> ValidationReport:
     """The dry run of ``request`` on ``conn`` (autocommit; its settings are restored),
     reading and parsing up to ``rows`` data rows.
 
@@ -152,12 +149,12 @@ def run(conn: db.Connection, request: TaskCreate, *, rows: int, statement_timeou
             return _result(request, key, report)
         result.file = describe(conn, info)
         _warn_detected(result.file, report)
-    task = TaskDefinition(uid=uuid.uuid4(), type=request.type,
+    task = rules.TaskDefinition(uid=uuid.uuid4(), type=request.type,
                           organization=request.organization, params=request.params,
                           name=request.name, namespace=None,
                           rate_limit=float(request.rate_limit) if request.rate_limit else None)
     with _statement_timeout(conn, statement_timeout):
-        work = build_work(task, "run", conn, StopToken(), RunnerSettings(), connect)
+        work = rules.build_work(task, "run", conn, rules.StopToken(), RunnerSettings(), connect)
         try:
             result.rows_total = work.open(None)
         except (HeaderError, FileUnreadable) as exc:
@@ -202,7 +199,7 @@ def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org
                  rows: int, result: ValidationReport, report: _Report) -> None:
     """Parse the first ``rows`` records as the run would; fill columns, row errors, warnings."""
     has_header = not isinstance(work, BulkTeamCreate) or work.params.has_header
-    _info, csv_file = common.open_csv(conn, work.params.file_id, org, work.settings,
+    _info, csv_file = rules.open_csv(conn, work.params.file_id, org, work.settings,
                                       has_header=has_header)
     header = csv_file.header()
     columns = (_baseline_columns(conn, work, header.names, org)
@@ -280,7 +277,7 @@ def _observe(record: Record, columns: dict[int, _Column]) -> None:
 
 def _baseline_columns(conn: db.Connection, work: BaselineUpload, names: list[str],
                       org: str) -> dict[int, _Column]:
-    form = common.load_form(conn, common.organization_id(conn, org), work.params.form)
+    form = rules.load_form(conn, rules.organization_id(conn, org), work.params.form)
     fields = {normalize_header(f.name): f for f in form.fields}
     key = normalize_header(work.params.key_column)
     columns: dict[int, _Column] = {}
@@ -302,19 +299,19 @@ def _team_columns(work: BulkTeamCreate, header: Header) -> dict[int, _Column]:
     p = work.params
     region = p.default_region
     names = header.names
-    index = common.header_index(header, "file") if names else {}
+    index = rules.header_index(header, "file") if names else {}
     roles: list[tuple[str | None, str, str, Parse | None]] = [
         (p.team_column, "team", "text", None),
         (p.manager_phone_column, "manager phone", "phone",
          lambda v: normalize_phone(v, region)),
-        (member_phones_ref(p, index), "member phones", "phones",
+        (rules.member_phones_ref(p, index), "member phones", "phones",
          lambda v: parse_member_phones(v, region)),
     ]
     columns: dict[int, _Column] = {i: _Column(i, n) for i, n in enumerate(names)}
     for ref, target, type_, parse in roles:
         if ref is None:
             continue
-        position = common.column_of(ref, index, target, "file")
+        position = rules.column_of(ref, index, target, "file")
         column = columns.setdefault(position, _Column(position, None))
         column.target, column.type, column.parse = target, type_, parse
     return columns

@@ -27,10 +27,11 @@ from longtask.api.problems import (
     responses,
 )
 from longtask.api.schemas import DNS_LABEL, FilePublic
-from longtask.runner import filestore, textencoding
-from longtask.runner.csvsource import CsvFile
-from longtask.runner.errors import FileUnreadable, HeaderError
-from longtask.runner.tasks import common
+from longtask.runner import rules
+
+from longtask import filestore, textencoding
+from longtask.csvsource import CsvFile
+from longtask.errors import FileUnreadable, HeaderError
 
 log = logging.getLogger("longtask.api.files")
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=COMMON_RESPONSES)
@@ -70,7 +71,7 @@ def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
     try:
         header = sample.header()
         names = header.names
-        common.header_index(header, info.filename)
+        rules.header_index(header, info.filename)
     except HeaderError as exc:
         warnings.append(str(exc))
     except FileUnreadable as exc:

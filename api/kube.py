@@ -9,10 +9,8 @@ the app answers with 503 and 502 problems.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,33 +18,34 @@ from typing import Any
 import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from longtask.api.errors import ApiError
 
 from longtask.constants import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from longtask.events import event_for
 
 log = logging.getLogger("longtask.api.kube")
 
 NOT_FOUND, CONFLICT, GONE, INVALID = 404, 409, 410, 422
 COMPONENT = "longtask-api"
-INSTANCE = socket.gethostname()[:128]  # the pod's name in a cluster
 
 
-class KubeUnavailable(RuntimeError):
+class KubeUnavailable(ApiError, RuntimeError):
     """The Kubernetes API server cannot be reached or answered 5xx; retry later."""
 
 
-class KubeError(RuntimeError):
+class KubeError(ApiError, RuntimeError):
     """The Kubernetes API server refused a call the API expects to succeed (a bug or RBAC)."""
 
 
-class NotFound(Exception):
+class NotFound(ApiError):
     """The object does not exist."""
 
 
-class Conflict(Exception):
+class Conflict(ApiError):
     """The object changed since it was read (``resourceVersion``) or already exists."""
 
 
-class Invalid(Exception):
+class Invalid(ApiError):
     """The server's validation refused the object: ``causes`` as ``(field, message)``."""
 
     def __init__(self, message: str, causes: list[tuple[str, str]]) -> None:
@@ -194,20 +193,8 @@ class Tasks:
         the LongTask carry the same facts.
         """
         meta = task["metadata"]
-        moment = dt.datetime.now(dt.UTC)
-        now = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": self.namespace},
-            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                               "namespace": self.namespace, "uid": meta["uid"],
-                               "resourceVersion": meta.get("resourceVersion")},
-            "reason": reason, "message": message[:1024], "type": type_,
-            "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-            "reportingInstance": INSTANCE, "action": action,
-            # Microseconds, so requests made within one second keep their order.
-            "eventTime": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
+        event = event_for({**task, "metadata": {**meta, "namespace": self.namespace}},
+                          type_, reason, message, component=COMPONENT, action=action)
         try:
             self._call(self._core.create_namespaced_event, self.namespace, event,
                        _preload_content=False)
@@ -254,5 +241,5 @@ class Tasks:
             w.stop()  # type: ignore[no-untyped-call]
 
 
-class ResourceExpired(Exception):
+class ResourceExpired(ApiError):
     """The watch's ``resourceVersion`` is older than the server keeps (HTTP 410 Gone)."""

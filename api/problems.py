@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from longtask.api.errors import ApiError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,7 +72,7 @@ COMMON_RESPONSES = responses(401, 403, 404, 422, 502, 503)
 """Every authenticated route may answer these."""
 
 
-class ApiProblem(Exception):
+class ApiProblem(ApiError):
     """Raise to answer with a problem; ``slug`` names the problem type (``TYPE_BASE`` + slug)."""
 
     def __init__(self, status: int, slug: str, title: str, detail: str | None = None, *,

@@ -1,7 +1,7 @@
 """Request and response bodies: Create, Update and Public shapes, camelCase on the wire.
 
 The LongTask's status parts (conditions, progress, rollback, last action) are the
-operator's own models (:mod:`longtask.operator.model`), so the API shows exactly what the
+operator's own models (:mod:`longtask.model`), so the API shows exactly what the
 CRD holds.
 """
 
@@ -12,8 +12,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from longtask.operator.model import Condition, LastAction, Progress, RollbackProgress
-from longtask.runner.textencoding import EncodingSource
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,7 +24,9 @@ from pydantic.alias_generators import to_camel
 
 from longtask import tasktypes
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.model import Condition, LastAction, Progress, RollbackProgress
 from longtask.phases import DesiredState, OnTerminate, Phase
+from longtask.textencoding import EncodingSource
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 CONCURRENCY_KEY = r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$"

@@ -1,7 +1,7 @@
 """Streaming ``multipart/form-data`` uploads (RFC 7578) into the file store.
 
 The request body is parsed as it arrives; the bytes of the part named ``file`` are handed
-to :func:`longtask.runner.filestore.store` through a file-like object, so at most a few
+to :func:`longtask.filestore.store` through a file-like object, so at most a few
 network chunks and one store block (1 MiB) are in memory, whatever the file's size. The
 size limit counts the file's bytes as they arrive: an oversized upload is refused as soon
 as it crosses the limit, and the store's transaction is rolled back.
@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio.from_thread
+from longtask.api.errors import ApiError
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
@@ -29,7 +30,7 @@ MAX_FIELD_BYTES = 4096  # one field's value
 MAX_PARTS = 32  # parts of one body, the file's included
 
 
-class UploadError(Exception):
+class UploadError(ApiError):
     """Base of the upload errors; the message is for the person uploading."""
 
 

@@ -33,9 +33,9 @@ from pathlib import Path
 import httpx
 import yaml
 from longtask.api.auth import hash_token
-from longtask.runner import filestore
 
 from devcluster import kube, postgres
+from longtask import filestore
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 

@@ -38,14 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
-from longtask.runner import filestore
 from longtask.runner.cli import execute
 from longtask.runner.engine import StopToken, TaskDefinition
 
 from demo import files
 from demo.control import ApiControl
 from devcluster import seed, stack
-from longtask import constants
+from longtask import constants, filestore
 from longtask.db import connect
 
 PAUSE_ORG = "bench-pause"

@@ -7,7 +7,7 @@ system's ANSI code page, ``;`` between fields where the decimal separator is a c
 line ends; "Unicode Text" as UTF-16 with a byte-order mark and tabs), from names, streets,
 cities and remarks written for each language, at three sizes: about 100 bytes (a header
 and a row or two of a few columns), 10 KB and 1 MB. Each file is fed, a block at a time,
-to the same :class:`~longtask.runner.textencoding.EncodingSniffer` the store uses, and the
+to the same :class:`~longtask.textencoding.EncodingSniffer` the store uses, and the
 outcome is counted per encoding and size:
 
 - **right**: the encoding chosen decodes the file to exactly the text written (a code page
@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import charset_normalizer
-from longtask.runner.textencoding import EncodingSniffer, EncodingUncertain
+
+from longtask.textencoding import EncodingSniffer, EncodingUncertain
 
 SIZES = {"100 B": 100, "10 KB": 10_000, "1 MB": 1_000_000}
 BLOCK = 1 << 20

@@ -56,13 +56,13 @@ import psycopg2.extensions
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from longtask.operator.manifests import build_run_job
-from longtask.operator.model import Task
 from longtask.operator.settings import OperatorSettings
 
 from devcluster import kube, postgres, seed
 from longtask.constants import GROUP, PLURAL, VERSION
 from longtask.db import connect
 from longtask.db.migrate import upgrade
+from longtask.model import Task
 
 ORG = "bench"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"

@@ -37,7 +37,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from longtask.runner import filestore
 from longtask.runner.cli import execute
 from longtask.runner.engine import StopToken, TaskDefinition
 from longtask.runner.tasks.common import load_form
@@ -45,7 +44,7 @@ from longtask.runner.tasks.export import select_list
 from psycopg2 import sql
 
 from devcluster import postgres, realdata, seed
-from longtask import constants
+from longtask import constants, filestore
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
@@ -250,7 +249,7 @@ def bench_memory(url: str, conn, megabytes: int, seconds: float) -> tuple[float,
         probe = (
             "import io, sys, uuid\n"
             "from longtask.db import connect\n"
-            "from longtask.runner import filestore\n"
+            "from longtask import filestore\n"
             "conn = connect(sys.argv[1])\n"
             "with open(sys.argv[2], 'rb') as f:\n"
             "    info = filestore.store(conn, f, organization='bench', filename='big.csv')\n"

@@ -1,1 +1,1 @@
-"""The demo: the three cases of DESIGN.md played on real files (``make demo``)."""
+"""The demo: the three cases of README.md played on real files (``make demo``)."""

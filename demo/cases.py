@@ -1,4 +1,4 @@
-"""The three cases of DESIGN.md, played through a :class:`~demo.control.Control`.
+"""The three cases of README.md, played through a :class:`~demo.control.Control`.
 
 Each step prints what a user would see (phase, a progress bar, counts) and checks the
 database afterwards (and, on the full stack, that no runner pod is left after a pause or

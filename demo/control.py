@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg2.extras
-from longtask.runner import filestore
 
+from longtask import filestore
 from longtask.db import connect
 
 

@@ -317,19 +317,23 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float, what: str,
-             interval: float = 0.2) -> T:
-    """Call ``check`` until it returns something other than None/False, or time runs out.
+             interval: float = 0.2, on_timeout: Callable[[], str] | None = None) -> T:
+    """Call ``check`` every ``interval`` seconds until it returns something true (not None,
+    False, 0 or empty), and return that value: the one bounded wait of the tests, the demo
+    and the benchmarks.
 
-    Returns that value; raises ``TimeoutError`` naming ``what`` (and the last value seen)
-    after ``timeout`` seconds.
+    Raises ``TimeoutError`` naming ``what``, the last value seen and ``on_timeout()`` (e.g.
+    a process's log) after ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
     while True:
         value = check()
-        if value is not None and value is not False:
+        if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:.0f}s for {what}; last seen: {value!r}")
+            extra = on_timeout() if on_timeout else ""
+            raise TimeoutError(f"waited {timeout:.0f}s for {what}; last seen: {value!r}"
+                               + (f"\n{extra}" if extra else ""))
         time.sleep(interval)
 
 

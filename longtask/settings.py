@@ -23,8 +23,8 @@ class RunnerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LONGTASK_RUNNER_", extra="ignore")
 
-    # A chunk should take well under a second (DESIGN.md, "Bounded chunks"): this bounds
-    # both how long a pause waits and how much work a stop throws away.
+    # A chunk should take well under a second (README.md, "The runner's contract"): this
+    # bounds both how long a pause waits and how much work a stop throws away.
     chunk_target_seconds: float = Field(default=0.25, gt=0, le=5)
     chunk_min_rows: int = Field(default=50, ge=1)
     # The time target sets the size; this cap only stops a runaway. An export streams up to

@@ -286,7 +286,7 @@ BASELINE_UPLOAD = register(
     TaskType(
         name="BaselineUpload",
         params_model=BaselineUploadParams,
-        # One baseline upload per organization at a time (DESIGN.md, case 1).
+        # One baseline upload per organization at a time (README.md, case 1).
         default_concurrency_key=lambda org, _p: f"BaselineUpload/{org}",
         description="Load a CSV file into a form's baseline records",
         fixed_concurrency_key=True,

@@ -1,6 +1,10 @@
 """The kopf handlers: each finds its task, calls :func:`.decide.decide`, acts through :mod:`.kube`.
 
-Run with ``python -m longtask.operator`` (see ``__main__``). A LongTask is reconciled when
+Run with ``python -m longtask.operator`` (see ``__main__``), which calls :func:`register`
+with its settings; nothing is read or connected at import. The start-up handler puts an
+:class:`Operator` (settings, the :class:`Cluster` client, the :class:`RecordStore`, the key
+locks) in kopf's memo, and every handler works with that one, so :func:`reconcile` runs as
+well over an in-memory cluster (``tests/operator/test_handlers.py``). A LongTask is reconciled when
 it appears, when the operator starts, when its ``spec`` changes, when one of its Jobs
 changes (a pod gone, a Job complete or failed) and on a timer that refreshes progress from
 the runner's record. All decisions of one concurrency key are serialized by a lock. A
@@ -16,50 +20,155 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import kopf
 import psycopg2
 from kubernetes import client, config
 from longtask.operator import observe
-from longtask.operator.decide import (
+from longtask.operator.actions import (
     Action,
     CreateRollbackJob,
     CreateRunJob,
     DeleteJob,
-    Observed,
+    HoldRun,
     PostEvent,
     ReleaseKey,
+    ReleaseRun,
     ResumeJob,
     SuspendJob,
-    decide,
-    decide_deletion,
 )
+from longtask.operator.decide import decide, decide_deletion
 from longtask.operator.kube import JobNameTaken, Kube
 from longtask.operator.manifests import build_rollback_job, build_run_job
-from longtask.operator.model import Task, TaskStatus, status_patch
 from longtask.operator.names import event_name, job_name
-from longtask.operator.records import Records
+from longtask.operator.observed import Observed
+from longtask.operator.records import Records, RecordStore
 from longtask.operator.settings import OperatorSettings
 
 from longtask.constants import FINALIZER, GROUP, LABEL_TASK_UID, PLURAL, VERSION
-from longtask.phases import DesiredState
+from longtask.db import DatabaseUnavailable
+from longtask.model import Task, TaskStatus, status_patch
 from longtask.settings import DatabaseSettings
 
 log = logging.getLogger("longtask.operator")
-SETTINGS = OperatorSettings()  # type: ignore[call-arg]  # from LONGTASK_OPERATOR_* env
 # Seconds before kopf calls a handler again after it raised something unexpected (kopf's own
 # default is 60 s: far too long for a pause a person is waiting for).
 RETRY_SECONDS = 5.0
-_KEY_LOCKS: defaultdict[tuple[str, str], threading.RLock] = defaultdict(threading.RLock)
-_KEY_LOCKS_GUARD = threading.Lock()
-_STATE: dict[str, Any] = {}
 HANDLER_THREADS = 8  # kopf's sync handlers run in a pool of this size
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Every kopf setting the operator relies on, each with its reason; then log in."""
+class Cluster(Protocol):
+    """What the handlers need of the API server (:class:`~longtask.operator.kube.Kube`);
+    objects are plain dicts as the server returns them."""
+
+    def server_version(self) -> str:
+        """The API server's ``gitVersion``; raises when it does not answer."""
+        ...
+
+    def task(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One LongTask, fresh, or ``None`` when it is gone."""
+        ...
+
+    def tasks(self, namespace: str) -> list[dict[str, Any]]:
+        """Every LongTask in the namespace."""
+        ...
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Job, or ``None``."""
+        ...
+
+    def run_jobs(self, namespace: str) -> list[dict[str, Any]]:
+        """Every run Job in the namespace (metadata is enough)."""
+        ...
+
+    def task_pods(self, namespace: str, task_uid: str) -> list[dict[str, Any]]:
+        """The task's pods, either mode, fresh."""
+        ...
+
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch the LongTask's ``status``."""
+        ...
+
+    def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str, *,
+                   name: str | None = None) -> None:
+        """Post an Event about ``obj``; one of the same ``name`` already there is success."""
+        ...
+
+    def create_job(self, body: Mapping[str, Any], task_uid: str) -> None:
+        """Create a Job; the task's own Job already there is success; raises
+        :class:`~longtask.operator.kube.JobNameTaken` for another task's."""
+        ...
+
+    def set_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        """Patch the Job's ``spec.suspend``; a missing Job is success."""
+        ...
+
+    def delete_job(self, namespace: str, name: str, propagation: str) -> None:
+        """Delete the Job with ``propagation``; a missing Job is success."""
+        ...
+
+
+class KeyLocks:
+    """One re-entrant lock per (namespace, concurrency key): a key's decisions one at a time."""
+
+    def __init__(self) -> None:
+        self._locks: defaultdict[tuple[str, str], threading.RLock] = defaultdict(threading.RLock)
+        self._guard = threading.Lock()
+
+    def __call__(self, namespace: str, key: str) -> threading.RLock:
+        """The lock of ``key`` in ``namespace``, made on first use."""
+        with self._guard:
+            return self._locks[(namespace, key)]
+
+
+@dataclass
+class Operator:
+    """What every handler works with, made once at start-up and kept in kopf's memo."""
+
+    settings: OperatorSettings
+    kube: Cluster
+    records: RecordStore
+    locks: KeyLocks = field(default_factory=KeyLocks)
+
+
+def _operator(memo: Any) -> Operator:
+    """The :class:`Operator` the start-up handler put in kopf's memo."""
+    operator: Operator = memo.operator
+    return operator
+
+
+def register(settings: OperatorSettings,
+             registry: kopf.OperatorRegistry | None = None) -> kopf.OperatorRegistry:
+    """Register the handlers (with ``settings``' timer interval) in ``registry``, kopf's
+    default one unless given; run kopf with ``memo=kopf.Memo(settings=settings)``."""
+    registry = registry if registry is not None else kopf.get_default_registry()
+    kopf.on.startup(registry=registry)(configure)
+    kopf.on.cleanup(registry=registry)(close)
+    kopf.on.probe(id="apiServer", registry=registry)(api_server_version)
+    for decorate in (
+        kopf.on.resume(GROUP, VERSION, PLURAL, id="resumed", backoff=RETRY_SECONDS,
+                       registry=registry),
+        kopf.on.create(GROUP, VERSION, PLURAL, id="created", backoff=RETRY_SECONDS,
+                       registry=registry),
+        kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="spec_changed",
+                       backoff=RETRY_SECONDS, registry=registry),
+    ):
+        decorate(on_change)
+    kopf.timer(GROUP, VERSION, PLURAL, interval=settings.progress_interval_seconds,
+               backoff=RETRY_SECONDS, registry=registry)(on_timer)
+    kopf.on.event("batch", "v1", "jobs", labels={LABEL_TASK_UID: kopf.PRESENT},
+                  registry=registry)(on_job_event)
+    kopf.on.delete(GROUP, VERSION, PLURAL, id="cleanup", backoff=RETRY_SECONDS,
+                   registry=registry)(on_delete)
+    return registry
+
+
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """Every kopf setting the operator relies on, each with its reason; then log in and
+    put the :class:`Operator` in ``memo`` (which holds ``settings``: OperatorSettings)."""
+    ours: OperatorSettings = memo.settings
     # Our own finalizer and annotation prefix: the resource carries no kopf.zalando.org keys.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -81,94 +190,86 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     api = client.ApiClient()
     # The name in the objects' managedFields and in the API server's audit log.
     api.user_agent = "longtask-operator"
-    _STATE["kube"] = Kube(api)
     # One database connection for each of kopf's handler threads, so none waits on the pool.
     settings.execution.max_workers = HANDLER_THREADS
-    _STATE["records"] = Records(DatabaseSettings().database_url,  # type: ignore[call-arg]
-                                max_connections=HANDLER_THREADS)
+    records = Records(DatabaseSettings().database_url,  # type: ignore[call-arg]
+                      max_connections=HANDLER_THREADS)
+    memo.operator = Operator(settings=ours, kube=Kube(api), records=records)
     log.info(
         "operator_started",
-        extra={"namespaces": list(SETTINGS.namespaces) or "*", "standalone": SETTINGS.standalone},
+        extra={"namespaces": list(ours.namespaces) or "*", "standalone": ours.standalone},
     )
 
 
-@kopf.on.cleanup()
-def close(**_: Any) -> None:
+def close(memo: Any, **_: Any) -> None:
     """Close the database pool on shutdown."""
-    records: Records | None = _STATE.get("records")
-    if records is not None:
-        records.close()
+    operator: Operator | None = getattr(memo, "operator", None)
+    if operator is not None and isinstance(operator.records, Records):
+        operator.records.close()
 
 
-@kopf.on.probe(id="apiServer")
-def api_server_version(**_: Any) -> str:
+def api_server_version(memo: Any, **_: Any) -> str:
     """Liveness: the API server answers with its version (raises when it does not)."""
-    return _kube().server_version()
+    return _operator(memo).kube.server_version()
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="resumed", backoff=RETRY_SECONDS)
-@kopf.on.create(GROUP, VERSION, PLURAL, id="created", backoff=RETRY_SECONDS)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="spec_changed", backoff=RETRY_SECONDS)
-def on_change(namespace: str | None, name: str, **_: Any) -> None:
+def on_change(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     """A LongTask appeared, the operator started, or its spec changed: reconcile it now."""
-    reconcile(_namespaced(namespace), name)
+    reconcile(_operator(memo), _namespaced(namespace), name)
 
 
-@kopf.timer(
-    GROUP, VERSION, PLURAL, interval=SETTINGS.progress_interval_seconds, backoff=RETRY_SECONDS
-)
-def on_timer(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+def on_timer(body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     """Every few seconds: progress from the runner's record, pods gone, keys freed."""
     if not _is_final(body) and not body.metadata.get("deletionTimestamp"):
-        reconcile(_namespaced(namespace), name)
+        reconcile(_operator(memo), _namespaced(namespace), name)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_TASK_UID: kopf.PRESENT})
-def on_job_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+def on_job_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     """A task's Job changed (pod gone, complete, failed, deleted): reconcile its task now.
 
     Without this, a pause or a terminate would wait for the timer to see the pod gone.
     """
     owner = observe.owner_name(body)
     if owner is not None:
-        reconcile(_namespaced(namespace), owner)
+        reconcile(_operator(memo), _namespaced(namespace), owner)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, id="cleanup", backoff=RETRY_SECONDS)
-def on_delete(body: kopf.Body, **_: Any) -> None:
+def on_delete(body: kopf.Body, memo: Any, **_: Any) -> None:
     """Stop the task's runners; keep the finalizer until no pod and no Job is left."""
+    op = _operator(memo)
     fresh = dict(body)
     task = Task.from_body(fresh)
-    cleanup = decide_deletion(task, TaskStatus.from_body(fresh.get("status")), _observe(task))
-    _carry_out(task, fresh, cleanup.actions)
+    cleanup = decide_deletion(task, TaskStatus.from_body(fresh.get("status")),
+                              _observe(op, task))
+    _carry_out(op, task, fresh, cleanup.actions)
     if not cleanup.done:
         raise kopf.TemporaryError("waiting for the task's runner pods and Jobs to go", delay=2)
     log.info("task_released", extra={"task": task.name, "namespace": task.namespace})
 
 
-def reconcile(namespace: str, name: str) -> None:
+def reconcile(op: Operator, namespace: str, name: str) -> None:
     """Decide and act for one LongTask, under its concurrency key's lock.
 
     The task is read fresh from the API server inside the lock, so two reconciles of one
     key (a timer, a Job event, a freed key) never decide from the same stale status.
     Raises ``kopf.TemporaryError`` when the runner's database cannot be read.
     """
-    body = _kube().task(namespace, name)
+    body = op.kube.task(namespace, name)
     if body is None:
         return
     key = observe.concurrency_key(body) or body["metadata"]["uid"]
-    with _key_lock(namespace, key):
-        fresh = _kube().task(namespace, name)
+    with op.locks(namespace, key):
+        fresh = op.kube.task(namespace, name)
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return
         task = Task.from_body(fresh)
         status = TaskStatus.from_body(fresh.get("status"))
-        decision = decide(task, status, _observe(task, status), dt.datetime.now(dt.UTC))
+        decision = decide(task, status, _observe(op, task, status), dt.datetime.now(dt.UTC))
         # Events before the status: an operator killed between the two posts them again,
         # under the same names (refused as already there), instead of finding the status
         # moved and the transition's Event never posted.
         for event in (a for a in decision.actions if isinstance(a, PostEvent)):
-            _kube().post_event(
+            op.kube.post_event(
                 fresh,
                 event.type,
                 event.reason,
@@ -180,7 +281,7 @@ def reconcile(namespace: str, name: str) -> None:
             )
         patch = status_patch(status, decision.status)
         if patch:
-            _kube().patch_status(task.namespace, task.name, patch)
+            op.kube.patch_status(task.namespace, task.name, patch)
         if decision.status.phase is not status.phase:
             log.info(
                 "phase_changed",
@@ -195,7 +296,7 @@ def reconcile(namespace: str, name: str) -> None:
                 },
             )
         _carry_out(
-            task, fresh, tuple(a for a in decision.actions if not isinstance(a, PostEvent))
+            op, task, fresh, tuple(a for a in decision.actions if not isinstance(a, PostEvent))
         )
 
 
@@ -206,20 +307,15 @@ def _namespaced(namespace: str | None) -> str:
     return namespace
 
 
-def _key_lock(namespace: str, key: str) -> threading.RLock:
-    with _KEY_LOCKS_GUARD:
-        return _KEY_LOCKS[(namespace, key)]
-
-
-def _observe(task: Task, status: TaskStatus | None = None) -> Observed:
-    kube = _kube()
+def _observe(op: Operator, task: Task, status: TaskStatus | None = None) -> Observed:
+    kube = op.kube
     run = observe.own_job(kube.get_job(task.namespace, job_name(task.name, "run")), task.uid)
     rollback = observe.own_job(
         kube.get_job(task.namespace, job_name(task.name, "rollback")), task.uid
     )
     try:
-        record = _records().read(task.uid)
-    except psycopg2.Error as exc:
+        record = op.records.read(task.uid)
+    except (psycopg2.Error, DatabaseUnavailable) as exc:
         raise kopf.TemporaryError(f"runner database unreachable: {exc}", delay=10) from exc
     observed = Observed(
         run_job=run,
@@ -246,7 +342,8 @@ def _observe(task: Task, status: TaskStatus | None = None) -> Observed:
     )
 
 
-def _carry_out(task: Task, body: Mapping[str, Any], actions: tuple[Action, ...]) -> None:
+def _carry_out(op: Operator, task: Task, body: Mapping[str, Any],
+               actions: tuple[Action, ...]) -> None:
     """Post the Events among ``actions``, then act in order, then admit the next task of a
     freed key.
 
@@ -254,32 +351,30 @@ def _carry_out(task: Task, body: Mapping[str, Any], actions: tuple[Action, ...])
     finds done) must not lose them. ``reconcile`` posts a decision's Events itself, before
     the status, and passes the rest here.
     """
-    kube = _kube()
+    kube, records = op.kube, op.records
     released: list[str] = []
     where = {"task": task.name, "namespace": task.namespace}
     events = [a for a in actions if isinstance(a, PostEvent)]
     for action in (*events, *(a for a in actions if not isinstance(a, PostEvent))):
         match action:
+            case HoldRun(hold=hold):
+                records.hold(task, hold)
+                log.info("run_held", extra={**where, "hold": hold})
+            case ReleaseRun():
+                records.hold(task, None)
             case CreateRunJob(name=name, suspend=suspend):
-                if not suspend:
-                    _records().hold(task, None)
-                _create(kube, build_run_job(task, SETTINGS, suspend=suspend), task.uid)
+                _create(kube, build_run_job(task, op.settings, suspend=suspend), task.uid)
                 log.info("job_created", extra={**where, "job": name, "suspend": suspend})
             case CreateRollbackJob(name=name):
-                _create(kube, build_rollback_job(task, SETTINGS), task.uid)
+                _create(kube, build_rollback_job(task, op.settings), task.uid)
                 log.info("job_created", extra={**where, "job": name, "suspend": False})
             case SuspendJob(name=name):
-                if task.spec.state != DesiredState.RUNNING:
-                    _records().hold(task, str(task.spec.state))
                 kube.set_suspend(task.namespace, name, True)
                 log.info("job_suspended", extra={**where, "job": name})
             case ResumeJob(name=name):
-                _records().hold(task, None)
                 kube.set_suspend(task.namespace, name, False)
                 log.info("job_resumed", extra={**where, "job": name})
             case DeleteJob(name=name, propagation=propagation):
-                if task.spec.state == DesiredState.TERMINATED:
-                    _records().hold(task, str(DesiredState.TERMINATED))
                 kube.delete_job(task.namespace, name, propagation)
                 log.info("job_deleted", extra={**where, "job": name, "propagation": propagation})
             case PostEvent(type=type_, reason=reason, message=message):
@@ -288,35 +383,25 @@ def _carry_out(task: Task, body: Mapping[str, Any], actions: tuple[Action, ...])
                 released.append(key)
     for key in released:
         log.info("key_released", extra={**where, "key": key})
-        _admit_next(task.namespace, key)
+        _admit_next(op, task.namespace, key)
 
 
-def _create(kube: Kube, job: Mapping[str, Any], uid: str) -> None:
+def _create(kube: Cluster, job: Mapping[str, Any], uid: str) -> None:
     try:
         kube.create_job(job, uid)
     except JobNameTaken as exc:
         raise kopf.TemporaryError(str(exc), delay=5) from exc
 
 
-def _admit_next(namespace: str, key: str) -> None:
+def _admit_next(op: Operator, namespace: str, key: str) -> None:
     """A key was freed: reconcile the task that waits longest for it (it may now start)."""
-    kube = _kube()
+    kube = op.kube
     tasks = kube.tasks(namespace)
     queue = observe.queue_for(key, tasks, kube.run_jobs(namespace))
     for name in queue.admitted:
-        reconcile(namespace, name)
+        reconcile(op, namespace, name)
 
 
 def _is_final(body: Mapping[str, Any]) -> bool:
     phase = TaskStatus.from_body(body.get("status")).phase
     return phase is not None and phase.is_final
-
-
-def _kube() -> Kube:
-    kube: Kube = _STATE["kube"]
-    return kube
-
-
-def _records() -> Records:
-    records: Records = _STATE["records"]
-    return records

@@ -8,31 +8,28 @@ this task's Job waits for it (:class:`JobNameTaken`).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import socket
 from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
+from longtask.operator.errors import OperatorError
 from longtask.operator.observe import owner_uid
 
 from longtask.constants import (
-    API_VERSION,
     GROUP,
-    KIND,
     LABEL_MODE,
     LABEL_TASK_UID,
     PLURAL,
     VERSION,
 )
+from longtask.events import event_for
 
 CONFLICT, NOT_FOUND = 409, 404
 # ``source.component`` / ``reportingComponent`` of the Events the operator posts.
 COMPONENT = "longtask-operator"
 # An Event's message is cut to this many characters (events.k8s.io/v1 ``note`` limit: 1 kB).
-EVENT_MESSAGE_MAX = 1024
 log = logging.getLogger("longtask.operator")
 
 
@@ -40,7 +37,7 @@ _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=
 """Accept header of a list that returns only each object's metadata."""
 
 
-class JobNameTaken(RuntimeError):
+class JobNameTaken(OperatorError, RuntimeError):
     """A Job with this task's Job name belongs to another (deleted) task and is still there."""
 
 
@@ -167,30 +164,7 @@ class Kube:
         is logged (``event_not_posted``) and does not stop the reconcile.
         """
         meta = obj["metadata"]
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        naming = {"name": name} if name else {"generateName": f"{meta['name']}."}
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {**naming, "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion", API_VERSION),
-                "kind": obj.get("kind", KIND),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:EVENT_MESSAGE_MAX],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": socket.gethostname(),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        event = event_for(obj, type_, reason, message, component=COMPONENT, name=name)
         try:
             self._core.create_namespaced_event(meta["namespace"], event)
         except client.ApiException as exc:

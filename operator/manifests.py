@@ -21,8 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from longtask.operator.model import Task
-from longtask.operator.names import Mode, job_name, label_value
+from longtask.operator.names import job_name, label_value
 from longtask.operator.settings import OperatorSettings
 
 from longtask.constants import (
@@ -47,8 +46,10 @@ from longtask.constants import (
     LABEL_TYPE,
     RUNNER_CONTAINER,
 )
+from longtask.model import Task
 from longtask.phases import DesiredState
 from longtask.settings import RunnerSettings
+from longtask.taskrecord import Mode
 
 # 128 + SIGTERM: the exit status the kubelet reports for a process the signal ended.
 EXIT_SIGTERM = 143

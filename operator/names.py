@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal
+
+from longtask.taskrecord import Mode
 
 MAX_LABEL = 63  # DNS-1123 label length (RFC 1123, Kubernetes API conventions)
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NOT_LABEL_CHAR = re.compile(r"[^a-z0-9-]+")
 _HASH_CHARS = 8  # 32 bits of sha256: collisions among one namespace's tasks are negligible
 
-Mode = Literal["run", "rollback"]
 
 
 def is_dns_label(value: str) -> bool:

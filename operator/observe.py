@@ -11,11 +11,12 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from longtask.operator.decide import JobState, KeyMember, KeyQueue, key_queue
-from longtask.operator.model import TaskSpec, TaskStatus
+from longtask.operator.admission import KeyMember, KeyQueue, key_queue
+from longtask.operator.observed import JobState
 
 from longtask import tasktypes
 from longtask.constants import API_VERSION, KIND
+from longtask.model import TaskSpec, TaskStatus
 from longtask.phases import DesiredState
 
 _ENDED_POD_PHASES = frozenset({"Succeeded", "Failed"})

@@ -1,71 +1,77 @@
-"""Reading the runner's record (``longtask.tasks``): the operator's only SQL, in one place."""
+"""The operator's side of the task record protocol (:mod:`longtask.taskrecord`).
+
+The operator reads the runner's record (its source of truth for success, failure and
+progress) and writes one column of it, ``hold``: the pause or terminate it carries out,
+before it suspends or deletes the run Job, and the release before it resumes or creates it.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import uuid
+from typing import Protocol
 
-from longtask.operator.decide import RunnerRecord
-from longtask.operator.model import Task
 from psycopg2.extras import RealDictCursor
-from psycopg2.pool import ThreadedConnectionPool
 
-from longtask.db import set_hold
+from longtask import taskrecord
+from longtask.db import Pool
+from longtask.model import Task
+from longtask.taskrecord import RunnerRecord
 
 log = logging.getLogger("longtask.operator")
 
-READ_RECORD = """
-SELECT run_status, rollback_status, total, done, row_errors, rate_per_second, eta_seconds,
-       message, rollback_total, rollback_done, rollback_conflicts, rollback_message
-  FROM longtask.tasks
- WHERE uid = %(uid)s
-"""
+
+class RecordStore(Protocol):
+    """What the handlers need of the runner's database."""
+
+    def read(self, uid: str) -> RunnerRecord | None:
+        """The task's record, or ``None`` while nobody has written one; raises
+        ``psycopg2.Error`` when the database cannot answer."""
+        ...
+
+    def hold(self, task: Task, hold: str | None) -> None:
+        """Hold the task's run (``"Paused"``/``"Terminated"``) or release it (``None``)."""
+        ...
+
+
+def record_of(task: Task) -> taskrecord.TaskRecord:
+    """The task's identity as its record holds it."""
+    return taskrecord.TaskRecord(uid=uuid.UUID(task.uid), type=task.spec.type,
+                                 organization=task.spec.organization,
+                                 params=dict(task.spec.params), name=task.name,
+                                 namespace=task.namespace)
 
 
 class Records:
-    """A small pool of read-only connections to the runner's database.
+    """The runner's database through a small pool (:class:`longtask.db.Pool`): reads in
+    read-only autocommit sessions, holds in a transaction of their own.
 
-    ``read`` raises ``psycopg2.Error`` when the database cannot answer: a caller must not
-    take that for "no record", or a completed Job would look like a mismatch.
+    ``read`` raises ``psycopg2.Error`` or :class:`longtask.db.DatabaseUnavailable` when the
+    database cannot answer: a caller must not take that for "no record", or a completed Job
+    would look like a mismatch.
     """
 
     def __init__(self, dsn: str, max_connections: int = 4) -> None:
-        self._pool = ThreadedConnectionPool(
-            1, max_connections, dsn, connect_timeout=5, application_name="longtask-operator"
-        )
+        self._pool = Pool(dsn, max_connections, application_name="longtask-operator")
+        self._pool.ping()  # an unreachable database stops the start-up, as it always did
 
     def read(self, uid: str) -> RunnerRecord | None:
         """The task's record, or ``None`` while the runner has written no row."""
-        conn: Any = self._pool.getconn()
-        try:
-            conn.set_session(readonly=True, autocommit=True)
-            with conn.cursor(cursor_factory=RealDictCursor) as cur:
-                cur.execute(READ_RECORD, {"uid": uid})
-                row = cur.fetchone()
-        finally:
-            self._pool.putconn(conn)
-        return RunnerRecord.from_row(row) if row is not None else None
+        with (self._pool.connection(readonly=True) as conn,
+              conn.cursor(cursor_factory=RealDictCursor) as cur):
+            return taskrecord.read(cur, uid)
 
     def hold(self, task: Task, hold: str | None) -> None:
         """Hold the task's run (``"Paused"``/``"Terminated"``) or release it (``None``).
 
         Done before the Job is suspended or deleted, so no chunk commits after the operator
-        acted, even before the pod gets its SIGTERM (see :func:`longtask.db.set_hold`).
+        acted, even before the pod gets its SIGTERM (see :func:`longtask.taskrecord.hold`).
         """
-        conn: Any = self._pool.getconn()
-        try:
-            conn.set_session(readonly=False, autocommit=False)
-            if not set_hold(conn, uid=task.uid, name=task.name, namespace=task.namespace,
-                            type=task.spec.type, organization=task.spec.organization,
-                            params=dict(task.spec.params), hold=hold):
+        with self._pool.connection(autocommit=False) as conn:
+            if not taskrecord.hold(conn, record_of(task), hold):
                 log.warning("hold_not_set", extra={"task": task.name, "hold": hold,
                                                    "why": "a runner kept its chunk's lock"})
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            self._pool.putconn(conn)
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._pool.closeall()
+        self._pool.close()

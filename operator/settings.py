@@ -62,8 +62,8 @@ class OperatorSettings(BaseSettings):
     # The runner needs no Kubernetes credentials: its own ServiceAccount, token not mounted.
     runner_service_account: str = Field(default="longtask-runner", pattern=_DNS_LABEL)
     # Seconds between SIGTERM and SIGKILL for a runner pod. A runner stops within one chunk
-    # (well under a second, DESIGN.md "Bounded chunks") plus its rollback of the open chunk;
-    # 30 s is the Kubernetes default and leaves room for a slow database.
+    # (well under a second: README.md, "The runner's contract") plus its rollback of the
+    # open chunk; 30 s is the Kubernetes default and leaves room for a slow database.
     termination_grace_seconds: int = Field(default=30, ge=1, le=3600)
     # Job.spec.backoffLimit: crashes (not stops, not permanent failures) a run may survive.
     # 6 is the Kubernetes default.
@@ -83,7 +83,7 @@ class OperatorSettings(BaseSettings):
     # Checked against RunnerSettings here, so a typo stops the operator, not every task.
     runner_settings: dict[str, str] = Field(default_factory=dict)
     # Seconds between refreshes of status.progress from the runner's record while a task
-    # is not final ("refreshed every few seconds", issue 3).
+    # is not final.
     progress_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     # Comma-separated namespaces to watch; empty means every namespace (cluster-wide).
     watch_namespaces: str = ""

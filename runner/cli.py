@@ -30,14 +30,14 @@ from typing import Any, NoReturn
 
 import psycopg2
 import pydantic
-from longtask.runner import logs
-from longtask.runner.engine import Engine, Mode, StopToken, TaskDefinition, register
+from longtask.runner.engine import Engine, StopToken
 from longtask.runner.errors import Fenced, Stopped, TaskFailed
 from longtask.runner.tasks import build_work
 
-from longtask import constants
+from longtask import constants, logs, taskrecord
 from longtask.db import connect
 from longtask.settings import DatabaseSettings, RunnerSettings
+from longtask.taskrecord import Mode, TaskRecord
 
 log = logging.getLogger("longtask.runner")
 
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def definition_from(args: argparse.Namespace) -> TaskDefinition:
+def definition_from(args: argparse.Namespace) -> TaskRecord:
     """Build the task definition from parsed options; ``SystemExit(2)`` when incomplete."""
     missing = [name for name in ("task", "type", "organization") if not getattr(args, name)]
     if missing:
@@ -73,7 +73,7 @@ def definition_from(args: argparse.Namespace) -> TaskDefinition:
         raise SystemExit(f"invalid --task or --params: {exc}") from None
     if not isinstance(params, dict):
         raise SystemExit("--params must be a JSON object")
-    return TaskDefinition(uid=uid, type=args.type, organization=args.organization,
+    return TaskRecord(uid=uid, type=args.type, organization=args.organization,
                           params=params, name=args.name, namespace=args.namespace,
                           rate_limit=float(args.rate_limit) if args.rate_limit else None)
 
@@ -82,7 +82,7 @@ _SWITCH_INTERVAL = 0.001  # seconds
 _EXIT_CRASHED = 1
 
 
-def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
+def execute(task: TaskRecord, mode: Mode, url: str, stop: StopToken,
             settings: RunnerSettings | None = None) -> int:
     """Run ``mode`` of ``task`` to an end; returns the process exit code.
 
@@ -107,7 +107,7 @@ def execute(task: TaskDefinition, mode: Mode, url: str, stop: StopToken,
                 "connect_timeout_seconds": settings.connect_timeout_seconds})
             return _EXIT_CRASHED
         stop.bind(conn)
-        register(conn, task)
+        taskrecord.register(conn, task)
         engine = Engine(conn, task.uid, mode, stop=stop, holder=holder, settings=settings)
         record = engine.acquire()
         work = build_work(task, mode, read_conn, stop, settings,
@@ -158,15 +158,9 @@ def _read_connection(url: str, mode: Mode, settings: RunnerSettings, purpose: st
 
 
 def _record_early_failure(conn: Any, uid: uuid.UUID, mode: Mode, message: str) -> None:
-    status, msg = ("run_status", "message") if mode == "run" else (
-        "rollback_status", "rollback_message")
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                f"UPDATE longtask.tasks SET {status} = 'failed', {msg} = %s, "
-                "updated_at = clock_timestamp() WHERE uid = %s",
-                (message, uid),
-            )
+            taskrecord.fail_early(cur, uid, mode, message)
         conn.commit()
     except psycopg2.Error as exc:
         log.warning("failure_not_recorded", extra={"task": str(uid), "error": str(exc)})
@@ -229,7 +223,7 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
     os._exit(outcome[0] if outcome else 1)
 
 
-def _abandon(worker: threading.Thread, task: TaskDefinition, deadline: float) -> NoReturn:
+def _abandon(worker: threading.Thread, task: TaskRecord, deadline: float) -> NoReturn:
     """Exit with the stop's code while ``worker`` is still stuck (a statement the server
     does not answer, a connection it does not complete); never returns.
 

@@ -1,6 +1,7 @@
 """The chunk engine every task type runs on: lease, fencing, checkpoints, stop, progress.
 
-Contract (DESIGN.md, "The runner's contract"):
+Contract (README.md, "The runner's contract"; the record's statements are
+:mod:`longtask.taskrecord`'s):
 
 - **Exactly once.** Each chunk is one transaction holding the chunk's writes, its row
   errors, its entry in the chunk log and the checkpoint (cursor, counts). A restarted runner
@@ -26,7 +27,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import psycopg2
 import psycopg2.errors
@@ -34,11 +35,15 @@ import psycopg2.extensions
 import psycopg2.extras
 from longtask.runner.errors import Fenced, Stopped, TaskFailed, TooManyRowErrors
 
+from longtask import taskrecord
 from longtask.settings import RunnerSettings
+from longtask.taskrecord import Mode, TaskRecord, register
+
+__all__ = ["ChunkResult", "Engine", "Mode", "RowError", "StopToken", "TaskDefinition", "Work",
+           "register"]
 
 log = logging.getLogger("longtask.runner")
 
-Mode = Literal["run", "rollback"]
 Connection = psycopg2.extensions.connection
 Cursor = psycopg2.extensions.cursor
 
@@ -157,61 +162,8 @@ class Work(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class _Columns:
-    status: str
-    cursor: str
-    done: str
-    total: str
-
-
-_COLUMNS: dict[Mode, _Columns] = {
-    "run": _Columns("run_status", "cursor", "done", "total"),
-    "rollback": _Columns("rollback_status", "rollback_cursor", "rollback_done", "rollback_total"),
-}
-
-
-@dataclass(frozen=True)
-class TaskDefinition:
-    """What a runner is told about its task (by the Job's environment or the command line)."""
-
-    uid: uuid.UUID
-    type: str
-    organization: str
-    params: Mapping[str, Any]
-    name: str | None = None
-    namespace: str | None = None
-    rate_limit: float | None = None
-
-
-def register(conn: Connection, task: TaskDefinition) -> None:
-    """Create the task's record if it is new; :class:`TaskFailed` if it differs from ``task``.
-
-    A task's type, organization and parameters never change after its first run.
-    """
-    with conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO longtask.tasks (uid, name, namespace, type, organization, params, "
-            "rate_limit) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (uid) DO UPDATE "
-            # The control plane may have made the record first (a hold): fill what it lacks.
-            "SET rate_limit = coalesce(longtask.tasks.rate_limit, EXCLUDED.rate_limit), "
-            "name = coalesce(longtask.tasks.name, EXCLUDED.name), "
-            "namespace = coalesce(longtask.tasks.namespace, EXCLUDED.namespace)",
-            (task.uid, task.name, task.namespace, task.type, task.organization,
-             psycopg2.extras.Json(dict(task.params)), task.rate_limit),
-        )
-        cur.execute(
-            "SELECT type, organization, params FROM longtask.tasks WHERE uid = %s", (task.uid,)
-        )
-        row = cur.fetchone()
-    conn.commit()
-    assert row is not None
-    if (row[0], row[1], row[2]) != (task.type, task.organization, dict(task.params)):
-        raise TaskFailed(
-            f"task {task.uid} was first run as {row[0]} for {row[1]!r} with other parameters; "
-            "a task's type, organization and parameters cannot change"
-        )
-
+TaskDefinition = TaskRecord
+"""What a runner is told about its task: the record's identity (:class:`TaskRecord`)."""
 
 class Engine:
     """Runs one :class:`Work` to completion or until stopped, fenced or failed.
@@ -235,7 +187,7 @@ class Engine:
         self.stop = stop
         self.holder = holder
         self.settings = settings or RunnerSettings()
-        self.cols = _COLUMNS[mode]
+        self.cols = taskrecord.COLUMNS[mode]
         self.epoch = 0
         self.chunk_size = self.settings.chunk_initial_rows
         self._rate: float | None = None
@@ -247,38 +199,20 @@ class Engine:
 
         Waits for a chunk another runner has open on this task, then fences it out.
         """
-        c = self.cols
         with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(
-                f"UPDATE longtask.tasks SET epoch = epoch + 1, lease_holder = %s, "
-                f"{c.status} = CASE WHEN {c.status} IN ('succeeded', 'failed') "
-                f"THEN {c.status} ELSE 'running' END, "
-                f"{'started_at' if self.mode == 'run' else 'rollback_started_at'} = "
-                f"coalesce({'started_at' if self.mode == 'run' else 'rollback_started_at'}, "
-                "clock_timestamp()), heartbeat_at = clock_timestamp(), stop_reason = NULL, "
-                "updated_at = clock_timestamp() WHERE uid = %s "
-                # Once a rollback has begun, a late run pod must not fence it out; a held
-                # run (paused or terminated) takes no lease at all.
-                + ("AND rollback_status = 'none' AND hold IS NULL " if self.mode == "run"
-                   else "")
-                + "RETURNING *",
-                (self.holder, self.uid),
-            )
-            record = cur.fetchone()
-            if record is None:
-                cur.execute("SELECT rollback_status, hold FROM longtask.tasks WHERE uid = %s",
-                            (self.uid,))
-                exists = cur.fetchone()
+            record = taskrecord.acquire(cur, self.uid, self.mode, self.holder)
+            why = taskrecord.why_no_lease(cur, self.uid) if record is None else None
         self.conn.commit()
         if record is None:
-            if exists is None:
+            if why is None:
                 raise TaskFailed(f"task {self.uid} is not registered")
-            if exists["hold"] is not None and exists["rollback_status"] == "none":
-                raise Stopped(f"the task is held ({exists['hold']}); it does not start")
+            rollback_status, hold = why
+            if hold is not None and rollback_status == "none":
+                raise Stopped(f"the task is held ({hold}); it does not start")
             raise Fenced(f"task {self.uid} is being rolled back; its run will not continue")
         self.epoch = int(record["epoch"])
         self._log.info("lease_acquired", extra={"epoch": self.epoch, "holder": self.holder})
-        return dict(record)
+        return record
 
     # -- the chunk loop -------------------------------------------------------------------
     def run(self, work: Work, record: Mapping[str, Any]) -> None:
@@ -337,17 +271,12 @@ class Engine:
     def _one_chunk(
         self, work: Work, size: int, record: Mapping[str, Any]
     ) -> tuple[ChunkResult, float | None]:
-        c = self.cols
         conn = self.conn
         try:
             with conn.cursor() as cur:
-                cur.execute(
-                    f"SELECT clock_timestamp(), epoch, rate_limit, row_errors, {c.done}, "
-                    f"{c.total}, hold FROM longtask.tasks WHERE uid = %s FOR UPDATE",
-                    (self.uid,),
-                )
-                (chunk_started_at, epoch, rate_limit, row_errors, done, total,
-                 hold) = cur.fetchone()  # type: ignore[misc]
+                lock = taskrecord.lock_for_chunk(cur, self.uid, self.mode)
+                epoch, rate_limit, row_errors = lock.epoch, lock.rate_limit, lock.row_errors
+                done, total, hold = lock.done, lock.total, lock.hold
                 if epoch != self.epoch:
                     raise Fenced(f"lease lost: epoch {epoch} is newer than this runner's "
                                  f"{self.epoch}")
@@ -376,37 +305,12 @@ class Engine:
                     )
                 end_status = "failed" if failure else "succeeded" if finished else None
                 # The checkpoint and the chunk's own record, in one round trip.
-                cur.execute(
-                    "WITH checkpoint AS ("
-                    f"UPDATE longtask.tasks SET {c.cursor} = %s, {c.done} = %s, "
-                    "row_errors = %s, chunks = chunks + 1, rate_per_second = %s, "
-                    "eta_seconds = %s, heartbeat_at = clock_timestamp(), "
-                    "updated_at = clock_timestamp()"
-                    + (", rollback_conflicts = rollback_conflicts + %s" if self.mode == "rollback"
-                       else "")
-                    # A count still running when the work ends: the total is what was done.
-                    + (f", {c.total} = coalesce({c.total}, %s)" if finished else "")
-                    + (f", {c.status} = %s, message = %s, "
-                       + ("finished_at" if self.mode == "run" else "rollback_finished_at")
-                       + " = clock_timestamp()" if end_status else "")
-                    + " WHERE uid = %s RETURNING uid) "
-                    "INSERT INTO longtask.chunks (task_uid, mode, seq, epoch, rows, row_errors, "
-                    "started_at, commit_requested_at) "
-                    "SELECT uid, %s, coalesce((SELECT max(seq) FROM longtask.chunks "
-                    "  WHERE task_uid = %s AND mode = %s), 0) + 1, "
-                    "%s, %s, %s, %s, clock_timestamp() FROM checkpoint RETURNING seq",
-                    (
-                        psycopg2.extras.Json(dict(result.cursor)), new_done, new_errors,
-                        self._rate, eta,
-                        *((result.conflicts,) if self.mode == "rollback" else ()),
-                        *((new_done,) if finished else ()),
-                        *((end_status, failure) if end_status else ()),
-                        self.uid,
-                        self.mode, self.uid, self.mode, self.epoch, result.rows,
-                        len(result.errors), chunk_started_at,
-                    ),
-                )
-                seq = cur.fetchone()[0]  # type: ignore[index]
+                seq = taskrecord.checkpoint(
+                    cur, self.uid, self.mode, epoch=self.epoch, cursor=result.cursor,
+                    done=new_done, row_errors=new_errors, rate=self._rate, eta=eta,
+                    rows=result.rows, chunk_errors=len(result.errors),
+                    chunk_started_at=lock.started_at, conflicts=result.conflicts,
+                    finished=finished, end_status=end_status, message=failure)
             # The last moment a stop can keep this chunk from being written.
             self.stop.check()
             conn.commit()
@@ -441,10 +345,7 @@ class Engine:
 
     def _set_total(self, total: int) -> None:
         with self.conn.cursor() as cur:
-            cur.execute(
-                f"UPDATE longtask.tasks SET {self.cols.total} = %s WHERE uid = %s AND epoch = %s",
-                (total, self.uid, self.epoch),
-            )
+            taskrecord.set_total(cur, self.uid, self.mode, total, self.epoch)
         self.conn.commit()
 
     def _adapt(self, seconds: float, size: int, rows: int) -> None:
@@ -474,22 +375,12 @@ class Engine:
 
     def _record_end(self, status: str, *, reason: str | None = None,
                     message: str | None = None) -> None:
-        c = self.cols
-        msg_col = "message" if self.mode == "run" else "rollback_message"
         for _attempt in range(3):  # a cancel sent during the stop may hit this statement
             try:
                 with self.conn.cursor() as cur:
-                    cur.execute(
-                        f"UPDATE longtask.tasks SET {c.status} = %s, stop_reason = %s, "
-                        "stop_requested_at = to_timestamp(%s), "
-                        f"{msg_col} = coalesce(%s, {msg_col}), "
-                        "heartbeat_at = clock_timestamp(), updated_at = clock_timestamp() "
-                        + (", finished_at = clock_timestamp()"
-                           if status == "failed" and self.mode == "run" else "")
-                        + f" WHERE uid = %s AND epoch = %s AND {c.status} = 'running'",
-                        (status, reason, self.stop.requested_at, message, self.uid,
-                         self.epoch),
-                    )
+                    taskrecord.end(cur, self.uid, self.mode, epoch=self.epoch,
+                                   status=status, reason=reason,
+                                   stop_requested_at=self.stop.requested_at, message=message)
                 self.conn.commit()
                 return
             except psycopg2.errors.QueryCanceled:

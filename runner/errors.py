@@ -1,27 +1,22 @@
 """The runner's exception hierarchy; each docstring is the message's gist.
 
-:class:`TaskFailed` and its subclasses are permanent (the runner exits with
-``EXIT_FAILED``, the Job is not retried); :class:`Stopped` and :class:`Fenced` are not
-failures (the task resumes from its checkpoint in a later pod).
+:class:`TaskFailed` and its subclasses (:class:`FileUnreadable`, :class:`HeaderError`, shared
+with the API through :mod:`longtask.errors`, and :class:`TooManyRowErrors`) are permanent
+(the runner exits with ``EXIT_FAILED``, the Job is not retried); :class:`Stopped` and
+:class:`Fenced` are not failures (the task resumes from its checkpoint in a later pod).
+Every one is a :class:`longtask.errors.LongTaskError`.
 """
 
 from __future__ import annotations
 
+from longtask.errors import FileUnreadable, HeaderError, LongTaskError, TaskFailed
 
-class RunnerError(Exception):
-    """Base of every error the runner raises on purpose."""
-
-
-class TaskFailed(RunnerError):
-    """The task cannot complete; retrying will not help. The message says what to fix."""
+__all__ = ["Fenced", "FileUnreadable", "HeaderError", "RunnerError", "Stopped", "TaskFailed",
+           "TooManyRowErrors"]
 
 
-class FileUnreadable(TaskFailed):
-    """The input file cannot be read at all (encoding, structure); nothing was written."""
-
-
-class HeaderError(TaskFailed):
-    """The file's header does not fit the target (missing, unknown or duplicate columns)."""
+class RunnerError(LongTaskError):
+    """Base of the runner's own errors that are not failures: a stop or a lost lease."""
 
 
 class TooManyRowErrors(TaskFailed):

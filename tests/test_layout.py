@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = ("import operator, importlib; "
@@ -31,3 +34,58 @@ def test_import_operator_is_the_standard_library_from_the_repository_root():
 def test_import_operator_is_the_standard_library_anywhere_else(tmp_path):
     stdlib, *_ = probe(tmp_path)
     assert Path(stdlib).parent == Path(subprocess.__file__).parent, stdlib
+
+
+# What each component may import of the others: only the shared package and, for the API's
+# dry run, the runner's one facade. Everything else they share lives in longtask/.
+COMPONENTS = {"api": "longtask.api", "operator": "longtask.operator", "runner": "longtask.runner"}
+FACADES = {"api": {"longtask.runner.rules"}}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth of the file (absolute names only)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _foreign(folder: str) -> dict[str, set[str]]:
+    """The other components' modules each file of ``folder`` imports, beside the facades."""
+    others = [name for key, name in COMPONENTS.items() if key != folder]
+    allowed = FACADES.get(folder, set())
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO / folder).rglob("*.py")):
+        bad = {m for m in _imports(path)
+               if any(m == o or m.startswith(o + ".") for o in others)
+               and not any(m == a or m.startswith(a + ".") or a.startswith(m + ".")
+                           for a in allowed)}
+        if bad:
+            found[str(path.relative_to(REPO))] = bad
+    return found
+
+
+@pytest.mark.parametrize("folder", sorted(COMPONENTS))
+def test_components_meet_only_through_longtask(folder):
+    assert _foreign(folder) == {}
+
+
+def test_the_shared_package_imports_no_component():
+    bad = {}
+    for path in sorted((REPO / "longtask").rglob("*.py")):
+        found = {m for m in _imports(path)
+                 if any(m == n or m.startswith(n + ".") for n in COMPONENTS.values())}
+        if found:
+            bad[str(path.relative_to(REPO))] = found
+    assert bad == {}
+
+
+def test_the_facade_is_what_the_api_uses_of_the_runner():
+    used = {m for path in (REPO / "api").rglob("*.py") for m in _imports(path)
+            if m.startswith("longtask.runner")}
+    assert used and all(m.startswith("longtask.runner.rules") or m == "longtask.runner"
+                        for m in used), used

@@ -2,14 +2,16 @@
 
 Two schemas: ``collect`` holds the slice of Atlan Collect the tasks work on; ``longtask``
 holds the engine's own tables (task records, checkpoints, row errors, undo journal, file
-store, export output).
+store, export output). The statements on the task records are :mod:`longtask.taskrecord`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg2
@@ -17,6 +19,8 @@ import psycopg2._psycopg
 import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
+
+from longtask.errors import LongTaskError
 
 psycopg2.extras.register_uuid()  # type: ignore[no-untyped-call]
 
@@ -119,44 +123,103 @@ def connect(url: str, *, application_name: str = "longtask",
     return conn
 
 
-SET_HOLD = """
-INSERT INTO longtask.tasks (uid, name, namespace, type, organization, params, hold)
-VALUES (%(uid)s, %(name)s, %(namespace)s, %(type)s, %(organization)s, %(params)s, %(hold)s)
-ON CONFLICT (uid) DO UPDATE SET hold = EXCLUDED.hold, updated_at = clock_timestamp()
-"""
+class DatabaseUnavailable(LongTaskError):
+    """The database cannot be reached, or no pooled connection freed up in time."""
 
 
-RELEASE_HOLD = """
-UPDATE longtask.tasks SET hold = NULL, updated_at = clock_timestamp()
- WHERE uid = %(uid)s AND hold IS NOT NULL
-"""
+class Pool:
+    """At most ``size`` connections, handed out one per unit of work and reused: the one
+    pool of the API and the operator.
 
-HOLD_LOCK_TIMEOUT = "2s"  # longest wait for a chunk in flight; a chunk takes ~0.25 s
-
-
-def set_hold(conn: psycopg2.extensions.connection, *, uid: str, name: str, namespace: str,
-             type: str, organization: str, params: dict[str, object],
-             hold: str | None) -> bool:
-    """Hold a task's run (``"Paused"`` or ``"Terminated"``) or release it (``None``).
-
-    While held, a runner takes no lease and commits no chunk. The update waits for the row
-    lock a chunk in flight holds, so when it returns True no later chunk of the run can
-    commit: the pause or terminate is in force before the Job is even suspended. A runner
-    that keeps the lock longer than ``HOLD_LOCK_TIMEOUT`` (frozen, cut off) cannot block
-    the caller: it gets False, nothing changed, and the Job's suspension or deletion stops
-    the runner as before. Creates the task's record if the runner has not yet. Commits;
-    raises ``psycopg2.Error`` for other failures.
+    ``connection()`` waits up to ``wait_seconds`` for a free one, then raises
+    :attr:`unavailable` (a :class:`DatabaseUnavailable`; the API answers it with 503); so
+    does a connect that fails (within ``connect_timeout`` seconds) and a connection that
+    fails while in use, which is discarded. Other ``psycopg2.Error`` pass through.
     """
-    try:
+
+    unavailable: type[DatabaseUnavailable] = DatabaseUnavailable
+
+    def __init__(self, url: str, size: int, *, application_name: str,
+                 connect_timeout: int = 5, wait_seconds: float = 10.0) -> None:
+        self._url = url
+        self._name = application_name
+        self._connect_timeout = connect_timeout
+        self._wait = wait_seconds
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[psycopg2.extensions.connection] = []
+        self._lock = threading.Lock()
+
+    def _open(self) -> psycopg2.extensions.connection:
+        try:
+            conn = psycopg2.connect(self._url, application_name=self._name,
+                                    connect_timeout=self._connect_timeout)
+        except psycopg2.OperationalError as exc:
+            raise self.unavailable(f"database unreachable: {first_line(exc)}") from None
         with conn.cursor() as cur:
-            cur.execute(f"SET LOCAL lock_timeout = '{HOLD_LOCK_TIMEOUT}'")
-            # A release needs no record: without one, nothing is held.
-            cur.execute(SET_HOLD if hold is not None else RELEASE_HOLD,
-                        {"uid": uid, "name": name, "namespace": namespace,
-                         "type": type, "organization": organization,
-                         "params": psycopg2.extras.Json(params), "hold": hold})
-    except psycopg2.errors.LockNotAvailable:
-        conn.rollback()
-        return False
-    conn.commit()
-    return True
+            cur.execute("SET TIME ZONE 'UTC'")
+        conn.commit()
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self, *, autocommit: bool = True,
+                   readonly: bool = False) -> Iterator[psycopg2.extensions.connection]:
+        """A connection for one unit of work, in autocommit mode unless asked otherwise,
+        read-only when asked; rolled back when given back in a transaction."""
+        if not self._slots.acquire(timeout=self._wait):
+            raise self.unavailable("no database connection became free in time")
+        conn: psycopg2.extensions.connection | None = None
+        broken = False
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self._open()
+            conn.autocommit = autocommit
+            if readonly:
+                conn.readonly = True
+            try:
+                yield conn
+            except psycopg2.OperationalError as exc:
+                broken = True
+                raise self.unavailable(f"database failed: {first_line(exc)}") from exc
+        finally:
+            if conn is not None:
+                self._give_back(conn, broken)
+            self._slots.release()
+
+    def _give_back(self, conn: psycopg2.extensions.connection, broken: bool) -> None:
+        """Keep ``conn`` for reuse (rolled back, explicit-transaction mode) or close it."""
+        if not broken and not conn.closed:
+            try:
+                if not conn.autocommit:
+                    conn.rollback()
+                if conn.readonly is not None:
+                    conn.readonly = None  # the server's default again, for the next user
+                conn.autocommit = False
+            except psycopg2.Error:
+                broken = True
+            if not broken:
+                with self._lock:
+                    self._idle.append(conn)
+                return
+        with contextlib.suppress(psycopg2.Error):
+            conn.close()
+
+    def ping(self) -> None:
+        """``SELECT 1``; :attr:`unavailable` when it fails."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver message (libpq's later lines may echo connection details)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

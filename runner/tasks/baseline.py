@@ -26,11 +26,11 @@ from typing import Any, cast
 
 import orjson
 import psycopg2.errors
-from longtask.runner.csvsource import RecordBatch
 from longtask.runner.engine import ChunkResult, Cursor, RowError
 from longtask.runner.errors import HeaderError, TaskFailed
 from longtask.runner.tasks import common
 
+from longtask.csvsource import RecordBatch
 from longtask.tasktypes import BaselineUploadParams, UploadMode
 from longtask.values import (
     ColumnParser,

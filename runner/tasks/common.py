@@ -13,11 +13,11 @@ from typing import Any, Generic, TypeVar
 
 import psycopg2
 import psycopg2.extensions
-from longtask.runner import filestore
-from longtask.runner.csvsource import CsvFile, Header, Position, Record, RecordBatch
 from longtask.runner.engine import RowError, StopToken, TaskDefinition
 from longtask.runner.errors import FileUnreadable, HeaderError, TaskFailed
 
+from longtask import filestore, taskrecord
+from longtask.csvsource import CsvFile, Header, Position, Record, RecordBatch
 from longtask.settings import RunnerSettings
 from longtask.values import FieldSpec, FieldType, normalize_header
 
@@ -490,10 +490,7 @@ class TaskWork(Generic[P, Item]):
 
     def _total_recorded(self) -> bool:
         with self.read_conn.cursor() as cur:
-            cur.execute("SELECT total IS NOT NULL FROM longtask.tasks WHERE uid = %s",
-                        (self.task.uid,))
-            row = cur.fetchone()
-        return bool(row and row[0])
+            return taskrecord.total_recorded(cur, self.task.uid)
 
     def total(self) -> int | None:
         """The record count, once the background count has it (see :meth:`start_reading`)."""

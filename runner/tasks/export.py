@@ -27,12 +27,12 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
-from longtask.runner import filestore
 from longtask.runner.engine import ChunkResult, Cursor
 from longtask.runner.errors import TaskFailed
 from longtask.runner.tasks import common
 from psycopg2 import sql
 
+from longtask import filestore
 from longtask.tasktypes import ExportParams
 from longtask.values import FieldSpec, FieldType
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from longtask.runner.csvsource import RecordBatch
 from longtask.runner.engine import ChunkResult, Cursor, RowError
 from longtask.runner.tasks import common
 
+from longtask.csvsource import RecordBatch
 from longtask.tasktypes import BulkTeamCreateParams
 from longtask.values import InvalidValue, normalize_header, normalize_phone, parse_member_phones
 

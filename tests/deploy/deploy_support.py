@@ -66,7 +66,8 @@ def kube_version() -> str:
 def sample_run_job() -> dict[str, Any]:
     """The run Job the operator's code makes for a small Export task (operator/manifests.py)."""
     from longtask.operator.manifests import build_run_job
-    from longtask.operator.model import Task
+
+    from longtask.model import Task
 
     task = Task.from_body({
         "metadata": {"name": "t", "namespace": "ns", "uid": "00000000-0000-0000-0000-000000000001",

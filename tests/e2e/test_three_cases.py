@@ -1,4 +1,4 @@
-"""The three cases of DESIGN.md end to end, through the REST API on the whole stack.
+"""The three cases of README.md end to end, through the REST API on the whole stack.
 
 One stack per module: PostgreSQL, the local control plane with the CRD, the operator and
 the API (``devcluster.stack``). Each case is the demo's own script (``demo/cases.py``),

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from longtask.operator import decide, model
+from longtask.operator import decide
 from pydantic import BaseModel
 
-from longtask import constants, tasktypes
+from longtask import constants, model, tasktypes
 from longtask.phases import ConditionType, DesiredState, OnTerminate, Phase
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "longtask.yaml"

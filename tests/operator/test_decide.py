@@ -1,8 +1,9 @@
 """The state machine as a table: what is wanted and seen, and what the operator does.
 
-Every test is one behaviour from issue 3 (run, pause, resume, terminate, roll back, queue,
-and each race it lists), read as a specification: given the task, its status and what the
-handler observed, ``decide`` gives this phase and these actions.
+Every test is one behaviour of the state machine (``operator/README.md``: run, pause,
+resume, terminate, roll back, queue, and each race it lists), read as a specification:
+given the task, its status and what the handler observed, ``decide`` gives this phase and
+these actions.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ from longtask.operator.decide import (
     CreateRunJob,
     Decision,
     DeleteJob,
+    HoldRun,
     JobState,
     Observed,
     PostEvent,
     ReleaseKey,
+    ReleaseRun,
     ResumeJob,
     RunnerRecord,
     SuspendJob,
     decide,
     decide_deletion,
 )
-from longtask.operator.model import Task, TaskSpec, TaskStatus
 
+from longtask.model import Task, TaskSpec, TaskStatus
 from longtask.phases import ConditionType, DesiredState, Phase, RollbackOutcome, RunOutcome
 
 NOW = dt.datetime(2026, 11, 30, 8, 0, 0, tzinfo=dt.UTC)
@@ -93,8 +96,16 @@ def record(run: RunOutcome = RunOutcome.RUNNING, **fields: Any) -> RunnerRecord:
 
 
 def work(decision: Decision) -> list[Action]:
-    """The actions that change the cluster (events and key releases left out)."""
-    return [a for a in decision.actions if not isinstance(a, PostEvent | ReleaseKey)]
+    """The actions that change the cluster (events, key releases and the runner record's
+    hold left out; :func:`holds` gives those)."""
+    return [a for a in decision.actions
+            if not isinstance(a, PostEvent | ReleaseKey | HoldRun | ReleaseRun)]
+
+
+def holds(decision: Decision) -> list[Action]:
+    """The hold actions and the Job actions they guard, in the order carried out."""
+    return [a for a in decision.actions if isinstance(
+        a, HoldRun | ReleaseRun | SuspendJob | ResumeJob | DeleteJob | CreateRunJob)]
 
 
 def events(decision: Decision) -> list[PostEvent]:
@@ -183,11 +194,6 @@ def test_percent_stays_below_100_until_the_record_says_succeeded() -> None:
     assert d.status.progress and d.status.progress.percent == 99, d.status.progress
 
 
-def test_running_task_is_rechecked_on_the_progress_timer() -> None:
-    d = decide(task(), status(Phase.RUNNING), Observed(run_job=run_job(active=1)), NOW)
-    assert d.requeue, "a running task waits on its runner and must be looked at again"
-
-
 def test_runner_record_succeeded_makes_the_task_succeeded_and_frees_its_key() -> None:
     rec = record(RunOutcome.SUCCEEDED, total=10, done=10)
     d = decide(task(), status(Phase.RUNNING), Observed(run_job=run_job(), record=rec), NOW)
@@ -247,7 +253,6 @@ def test_pausing_waits_while_a_runner_pod_is_left() -> None:
     obs = Observed(run_job=run_job(suspended=True), runner_pods=1, record=record())
     d = decide(task("Paused"), status(Phase.PAUSING), obs, NOW)
     expect(d, Phase.PAUSING, [])
-    assert d.requeue, "pausing waits on pods and must be looked at again"
 
 
 def test_paused_once_no_runner_pod_is_left_and_the_record_says_stopped() -> None:
@@ -538,7 +543,7 @@ def test_control_request_on_a_failed_task_is_ignored() -> None:
 def test_final_task_reconciled_again_does_nothing() -> None:
     before = status(Phase.SUCCEEDED, last_action=None)
     d = decide(task(), before, Observed(record=record(RunOutcome.SUCCEEDED)), NOW)
-    assert d.actions == () and not d.requeue, (d.actions, d.requeue)
+    assert d.actions == (), d.actions
 
 
 # --------------------------------------------------------------------------- events, conditions
@@ -669,11 +674,14 @@ def _plausible(phase: Phase) -> tuple[TaskStatus, Observed]:
     return st, Observed(run_job=job, runner_pods=pods, record=rec, admitted=True)
 
 
-@pytest.mark.parametrize(
+EVERY_PHASE_AND_STATE = pytest.mark.parametrize(
     ("phase", "state"),
     list(itertools.product(list(Phase), list(DesiredState))),
     ids=lambda v: str(v),
 )
+
+
+@EVERY_PHASE_AND_STATE
 def test_every_phase_and_state_gives_a_well_formed_decision(
     phase: Phase, state: DesiredState
 ) -> None:
@@ -723,3 +731,80 @@ def test_deleting_during_rollback_warns_that_the_rollback_is_cut_short() -> None
     cleanup = decide_deletion(task("Terminated"), status(Phase.ROLLING_BACK), obs)
     warnings = [a for a in cleanup.actions if isinstance(a, PostEvent) and a.type == "Warning"]
     assert len(warnings) == 1 and "30 rows undone" in warnings[0].message, cleanup.actions
+
+
+# --------------------------------------------------------------------------- the hold
+# A pause or terminate takes effect when the runner's record holds the run: from then on no
+# chunk commits, whatever the pod does. The hold comes before the Job action that stops the
+# pod, and a release before the one that starts one.
+
+
+def test_a_pause_takes_effect_by_the_hold_before_the_job_is_suspended() -> None:
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(done=40))
+    d = decide(task("Paused"), status(Phase.RUNNING), obs, NOW)
+    assert holds(d) == [HoldRun("Paused"), SuspendJob(RUN_JOB)], d.actions
+
+
+def test_a_pause_in_progress_holds_nothing_again() -> None:
+    obs = Observed(run_job=run_job(suspended=True), runner_pods=1, record=record())
+    d = decide(task("Paused"), status(Phase.PAUSING), obs, NOW)
+    assert holds(d) == [], d.actions
+
+
+def test_a_pause_before_the_start_holds_nothing_as_no_runner_exists() -> None:
+    d = decide(task("Paused"), status(Phase.QUEUED, started=False), Observed(), NOW)
+    assert (d.status.phase, holds(d)) == (Phase.PAUSED, []), d.actions
+
+
+def test_a_resume_releases_the_hold_before_the_job_is_resumed() -> None:
+    obs = Observed(run_job=run_job(suspended=True), record=record(RunOutcome.STOPPED))
+    d = decide(task("Running"), status(Phase.PAUSED), obs, NOW)
+    assert holds(d) == [ReleaseRun(), ResumeJob(RUN_JOB)], d.actions
+
+
+def test_a_start_releases_any_hold_before_the_job_is_created() -> None:
+    d = decide(task(), TaskStatus(), Observed(admitted=True), NOW)
+    assert holds(d) == [ReleaseRun(), CreateRunJob(RUN_JOB, suspend=False)], d.actions
+
+
+def test_a_lost_job_made_again_is_released_first() -> None:
+    d = decide(task(), status(Phase.RUNNING), Observed(record=record()), NOW)
+    assert holds(d) == [ReleaseRun(), CreateRunJob(RUN_JOB, suspend=False)], d.actions
+
+
+def test_a_terminate_takes_effect_by_the_hold_before_the_job_is_deleted() -> None:
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record())
+    d = decide(task("Terminated"), status(Phase.RUNNING), obs, NOW)
+    assert holds(d) == [HoldRun("Terminated"), DeleteJob(RUN_JOB, "Foreground")], d.actions
+
+
+def test_a_terminate_of_a_paused_task_turns_its_hold_into_terminated() -> None:
+    obs = Observed(run_job=run_job(suspended=True), record=record(RunOutcome.STOPPED))
+    d = decide(task("Terminated"), status(Phase.PAUSED), obs, NOW)
+    assert holds(d) == [HoldRun("Terminated"), DeleteJob(RUN_JOB, "Foreground")], d.actions
+
+
+def test_deleting_a_terminated_task_holds_its_run_before_deleting_its_jobs() -> None:
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record())
+    cleanup = decide_deletion(task("Terminated"), status(Phase.TERMINATING), obs)
+    assert cleanup.actions[:2] == (HoldRun("Terminated"), DeleteJob(RUN_JOB, "Foreground"))
+
+
+@EVERY_PHASE_AND_STATE
+def test_every_job_action_that_stops_or_starts_a_run_is_guarded_by_the_hold(
+    phase: Phase, state: DesiredState
+) -> None:
+    st, obs = _plausible(phase)
+    d = decide(task(state.value), st, obs, NOW)
+    acts = list(d.actions)
+    for i, action in enumerate(acts):
+        before = acts[i - 1] if i else None
+        if isinstance(action, SuspendJob):
+            assert before == HoldRun("Paused"), acts
+        elif isinstance(action, DeleteJob) and state is DesiredState.TERMINATED:
+            assert before == HoldRun("Terminated"), acts
+        elif isinstance(action, ResumeJob | CreateRunJob):
+            assert before == ReleaseRun(), acts
+        if isinstance(action, HoldRun | ReleaseRun):
+            after = acts[i + 1] if i + 1 < len(acts) else None
+            assert isinstance(after, SuspendJob | DeleteJob | ResumeJob | CreateRunJob), acts

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from longtask.operator.manifests import build_rollback_job, build_run_job
-from longtask.operator.model import Task, TaskSpec
 from longtask.operator.names import is_dns_label, job_name, label_value, safe_name
 from longtask.operator.settings import OperatorSettings
 
+from longtask.model import Task, TaskSpec
 from longtask.settings import RunnerSettings
 
 UID = "6f1c1d9e-7c1b-4c0e-9a53-2f0f3c3f7a11"

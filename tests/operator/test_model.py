@@ -6,12 +6,13 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from longtask.operator.decide import JobState, RunnerRecord
-from longtask.operator.model import Progress, Task, TaskStatus, status_patch
+from longtask.operator.decide import JobState
 from pydantic import ValidationError
 
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.model import Progress, Task, TaskStatus, status_patch
 from longtask.phases import DesiredState, OnTerminate, Phase, RollbackOutcome, RunOutcome
+from longtask.taskrecord import RunnerRecord
 
 BODY: dict[str, Any] = {
     "apiVersion": "collect.atlan.com/v1alpha1",

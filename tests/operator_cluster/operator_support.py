@@ -18,21 +18,22 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg2.extensions
 import psycopg2.extras
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
-from longtask.runner import filestore
 from longtask.runner.cli import execute
 from longtask.runner.engine import StopToken, TaskDefinition
 
 from devcluster.kube import KubeCluster, free_port
+from devcluster.kube import wait_for as wait_until  # the one bounded wait
 from devcluster.pytest_fixtures import raw
+from longtask import filestore
 from longtask.constants import (
     ANNOTATION_REASON,
     ANNOTATION_REQUESTED_BY,
@@ -46,32 +47,11 @@ from longtask.constants import (
 from longtask.db import connect
 
 Connection = psycopg2.extensions.connection
-T = TypeVar("T")
 
 KUBECTL = "/usr/bin/kubectl"
 KARNATAKA = "29-karnataka-constituency.csv"
 CODE_FIELDS = {"Assembly Constituency Code", "Block Code", "District Code"}
 ORG = "acme"
-
-
-# --------------------------------------------------------------------------- waiting
-
-
-def wait_until(check: Callable[[], T | None], *, timeout: float, what: str,
-               interval: float = 0.2, on_timeout: Callable[[], str] | None = None) -> T:
-    """Call ``check`` until it returns something true (not None, False, 0 or empty); that
-    value. ``AssertionError`` naming ``what``, the last value and ``on_timeout()`` (e.g. the
-    operator's log) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = on_timeout() if on_timeout else ""
-            raise AssertionError(f"waited {timeout:.0f}s for {what}; last seen: {value!r}"
-                                 + (f"\n{extra}" if extra else ""))
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- the operator
@@ -172,8 +152,8 @@ class OperatorProcess:
         return found
 
     def log_events(self, name: str) -> list[dict[str, Any]]:
-        """The operator's JSON log lines whose message is ``name`` (e.g. ``job_created``)."""
-        return [e for e in self.log_entries() if e.get("message") == name]
+        """The operator's JSON log lines whose event is ``name`` (e.g. ``job_created``)."""
+        return [e for e in self.log_entries() if e.get("event") == name]
 
     def health(self) -> dict[str, Any] | None:
         """The liveness probe's JSON body while it answers 200, else None. An elected

@@ -1,4 +1,4 @@
-"""The operator SIGKILLed again and again during one task's whole lifecycle (issue 3).
+"""The operator SIGKILLed again and again during one task's whole lifecycle.
 
 Seeded random delays put the kills at different points of each step: while the run Job is
 being made, while pausing, while paused (the resume arrives while the operator is down),

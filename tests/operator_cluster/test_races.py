@@ -1,5 +1,5 @@
 """Terminate racing other requests and other phases: one well-defined end, one rollback Job
-at most (issue 3).
+at most.
 
 A runner held stopped (SIGSTOP) stands for one slow to stop, so the second request lands
 while the first is still being carried out, whatever the machine's speed.

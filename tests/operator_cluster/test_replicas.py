@@ -106,7 +106,7 @@ def assert_acted_only_while_leading(ops: list[s.OperatorProcess]) -> None:
     """Each replica's log: no action before its ``lease_acquired``, none without one."""
     for op in ops:
         entries = op.log_entries()
-        messages = [e.get("message") for e in entries]
+        messages = [e.get("event") for e in entries]
         acquired = messages.index("lease_acquired") if "lease_acquired" in messages else None
         early = [m for m in messages[:acquired] if m in ACTIONS]
         assert early == [], (f"{op.log_path.name} acted before it held the Lease: "

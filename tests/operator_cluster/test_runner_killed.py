@@ -1,5 +1,5 @@
 """A runner killed outright (not by a pause) is replaced by the Job controller; the new pod
-resumes from the last checkpoint and the final data has no duplicate (issue 3)."""
+resumes from the last checkpoint and the final data has no duplicate."""
 
 from __future__ import annotations
 

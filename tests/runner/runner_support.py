@@ -15,10 +15,10 @@ from typing import Any
 
 import psycopg2.extensions
 import psycopg2.extras
-from longtask.runner import filestore
 from longtask.runner.cli import execute
 from longtask.runner.engine import StopToken, TaskDefinition
 
+from longtask import filestore
 from longtask.db import connect
 from longtask.settings import RunnerSettings
 

@@ -10,12 +10,11 @@ import codecs
 
 import pytest
 import runner_support as s
-from longtask.runner import filestore
 from longtask.runner.engine import StopToken
 from longtask.runner.errors import FileUnreadable
 from longtask.runner.tasks import build_work
 
-from longtask import constants
+from longtask import constants, filestore
 from longtask.db import connect
 from longtask.settings import RunnerSettings
 

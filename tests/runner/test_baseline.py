@@ -11,8 +11,8 @@ import psycopg2.errors
 import pytest
 import runner_support as s
 
-from longtask import constants
-from longtask.db import connect, set_hold
+from longtask import constants, taskrecord
+from longtask.db import connect
 from longtask.settings import RunnerSettings
 
 KARNATAKA = "29-karnataka-constituency.csv"
@@ -333,9 +333,8 @@ def test_a_record_first_made_by_a_hold_still_gets_the_runners_settings(db, db_ur
     conn = s.connect(db_url)
     try:
         for hold in ("Paused", None):  # paused before its pod ever started, then resumed
-            assert set_hold(conn, uid=str(task.uid), name="t", namespace="default",
-                            type=task.type, organization=task.organization,
-                            params=dict(task.params), hold=hold)
+            named = dataclasses.replace(task, name="t", namespace="default")
+            assert taskrecord.hold(conn, named, hold)
     finally:
         conn.close()
     assert s.run_inline(db_url, task) == constants.EXIT_DONE

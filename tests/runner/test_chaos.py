@@ -7,6 +7,7 @@ after a SIGTERM arrived (a commit already requested may complete).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import signal
 import time
@@ -16,8 +17,7 @@ from pathlib import Path
 import pytest
 import runner_support as s
 
-from longtask import constants
-from longtask.db import set_hold
+from longtask import constants, taskrecord
 
 ROWS = 100_000
 
@@ -170,9 +170,8 @@ def test_a_hold_stops_the_run_at_its_next_chunk_and_keeps_new_runners_out(
         time.sleep(0.02)
     conn = s.connect(db_url)
     try:
-        set_hold(conn, uid=str(task.uid), name="t", namespace="default",
-                   type=task.type, organization=task.organization,
-                   params=dict(task.params), hold="Paused")
+        taskrecord.hold(conn, dataclasses.replace(task, name="t", namespace="default"),
+                        "Paused")
     finally:
         conn.close()
     held_at = time.time()

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from longtask.runner.csvsource import CsvFile, Position, Record
+
+from longtask.csvsource import CsvFile, Position, Record
 
 MAX_LINE = 64
 

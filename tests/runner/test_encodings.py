@@ -12,12 +12,11 @@ import io
 
 import pytest
 import runner_support as s
-from longtask.runner import filestore
 from longtask.runner.errors import FileUnreadable
-from longtask.runner.textencoding import CONFIDENCE_THRESHOLD, EncodingUncertain
 from spreadsheets import SPREADSHEETS, THREE_LINES_CP1252
 
-from longtask import constants
+from longtask import constants, filestore
+from longtask.textencoding import CONFIDENCE_THRESHOLD, EncodingUncertain
 
 WIDE = {
     "utf-16 with a byte-order mark": (

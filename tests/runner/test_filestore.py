@@ -7,8 +7,8 @@ import hashlib
 import io
 
 import pytest
-from longtask.runner import filestore
 
+from longtask import filestore
 from longtask.db.migrate import downgrade, upgrade
 
 DATA = b"id,name\n" + b"".join(b"%d,caf\xc3\xa9 %d\n" % (i, i) for i in range(5000))

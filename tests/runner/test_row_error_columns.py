@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import runner_support as s
-from longtask.runner.csvsource import CsvFile
 
 from longtask import constants
+from longtask.csvsource import CsvFile
 from longtask.settings import RunnerSettings
 
 

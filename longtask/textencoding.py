@@ -60,7 +60,8 @@ from itertools import combinations
 from typing import Literal
 
 from charset_normalizer.md import mess_ratio
-from longtask.runner.errors import FileUnreadable
+
+from longtask.errors import FileUnreadable
 
 CONFIDENCE_THRESHOLD = 0.9
 """A detected encoding below this confidence is refused (see the module docstring)."""

@@ -4,7 +4,7 @@ Files stream in (:func:`store`) and out (:func:`read_blocks`) one block at a tim
 stays bounded by the block size whatever the file's size. Each file records its size,
 SHA-256 and encoding. The API stores uploads with the same function.
 
-Encodings (:mod:`longtask.runner.textencoding` tells them as the bytes stream in): a file
+Encodings (:mod:`longtask.textencoding` tells them as the bytes stream in): a file
 valid as UTF-8 (with or without BOM) is stored as it is. UTF-16 and UTF-32 files (with a
 byte-order mark, as spreadsheets' "Unicode text" exports have; UTF-16 also without one)
 are transcoded to UTF-8 on the way in, so every stored file is ASCII-compatible and can be
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import psycopg2.extensions
-from longtask.runner.errors import FileUnreadable
-from longtask.runner.textencoding import EncodingFacts, EncodingSniffer, facts_of
+
+from longtask.errors import FileUnreadable
+from longtask.textencoding import EncodingFacts, EncodingSniffer, facts_of
 
 BLOCK_SIZE = 1 << 20  # 1 MiB: large enough for fast COPY-free streaming, small in memory
 
@@ -122,10 +123,10 @@ def store(
 
     ``encoding`` is one the uploader names (any Python codec whose ASCII bytes are ASCII,
     or UTF-16/32); without it the encoding is told from the bytes
-    (:class:`~longtask.runner.textencoding.EncodingSniffer`). Raises
+    (:class:`~longtask.textencoding.EncodingSniffer`). Raises
     :class:`FileUnreadable` for an empty file, one over ``max_bytes`` (bytes), one that is
     not valid in the encoding named, or one whose encoding cannot be told for sure
-    (:class:`~longtask.runner.textencoding.EncodingUncertain`, with the likeliest
+    (:class:`~longtask.textencoding.EncodingUncertain`, with the likeliest
     readings); nothing is left in the store then.
     """
     file_id = uuid.uuid4()

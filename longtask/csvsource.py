@@ -8,7 +8,7 @@ speaks):
 
 - Bytes are split into physical lines on ``\\n`` (``\\r\\n`` and ``\\n`` line ends); a file
   with no ``\\n`` at all but ``\\r`` (old Mac) is split on ``\\r``. Every stored file is
-  ASCII-compatible (see :mod:`longtask.runner.filestore`), so splitting bytes is exact.
+  ASCII-compatible (see :mod:`longtask.filestore`), so splitting bytes is exact.
 - Each line is decoded in the file's encoding; a UTF-8 BOM before the header is dropped.
 - Python's :mod:`csv` joins lines into records, so quoted fields may hold commas, quotes
   (``""``) and line breaks. A record's line number is that of its first physical line.
@@ -38,7 +38,7 @@ from itertools import accumulate, repeat
 from operator import add
 from typing import NamedTuple
 
-from longtask.runner.errors import FileUnreadable
+from longtask.errors import FileUnreadable
 
 BlockSource = Callable[[int], Iterator[bytes]]
 """``source(offset)`` yields the file's bytes from byte ``offset`` on, in blocks."""

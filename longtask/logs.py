@@ -1,7 +1,9 @@
-"""Structured logs: one JSON object a line, the event name in ``event``.
+"""Structured logs of all three processes: one JSON object a line, the event name in ``event``.
 
 Fields passed with ``extra={...}`` become keys of the object, so a log line reads
-``{"event": "chunk_committed", "task": "...", "rows": 500, ...}``.
+``{"event": "chunk_committed", "task": "...", "rows": 500, ...}``. The runner, the API and
+the operator (kopf's own lines too) all log through :func:`setup`; kopf's reference to the
+object a line is about goes under ``object``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import sys
 import time
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# What kopf's object loggers attach: the object's reference (kept, as ``object``), and its
+# own switches and settings (left out).
+_KOPF_REF = "k8s_ref"
+_KOPF_INTERNAL = frozenset({"k8s_skip", "settings"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +32,9 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key == _KOPF_REF:
+                payload["object"] = value
+            elif key not in _STANDARD and key not in _KOPF_INTERNAL and not key.startswith("_"):
                 payload[key] = value
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
@@ -34,7 +42,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(level: str = "INFO") -> None:
-    """Send every log record to stderr as JSON lines at ``level``."""
+    """Send every log record to stderr as JSON lines at ``level`` (a logging level name)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

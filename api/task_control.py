@@ -1,0 +1,195 @@
+"""Pause, resume, terminate and patch a task: each a conditional merge patch of ``spec``
+(with who asked and why), then the hold in the runner's record, before the answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from longtask.api import control, db
+from longtask.api.auth import Principal
+from longtask.api.deps import (
+    DatabaseDep,
+    MetricsDep,
+    OperatorDep,
+    TasksDep,
+)
+from longtask.api.kube import Conflict, Invalid, Tasks
+from longtask.api.problems import (
+    ApiProblem,
+    body_error,
+    invalid,
+    not_found,
+)
+from longtask.api.schemas import (
+    ControlRequest,
+    TaskPublic,
+    TaskUpdate,
+    TerminateRequest,
+)
+from longtask.api.task_common import (
+    CONFLICT_RETRIES,
+    PROBLEMS,
+    ROUTER,
+    invalid_from_server,
+    phase_of,
+    visible,
+)
+
+from longtask import taskrecord
+from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.phases import DesiredState, OnTerminate
+from longtask.taskrecord import TaskRecord
+
+log = logging.getLogger("longtask.api.tasks")
+router = APIRouter(**ROUTER)
+
+
+def _hold(database: db.Database, body: Mapping[str, Any]) -> None:
+    """Put the new ``spec.state`` in force in the runner's record before answering.
+
+    A pause or terminate holds the run (no later chunk commits once this returns; it waits
+    at most for the chunk in flight); a resume releases it (:func:`longtask.taskrecord.hold`).
+    The operator does the same for changes made with kubectl or GitOps.
+    """
+    state = (body.get("spec") or {}).get("state") or DesiredState.RUNNING
+    record = TaskRecord.from_body(body)
+    with database.connection(autocommit=False) as conn:
+        if not taskrecord.hold(conn, record,
+                               None if state == DesiredState.RUNNING else str(state)):
+            log.warning("hold_not_set", extra={"task": record.name, "state": state})
+
+
+def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, action: str,
+           target: DesiredState | None, on_terminate: OnTerminate | None = None,
+           fixed: Mapping[str, Any] | None = None, reason: str | None,
+           database: db.Database) -> dict[str, Any]:
+    """Decide and merge-patch one control request; the task as it stands after it.
+
+    The patch is conditional on the ``resourceVersion`` read, so two racing requests cannot
+    both pass the check: the loser re-reads and finds its request in effect (or refused).
+    The requested-by and reason annotations go in the same patch as ``spec``.
+    """
+    for _ in range(CONFLICT_RETRIES):
+        body = visible(tasks, name, principal)
+        spec = body.get("spec") or {}
+        decision = control.decide(spec, phase_of(body), target, on_terminate)
+        if decision.refusal is not None:
+            metrics.control_actions.labels(action, "refused").inc()
+            raise ApiProblem(409, "invalid-transition", "Conflict", decision.refusal,
+                             extra={"phase": str(phase_of(body)), "state": spec.get("state")})
+        spec_patch = dict(decision.patch)
+        for key, value in (fixed or {}).items():
+            if spec.get(key) != value:
+                spec_patch[key] = value
+        if not spec_patch:
+            metrics.control_actions.labels(action, "in_effect").inc()
+            return body
+        patch = {
+            "metadata": {
+                "resourceVersion": body["metadata"]["resourceVersion"],
+                "annotations": {ANNOTATION_REQUESTED_BY: principal.subject,
+                                ANNOTATION_REASON: reason},
+            },
+            "spec": spec_patch,
+        }
+        try:
+            updated = tasks.patch(name, patch)
+        except Conflict:
+            continue
+        except Invalid as exc:
+            raise invalid_from_server(exc) from None
+        if updated is None:
+            raise not_found(f"task {name!r}")
+        if "state" in spec_patch:
+            _hold(database, updated)
+        metrics.control_actions.labels(action, "applied").inc()
+        what = ", ".join(f"{k}={v}" for k, v in spec_patch.items())
+        tasks.post_event(updated, "ControlRequested", action.capitalize(),
+                         f"{action} ({what}) requested by {principal.subject}"
+                         + (f": {reason}" if reason else ""))
+        log.info("control_applied", extra={"task": name, "action": action, "spec": spec_patch,
+                                           "subject": principal.subject})
+        return updated
+    raise ApiProblem(409, "busy", "Conflict",
+                     "the task changed under every attempt to update it; try again")
+
+
+_CONTROL = dict(status_code=202, response_model=TaskPublic, responses=PROBLEMS)
+
+
+@router.post("/{name}/pause", summary="Pause at the next checkpoint", **_CONTROL)  # type: ignore[arg-type]
+def pause_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: MetricsDep,
+               database: DatabaseDep,
+               body: Annotated[ControlRequest | None, Body()] = None) -> TaskPublic:
+    """``spec.state: Paused``; 202 with the task. 409 for a terminated or ended task."""
+    return TaskPublic.from_body(_apply(
+        tasks, metrics, name, principal, action="pause", target=DesiredState.PAUSED,
+        reason=body.reason if body else None, database=database))
+
+
+@router.post("/{name}/resume", summary="Resume from the last checkpoint", **_CONTROL)  # type: ignore[arg-type]
+def resume_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: MetricsDep,
+                database: DatabaseDep,
+                body: Annotated[ControlRequest | None, Body()] = None) -> TaskPublic:
+    """``spec.state: Running``; 202 with the task. 409 after a terminate or once ended."""
+    return TaskPublic.from_body(_apply(
+        tasks, metrics, name, principal, action="resume", target=DesiredState.RUNNING,
+        reason=body.reason if body else None, database=database))
+
+
+@router.post("/{name}/terminate", summary="Stop for good, then roll back or keep",
+             **_CONTROL)  # type: ignore[arg-type]
+def terminate_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: MetricsDep,
+                   database: DatabaseDep,
+                   body: Annotated[TerminateRequest | None, Body()] = None) -> TaskPublic:
+    """``spec.state: Terminated`` (and ``onTerminate`` from ``rollback``); 202 with the task.
+
+    Repeating it is not an error; 409 for a completed task (its writes are kept) or a
+    terminated one asked for another ``rollback`` choice.
+    """
+    policy = None
+    if body is not None and body.rollback is not None:
+        policy = OnTerminate.ROLLBACK if body.rollback else OnTerminate.KEEP
+    return TaskPublic.from_body(_apply(
+        tasks, metrics, name, principal, action="terminate", target=DesiredState.TERMINATED,
+        on_terminate=policy, reason=body.reason if body else None, database=database))
+
+
+@router.patch(
+    "/{name}", response_model=TaskPublic, responses=PROBLEMS,
+    summary="JSON merge patch of the editable spec fields (as kubectl edit)",
+    openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {
+        "schema": {"$ref": "#/components/schemas/TaskUpdate"}}}}},
+)
+def patch_task(
+    name: str,
+    update: TaskUpdate,
+    principal: OperatorDep,
+    tasks: TasksDep,
+    metrics: MetricsDep,
+    database: DatabaseDep,
+    reason: Annotated[str | None, Query(max_length=1024, description="Why")] = None,
+) -> TaskPublic:
+    """Apply ``state``, ``onTerminate``, ``rateLimit``, ``parallelism`` (RFC 7396).
+
+    State changes follow the same rules as the actions (409 for a refused transition);
+    fields fixed at creation by the CRD are refused by the server, answered 422 with its
+    reason. 200 with the task as it now stands.
+    """
+    given = update.model_fields_set
+    for field in ("state", "on_terminate", "parallelism"):
+        if field in given and getattr(update, field) is None:
+            alias = TaskUpdate.model_fields[field].alias or field
+            raise invalid(f"{alias} cannot be removed", [body_error([alias], "cannot be null")])
+    fixed: dict[str, Any] = {}
+    if "rate_limit" in given:
+        fixed["rateLimit"] = update.rate_limit
+    if "parallelism" in given:
+        fixed["parallelism"] = update.parallelism
+    return TaskPublic.from_body(_apply(
+        tasks, metrics, name, principal, action="patch", target=update.state,
+        on_terminate=update.on_terminate, fixed=fixed, reason=reason,
+        database=database))

@@ -1,0 +1,174 @@
+"""``POST /v1/tasks`` and ``POST /v1/tasks/validate``: a task is created only after the
+dry run the validation answers with finds nothing wrong; an Idempotency-Key makes a retry
+return the task it made."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from longtask.api import db, dryrun
+from longtask.api.deps import (
+    DatabaseDep,
+    MetricsDep,
+    OperatorDep,
+    SettingsDep,
+    TasksDep,
+    ViewerDep,
+    organization_for,
+)
+from longtask.api.kube import Conflict, Invalid
+from longtask.api.problems import (
+    ApiProblem,
+    FieldError,
+    invalid,
+)
+from longtask.api.schemas import (
+    TaskCreate,
+    TaskPublic,
+    ValidationReport,
+)
+from longtask.api.settings import ApiSettings
+from longtask.api.task_common import (
+    ANNOTATION_IDEMPOTENCY_KEY,
+    ANNOTATION_REQUEST_DIGEST,
+    PROBLEMS,
+    ROUTER,
+    invalid_from_server,
+)
+
+from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.db import connect as connect_db
+
+log = logging.getLogger("longtask.api.tasks")
+router = APIRouter(**ROUTER)
+
+
+def _refuse_invalid(database: db.Database, settings: ApiSettings, create: TaskCreate) -> None:
+    """422 with the dry run's errors (field paths) when the task would fail before writing
+    anything: the very checks ``POST /v1/tasks/validate`` makes, so what it calls invalid
+    is never created. A file's rows are counted beside the checks, on a connection of
+    their own, and the count given up when they end (a create does not wait for it)."""
+    url = settings.database_url
+
+    def connect(purpose: str) -> db.Connection:
+        conn = connect_db(url, application_name=f"longtask-api-{purpose}")
+        conn.autocommit = True
+        return conn
+
+    limit = min(settings.validate_rows, settings.validate_max_rows)
+    with database.connection() as conn:
+        report = dryrun.run(conn, create, rows=limit, connect=connect,
+                            statement_timeout=settings.validate_statement_timeout_seconds)
+    if report.valid:
+        return
+    errors = [FieldError.model_validate(e) for e in report.errors]
+    raise invalid("the task would fail before writing anything: "
+                  + "; ".join(e.detail for e in errors), errors)
+
+
+def _task_name(create: TaskCreate, key_digest: str | None) -> dict[str, str]:
+    """``{"name": ...}`` (given, or derived from the Idempotency-Key) or ``{"generateName"}``.
+
+    A key gives a deterministic name, so two racing retries cannot both create: the second
+    gets AlreadyExists and finds the first.
+    """
+    if create.name:
+        return {"name": create.name}
+    prefix = f"{create.type.lower()}-{create.organization}"[:40].rstrip("-")
+    if key_digest is not None:
+        return {"name": f"{prefix}-{key_digest[:16]}"}
+    return {"generateName": f"{prefix}-"}
+
+
+@router.post("", status_code=201, response_model=TaskPublic, responses=PROBLEMS,
+             summary="Create a task")
+def create_task(
+    create: TaskCreate,
+    response: Response,
+    principal: OperatorDep,
+    tasks: TasksDep,
+    database: DatabaseDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=255,
+        description="Retries with the same key and body return the same task")] = None,
+) -> TaskPublic:
+    """Create a LongTask; 201 with ``Location``.
+
+    With ``Idempotency-Key`` (draft-ietf-httpapi-idempotency-key-header), a retry with the
+    same key and body returns the task created first (``Idempotent-Replayed: true``), across
+    API restarts (the key's hash is kept on the LongTask); the same key with another body is
+    422. 403 for an organization the token may not use; 422 for what the dry run
+    (``/validate``) finds invalid, with its errors: params that do not fit the type, no
+    such organization, form or file, a header the form refuses, a file without data rows
+    or whose every row is a row error; 409 for a name already taken.
+    """
+    organization_for(principal, create.organization)
+    _refuse_invalid(database, settings, create)
+    digest = hashlib.sha256(create.model_dump_json(by_alias=True).encode()).hexdigest()
+    key_digest = None
+    annotations = {
+        ANNOTATION_REQUESTED_BY: principal.subject,
+        ANNOTATION_REASON: create.reason or "created through the API",
+        ANNOTATION_REQUEST_DIGEST: digest,
+    }
+    if idempotency_key is not None:
+        scope = f"{principal.subject}\0{create.organization}\0{idempotency_key}"
+        key_digest = hashlib.sha256(scope.encode()).hexdigest()
+        annotations[ANNOTATION_IDEMPOTENCY_KEY] = key_digest
+    body = {"metadata": {**_task_name(create, key_digest), "annotations": annotations},
+            "spec": create.spec()}
+    try:
+        created = tasks.create(body)
+    except Conflict:
+        existing = tasks.get(body["metadata"].get("name", ""))
+        if existing is None or key_digest is None or (
+                existing["metadata"].get("annotations") or {}
+        ).get(ANNOTATION_IDEMPOTENCY_KEY) != key_digest:
+            raise ApiProblem(409, "name-taken", "Conflict",
+                             f"a task named {body['metadata'].get('name')!r} already exists"
+                             ) from None
+        if existing["metadata"]["annotations"].get(ANNOTATION_REQUEST_DIGEST) != digest:
+            raise invalid("Idempotency-Key was used for a different request", [FieldError(
+                detail="this key already created a task from a different body",
+                parameter="Idempotency-Key")]) from None
+        response.headers["Idempotent-Replayed"] = "true"
+        response.headers["Location"] = f"/v1/tasks/{existing['metadata']['name']}"
+        return TaskPublic.from_body(existing)
+    except Invalid as exc:
+        raise invalid_from_server(exc) from None
+    name = created["metadata"]["name"]
+    metrics.tasks_created.labels(create.type).inc()
+    tasks.post_event(created, "CreateRequested", "Create",
+                     f"created by {principal.subject}: {annotations[ANNOTATION_REASON]}")
+    log.info("task_created", extra={"task": name, "type": create.type,
+                                    "organization": create.organization,
+                                    "subject": principal.subject})
+    response.headers["Location"] = f"/v1/tasks/{name}"
+    return TaskPublic.from_body(created)
+
+
+@router.post("/validate", response_model=ValidationReport, responses=PROBLEMS,
+             summary="Dry run: what creating this task would do")
+def validate_task(
+    create: TaskCreate,
+    principal: ViewerDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    rows: Annotated[int | None, Query(ge=1, description="Data rows to read and parse")] = None,
+) -> ValidationReport:
+    """Check params, organization, form and file, map the header, parse the first rows.
+
+    Nothing is created. ``valid: false`` with ``errors`` (field paths) when the run would
+    fail before writing; ``rowErrors`` for the bad rows among the first ``rows``;
+    ``warnings`` for columns that look swapped or hold values of the wrong type.
+    """
+    organization_for(principal, create.organization)
+    limit = min(rows or settings.validate_rows, settings.validate_max_rows)
+    with database.connection() as conn:
+        return dryrun.run(conn, create, rows=limit,
+                          statement_timeout=settings.validate_statement_timeout_seconds)

@@ -1,0 +1,185 @@
+"""The handler's order of work, fast: :func:`reconcile` over an in-memory cluster.
+
+A reconcile posts the transition's Event, then writes the status, then carries out the
+actions in order, and a pause or terminate is held in the runner's record before the Job is
+suspended or deleted (a resume or start is released before the Job runs again). The same
+code runs against the real control plane in ``tests/operator_cluster/``; here the cluster
+and the record store are our own in-memory implementations of the operator's interfaces
+(``inmemory.py``), so each case takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+from longtask.operator import handlers
+from longtask.operator.settings import OperatorSettings
+
+from longtask.phases import RunOutcome
+from longtask.taskrecord import RunnerRecord
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inmemory import InMemoryCluster, InMemoryRecords, Journal, pod_for, task_body
+
+pytestmark = pytest.mark.timeout(30)
+
+SETTINGS = OperatorSettings(runner_image="localhost/longtask/runner:test",
+                            progress_interval_seconds=7)
+
+
+@pytest.fixture
+def journal() -> Journal:
+    return []
+
+
+@pytest.fixture
+def cluster(journal: Journal) -> InMemoryCluster:
+    return InMemoryCluster(journal)
+
+
+@pytest.fixture
+def records(journal: Journal) -> InMemoryRecords:
+    return InMemoryRecords(journal)
+
+
+@pytest.fixture
+def op(cluster: InMemoryCluster, records: InMemoryRecords) -> handlers.Operator:
+    return handlers.Operator(settings=SETTINGS, kube=cluster, records=records)
+
+
+def started(op: handlers.Operator, cluster: InMemoryCluster, journal: Journal,
+            name: str = "upload") -> dict[str, Any]:
+    """A task reconciled into Running, with its run Job and one live runner pod; the
+    journal emptied."""
+    cluster.add("LongTask", task_body(name))
+    handlers.reconcile(op, "ns", name)
+    job = cluster.get_job("ns", f"lt-{name}-run")
+    assert job is not None, journal
+    cluster.add("Pod", pod_for(job))
+    journal.clear()
+    return job
+
+
+def request(cluster: InMemoryCluster, name: str, state: str) -> None:
+    """A client changes ``spec.state`` (as the API or kubectl does)."""
+    cluster.objects[("LongTask", "ns", name)]["spec"]["state"] = state
+
+
+def start_of(name: str) -> Journal:
+    """What starting a task does, in order: its Event, its status, the release, its Job."""
+    return [
+        ("post_event", name, "Started"),
+        ("patch_status", name, "Running"),
+        ("hold", name, None),
+        ("create_job", f"lt-{name}-run", False),
+    ]
+
+
+def test_a_new_task_posts_its_event_then_writes_its_status_then_starts(op, cluster, journal):
+    cluster.add("LongTask", task_body("upload"))
+    handlers.reconcile(op, "ns", "upload")
+    assert journal == start_of("upload")
+
+
+def test_a_pause_is_held_in_the_record_before_the_job_is_suspended(op, cluster, journal):
+    started(op, cluster, journal)
+    request(cluster, "upload", "Paused")
+    handlers.reconcile(op, "ns", "upload")
+    assert journal == [
+        ("post_event", "upload", "PauseRequested"),
+        ("patch_status", "upload", "Pausing"),
+        ("hold", "upload", "Paused"),
+        ("set_suspend", "lt-upload-run", True),
+    ]
+
+
+def test_a_pause_ends_paused_once_the_pod_is_gone_with_no_second_hold(op, cluster, journal):
+    started(op, cluster, journal)
+    request(cluster, "upload", "Paused")
+    handlers.reconcile(op, "ns", "upload")
+    del cluster.objects[("Pod", "ns", "lt-upload-run-pod")]
+    journal.clear()
+    handlers.reconcile(op, "ns", "upload")
+    assert journal == [
+        ("post_event", "upload", "StoppedAtCheckpoint"),
+        ("patch_status", "upload", "Paused"),
+    ]
+
+
+def test_a_resume_releases_the_hold_before_the_job_runs_again(op, cluster, journal, records):
+    started(op, cluster, journal)
+    request(cluster, "upload", "Paused")
+    handlers.reconcile(op, "ns", "upload")
+    del cluster.objects[("Pod", "ns", "lt-upload-run-pod")]
+    handlers.reconcile(op, "ns", "upload")
+    journal.clear()
+    request(cluster, "upload", "Running")
+    handlers.reconcile(op, "ns", "upload")
+    assert journal == [
+        ("post_event", "upload", "Resumed"),
+        ("patch_status", "upload", "Running"),
+        ("hold", "upload", None),
+        ("set_suspend", "lt-upload-run", False),
+    ]
+    assert list(records.holds.values()) == [None]
+
+
+def test_a_terminate_is_held_in_the_record_before_the_job_is_deleted(op, cluster, journal):
+    started(op, cluster, journal)
+    request(cluster, "upload", "Terminated")
+    handlers.reconcile(op, "ns", "upload")
+    assert journal == [
+        ("post_event", "upload", "TerminateRequested"),
+        ("patch_status", "upload", "Terminating"),
+        ("hold", "upload", "Terminated"),
+        ("delete_job", "lt-upload-run", "Foreground"),
+    ]
+
+
+def test_a_running_task_reconciled_again_only_refreshes_its_status(op, cluster, journal):
+    started(op, cluster, journal)
+    handlers.reconcile(op, "ns", "upload")
+    assert [entry[0] for entry in journal] in ([], ["patch_status"]), journal
+
+
+def test_a_freed_key_admits_the_next_task_after_the_first_ends(op, cluster, journal, records):
+    job = started(op, cluster, journal, "first")
+    cluster.add("LongTask", task_body("second"))
+    handlers.reconcile(op, "ns", "second")
+    assert journal == [("post_event", "second", "WaitingForKey"),
+                       ("patch_status", "second", "Queued")]
+    journal.clear()
+    first_uid = cluster.objects[("LongTask", "ns", "first")]["metadata"]["uid"]
+    records.records[first_uid] = RunnerRecord(run_status=RunOutcome.SUCCEEDED, total=5, done=5)
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    cluster.objects[("Job", "ns", "lt-first-run")]["status"] = job["status"]
+    cluster.objects[("Pod", "ns", "lt-first-run-pod")]["status"]["phase"] = "Succeeded"
+    handlers.reconcile(op, "ns", "first")
+    assert journal == [
+        ("post_event", "first", "Completed"),
+        ("patch_status", "first", "Succeeded"),
+        *start_of("second"),
+    ]
+
+
+def test_deleting_a_terminated_task_holds_its_run_then_deletes_its_job(op, cluster, journal):
+    started(op, cluster, journal)
+    request(cluster, "upload", "Terminated")
+    body = cluster.task("ns", "upload")
+    assert body is not None
+    memo = kopf.Memo(operator=op)
+    with pytest.raises(kopf.TemporaryError):
+        handlers.on_delete(body=body, memo=memo)
+    assert journal == [("hold", "upload", "Terminated"),
+                       ("delete_job", "lt-upload-run", "Foreground")]
+
+
+def test_handlers_are_registered_with_the_settings_given_and_nothing_read_at_import():
+    registry = handlers.register(SETTINGS, kopf.OperatorRegistry())
+    spawned = registry._spawning.get_all_handlers()
+    assert [getattr(h, "interval", None) for h in spawned] == [7], spawned
+    assert not hasattr(handlers, "SETTINGS")
