@@ -75,13 +75,15 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, size: int) -> list[Any]:
-    """The ``size`` values of a cursor :func:`encode_cursor` made; 422 for any other text."""
+def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
+    """The values of a cursor :func:`encode_cursor` made, one of each type of ``shape``
+    (e.g. ``(str, str)``); 422 for any other text, a crafted one included."""
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error):
         values = None
-    if not isinstance(values, list) or len(values) != size:
+    if (not isinstance(values, list) or len(values) != len(shape)
+            or not all(type(v) is t for v, t in zip(values, shape, strict=False))):
         raise invalid("the cursor is not one this API gave out",
                       [FieldError(detail="not a cursor from a previous page", field="cursor",
                                   parameter="cursor")])

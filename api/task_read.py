@@ -17,10 +17,6 @@ from longtask.api.deps import (
     TasksDep,
     ViewerDep,
 )
-from longtask.api.problems import (
-    FieldError,
-    invalid,
-)
 from longtask.api.schemas import (
     History,
     HistoryEntry,
@@ -64,7 +60,7 @@ def list_tasks(
     Paginated by a cursor (stable while tasks are added); ``Link: rel="next"`` too.
     """
     size = min(limit or settings.page_size, settings.max_page_size)
-    after = decode_cursor(cursor, 2) if cursor else None
+    after = decode_cursor(cursor, (str, str)) if cursor else None
     rows = []
     for body in tasks.list_all():
         spec = body.get("spec") or {}
@@ -107,10 +103,7 @@ def task_errors(
     """The rows the runner refused, from its record (empty before it has run)."""
     body = visible(tasks, name, principal)
     uid = uuid.UUID(body["metadata"]["uid"])
-    after = decode_cursor(cursor, 2) if cursor else [0, 0]
-    if not all(isinstance(v, int) for v in after):
-        raise invalid("bad cursor", [FieldError(detail="not a cursor from a previous page",
-                                                field="cursor", parameter="cursor")])
+    after = decode_cursor(cursor, (int, int)) if cursor else [0, 0]
     with database.connection() as conn:
         total, stored = db.row_error_counts(conn, uid)
         rows = db.row_errors_page(conn, uid, (after[0], after[1]), limit + 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import uuid
 from typing import Any
 
@@ -86,6 +87,20 @@ def test_list_refuses_a_bad_cursor_and_an_unknown_phase(viewer: httpx.Client) ->
 
     assert cursor["errors"][0]["parameter"] == "cursor"
     assert phase["errors"][0]["parameter"] == "phase"
+
+
+@pytest.mark.parametrize("values", [[1, 2], ["a"], ["a", 2], [None, None], {"a": 1}, "x"])
+def test_a_crafted_cursor_is_422_not_a_server_error(
+        operator: httpx.Client, values: object) -> None:
+    task = create_baseline(operator)
+    crafted = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+    listed = problem(operator.get("/v1/tasks", params={"cursor": crafted}), 422)
+    errors = operator.get(f"/v1/tasks/{task['name']}/errors", params={"cursor": crafted})
+
+    assert listed["errors"][0]["parameter"] == "cursor"
+    # Two integers are the shape of a row-error cursor (line, id): a page after them.
+    assert errors.status_code == (200 if values == [1, 2] else 422), errors.text
 
 
 # ---------------------------------------------------------------------------------- get
