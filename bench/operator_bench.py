@@ -228,6 +228,8 @@ class Operator:
                "LONGTASK_OPERATOR_WATCH_NAMESPACES": self.namespaces,
                "LONGTASK_OPERATOR_STANDALONE": "true",
                "LONGTASK_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
+               # One organization's tasks under many keys: the keys' queues are measured.
+               "LONGTASK_OPERATOR_MAX_RUNNING_PER_ORGANIZATION": "0",
                "PYTHONUNBUFFERED": "1", **self.extra_env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "longtask.operator"], env=env,

@@ -248,6 +248,15 @@ def _before_start(task: Task, status: TaskStatus, observed: Observed) -> Outcome
             f"waiting for concurrency key {key!r}{holder}{place}",
             requested=resumed,
         )
+    limit = observed.organization_limit
+    if limit and observed.organization_running >= limit:
+        return Outcome(
+            Phase.QUEUED,
+            Reason.WAITING_FOR_ORGANIZATION,
+            f"waiting: organization {spec.organization!r} already runs "
+            f"{observed.organization_running} tasks, its limit in this namespace",
+            requested=resumed,
+        )
     name = job_name(task.name, "run")
     return Outcome(
         Phase.RUNNING,

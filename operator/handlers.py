@@ -325,12 +325,10 @@ def _observe(op: Operator, task: Task, status: TaskStatus | None = None) -> Obse
     )
     if status is None or status.started_at is not None or run is not None:
         return observed
-    queue = observe.queue_for(
-        task.spec.effective_concurrency_key(),
-        kube.tasks(task.namespace),
-        kube.run_jobs(task.namespace),
-    )
+    tasks, run_jobs = kube.tasks(task.namespace), kube.run_jobs(task.namespace)
+    queue = observe.queue_for(task.spec.effective_concurrency_key(), tasks, run_jobs)
     holder = queue.holders[0].name if queue.holders else None
+    limit = op.settings.max_running_per_organization
     return Observed(
         run_job=run,
         rollback_job=rollback,
@@ -339,6 +337,9 @@ def _observe(op: Operator, task: Task, status: TaskStatus | None = None) -> Obse
         admitted=task.name in queue.admitted,
         key_holder=holder,
         queue_position=queue.position(task.name),
+        organization_running=observe.organization_running(
+            task.spec.organization, tasks, run_jobs) if limit else 0,
+        organization_limit=limit,
     )
 
 
@@ -383,7 +384,7 @@ def _carry_out(op: Operator, task: Task, body: Mapping[str, Any],
                 released.append(key)
     for key in released:
         log.info("key_released", extra={**where, "key": key})
-        _admit_next(op, task.namespace, key)
+        _admit_next(op, task.namespace, key, task.spec.organization)
 
 
 def _create(kube: Cluster, job: Mapping[str, Any], uid: str) -> None:
@@ -393,13 +394,18 @@ def _create(kube: Cluster, job: Mapping[str, Any], uid: str) -> None:
         raise kopf.TemporaryError(str(exc), delay=5) from exc
 
 
-def _admit_next(op: Operator, namespace: str, key: str) -> None:
-    """A key was freed: reconcile the task that waits longest for it (it may now start)."""
+def _admit_next(op: Operator, namespace: str, key: str, organization: str) -> None:
+    """A key was freed, and a runner of ``organization``: reconcile the task that waits
+    longest for the key, and, under a per-organization limit, the first of each other key
+    of the organization's waiting tasks (any of them may now start)."""
     kube = op.kube
-    tasks = kube.tasks(namespace)
-    queue = observe.queue_for(key, tasks, kube.run_jobs(namespace))
-    for name in queue.admitted:
-        reconcile(op, namespace, name)
+    tasks, run_jobs = kube.tasks(namespace), kube.run_jobs(namespace)
+    keys = [key]
+    if op.settings.max_running_per_organization:
+        keys += sorted(observe.waiting_keys(organization, tasks) - {key})
+    for each in keys:
+        for name in observe.queue_for(each, tasks, run_jobs).admitted:
+            reconcile(op, namespace, name)
 
 
 def _is_final(body: Mapping[str, Any]) -> bool:

@@ -102,6 +102,30 @@ def key_member(body: Mapping[str, Any], task_uids_with_run_job: set[str]) -> Key
     )
 
 
+def organization_running(
+    organization: str, tasks: Iterable[Mapping[str, Any]], run_jobs: Iterable[Mapping[str, Any]]
+) -> int:
+    """How many of ``organization``'s ``tasks`` (one namespace's LongTasks) hold a runner:
+    started (by status or by an existing run Job) and not final."""
+    with_job = {uid for job in run_jobs if (uid := owner_uid(job)) is not None}
+    return sum(1 for t in tasks
+               if (t.get("spec") or {}).get("organization") == organization
+               and key_member(t, with_job).holds_key)
+
+
+def waiting_keys(organization: str, tasks: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The concurrency keys of ``organization``'s tasks that have not started."""
+    keys = set()
+    for t in tasks:
+        status = TaskStatus.from_body(t.get("status"))
+        if ((t.get("spec") or {}).get("organization") == organization
+                and status.started_at is None
+                and not (status.phase is not None and status.phase.is_final)
+                and (key := concurrency_key(t)) is not None):
+            keys.add(key)
+    return keys
+
+
 def queue_for(
     key: str, tasks: Iterable[Mapping[str, Any]], run_jobs: Iterable[Mapping[str, Any]]
 ) -> KeyQueue:

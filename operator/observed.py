@@ -60,6 +60,8 @@ class Observed:
     its process is gone). ``record``: ``None`` while the runner has written no row.
     ``admitted``: :func:`admit` named this task for its concurrency key (only read before a
     task starts); ``key_holder`` and ``queue_position`` (1 = next) are for messages.
+    ``organization_running``: the task's organization's other tasks in the namespace that
+    hold a runner, against ``organization_limit`` (0: none; only read before a start).
     """
 
     run_job: JobState | None = None
@@ -69,3 +71,5 @@ class Observed:
     admitted: bool = False
     key_holder: str | None = None
     queue_position: int | None = None
+    organization_running: int = 0
+    organization_limit: int = 0

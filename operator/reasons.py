@@ -10,6 +10,7 @@ class Reason(StrEnum):
 
     # before the start
     WAITING_FOR_KEY = "WaitingForKey"
+    WAITING_FOR_ORGANIZATION = "WaitingForOrganization"
     PAUSED_BEFORE_START = "PausedBeforeStart"
     INVALID_PARAMS = "InvalidParams"
     # running

@@ -85,6 +85,11 @@ class OperatorSettings(BaseSettings):
     # Seconds between refreshes of status.progress from the runner's record while a task
     # is not final.
     progress_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Tasks of one organization that may hold a runner at once in a namespace (started and
+    # not final: running, pausing, paused, terminating, rolling back), whatever their
+    # concurrency keys; the next waits in Queued. 0: no limit. 200 organizations share a
+    # deployment, and one of them must not take every runner and database connection.
+    max_running_per_organization: int = Field(default=10, ge=0, le=10_000)
     # Comma-separated namespaces to watch; empty means every namespace (cluster-wide).
     watch_namespaces: str = ""
     # One active replica: every replica is a candidate for a coordination.k8s.io/v1 Lease

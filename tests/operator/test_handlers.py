@@ -183,3 +183,39 @@ def test_handlers_are_registered_with_the_settings_given_and_nothing_read_at_imp
     spawned = registry._spawning.get_all_handlers()
     assert [getattr(h, "interval", None) for h in spawned] == [7], spawned
     assert not hasattr(handlers, "SETTINGS")
+
+
+def test_an_organization_at_its_limit_waits_whatever_its_keys(cluster, records, journal):
+    limited = SETTINGS.model_copy(update={"max_running_per_organization": 1})
+    op = handlers.Operator(settings=limited, kube=cluster, records=records)
+    job = started(op, cluster, journal, "first")
+    second = task_body("second")
+    second["spec"].update(type="Export", params={"form": "survey", "from": "2017-08-01",
+                                                  "to": "2017-08-31"})
+    cluster.add("LongTask", second)
+    cluster.add("LongTask", task_body("theirs", organization="globex"))
+
+    handlers.reconcile(op, "ns", "second")
+    assert journal == [("post_event", "second", "WaitingForOrganization"),
+                       ("patch_status", "second", "Queued")]
+    message = cluster.objects[("LongTask", "ns", "second")]["status"]["message"]
+    assert message == ("waiting: organization 'acme' already runs 1 tasks, its limit in "
+                       "this namespace")
+    journal.clear()
+    handlers.reconcile(op, "ns", "theirs")
+    assert journal == start_of("theirs"), "another organization is not held back"
+    journal.clear()
+
+    # The first ends: its organization has room again, and the export starts.
+    first_uid = cluster.objects[("LongTask", "ns", "first")]["metadata"]["uid"]
+    records.records[first_uid] = RunnerRecord(run_status=RunOutcome.SUCCEEDED, total=5, done=5)
+    cluster.objects[("Job", "ns", "lt-first-run")]["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}]}
+    cluster.objects[("Pod", "ns", "lt-first-run-pod")]["status"]["phase"] = "Succeeded"
+    assert job is not None
+    handlers.reconcile(op, "ns", "first")
+    assert journal == [
+        ("post_event", "first", "Completed"),
+        ("patch_status", "first", "Succeeded"),
+        *start_of("second"),
+    ]
