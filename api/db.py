@@ -40,6 +40,12 @@ class Queries:
         "ORDER BY line, id LIMIT %(limit)s"
     )
     ROW_ERRORS_STORED = "SELECT count(*) FROM longtask.row_errors WHERE task_uid = %(uid)s"
+    CONFLICTS_PAGE = (
+        "SELECT table_name, row_id, reason FROM longtask.rollback_conflicts "
+        "WHERE task_uid = %(uid)s AND (table_name, row_id) > (%(table)s, %(id)s) "
+        "ORDER BY table_name, row_id LIMIT %(limit)s"
+    )
+    CONFLICTS_COUNT = "SELECT count(*) FROM longtask.rollback_conflicts WHERE task_uid = %(uid)s"
     EXPORT_PARTS = (
         "SELECT part, rows, octet_length(data), sha256 FROM longtask.export_parts "
         "WHERE task_uid = %(uid)s ORDER BY part"
@@ -102,6 +108,27 @@ def row_errors_page(conn: Connection, uid: uuid.UUID, after: tuple[int, int],
         cur.execute(Queries.ROW_ERRORS_PAGE,
                     {"uid": uid, "line": after[0], "id": after[1], "limit": limit})
         return [RowErrorRow(int(i), int(line), c, r, v) for i, line, c, r, v in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    """A row the rollback left: its table (in schema ``collect``), id, and why."""
+
+    table: str
+    row_id: int
+    reason: str
+
+
+def conflicts_page(conn: Connection, uid: uuid.UUID, after: tuple[str, int],
+                   limit: int) -> tuple[int, list[ConflictRow]]:
+    """(how many rows the task's rollback left, up to ``limit`` of them after ``(table,
+    id)``, by table then id)."""
+    with conn.cursor() as cur:
+        cur.execute(Queries.CONFLICTS_COUNT, {"uid": uid})
+        total = int(cur.fetchone()[0])  # type: ignore[index]
+        cur.execute(Queries.CONFLICTS_PAGE,
+                    {"uid": uid, "table": after[0], "id": after[1], "limit": limit})
+        return total, [ConflictRow(t, int(i), r) for t, i, r in cur.fetchall()]
 
 
 @dataclass(frozen=True)

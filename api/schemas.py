@@ -274,6 +274,24 @@ class RowErrorList(_Wire):
     next: str | None
 
 
+class ConflictPublic(_Wire):
+    """A row the rollback left in place: ``table`` (schema ``collect``), its ``id``, and
+    ``reason`` (changed by someone else, referenced by rows that stay, or kept with a row
+    that stays)."""
+
+    table: str
+    id: int
+    reason: str
+
+
+class ConflictList(_Wire):
+    """A page of the rows a rollback left, by table then id; ``total`` counts them all."""
+
+    total: int
+    items: list[ConflictPublic]
+    next: str | None
+
+
 # ---------------------------------------------------------------------------- history
 
 

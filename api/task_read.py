@@ -18,6 +18,8 @@ from longtask.api.deps import (
     ViewerDep,
 )
 from longtask.api.schemas import (
+    ConflictList,
+    ConflictPublic,
     History,
     HistoryEntry,
     RowErrorList,
@@ -114,6 +116,32 @@ def task_errors(
         total=total, stored=stored, next=next_cursor,
         items=[RowErrorPublic(line=r.line, column=r.column, reason=r.reason, value=r.value)
                for r in page])
+
+
+@router.get("/{name}/conflicts", response_model=ConflictList, responses=PROBLEMS,
+            summary="Rows the rollback left, and why")
+def task_conflicts(
+    name: str,
+    request: Request,
+    response: Response,
+    principal: ViewerDep,
+    tasks: TasksDep,
+    database: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query()] = None,
+) -> ConflictList:
+    """The rows a rollback did not remove or restore, because someone else changed them or
+    refers to them, or they belong with such a row (empty before a rollback)."""
+    body = visible(tasks, name, principal)
+    uid = uuid.UUID(body["metadata"]["uid"])
+    after: list[Any] = decode_cursor(cursor, (str, int)) if cursor else ["", 0]
+    with database.connection() as conn:
+        total, rows = db.conflicts_page(conn, uid, (after[0], after[1]), limit + 1)
+    page = rows[:limit]
+    next_cursor = encode_cursor([page[-1].table, page[-1].row_id]) if len(rows) > limit else None
+    next_link(request, next_cursor, response)
+    return ConflictList(total=total, next=next_cursor, items=[
+        ConflictPublic(table=r.table, id=r.row_id, reason=r.reason) for r in page])
 
 
 def _event_time(event: Mapping[str, Any]) -> dt.datetime | None:

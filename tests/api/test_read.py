@@ -241,3 +241,35 @@ def test_history_lists_each_request_with_who_and_why(
     assert "admin-ada" in messages[2] and "columns swapped" in messages[2]
     assert {e["source"] for e in history["entries"]} == {"longtask-api"}
     assert (history["requestedBy"], history["reason"]) == ("admin-ada", "columns swapped")
+
+
+def test_conflicts_list_the_rows_a_rollback_left_page_by_page(
+        operator: httpx.Client, other: httpx.Client, db: psycopg2.extensions.connection,
+        db_url: str, seeded: dict[str, int]) -> None:
+    file_id = upload(operator, b"team,manager_phone,member_phones\n"
+                               b"North,9876543210,9876543211\nSouth,9876543220,\n").json()["id"]
+    response = operator.post("/v1/tasks", json={
+        "type": "BulkTeamCreate", "organization": "acme", "params": {"fileId": file_id}})
+    assert response.status_code == 201, response.text
+    task = response.json()
+    assert run_as_job(db_url, task) == constants.EXIT_DONE
+    empty = operator.get(f"/v1/tasks/{task['name']}/conflicts").json()
+    with db.cursor() as cur:
+        cur.execute("UPDATE collect.teams SET name = 'North (renamed)' WHERE name = 'North'")
+    definition = runner_support.task(task["type"], task["params"], organization="acme",
+                                     uid=uuid.UUID(task["uid"]))
+    assert runner_support.run_inline(db_url, definition, "rollback") == constants.EXIT_DONE
+
+    pages = [operator.get(f"/v1/tasks/{task['name']}/conflicts", params={"limit": 2}).json()]
+    while pages[-1]["next"] and len(pages) < 5:
+        pages.append(operator.get(f"/v1/tasks/{task['name']}/conflicts",
+                                  params={"limit": 2, "cursor": pages[-1]["next"]}).json())
+
+    assert empty == {"total": 0, "items": [], "next": None}
+    items = [item for page in pages for item in page["items"]]
+    assert [len(page["items"]) for page in pages] == [2, 2, 1], pages
+    assert pages[0]["total"] == len(items) == 5, pages
+    assert [(i["table"], i["reason"].split(" ")[0]) for i in items] == [
+        ("field_users", "still"), ("field_users", "still"),
+        ("team_memberships", "kept"), ("team_memberships", "kept"), ("teams", "changed")]
+    problem(other.get(f"/v1/tasks/{task['name']}/conflicts"), 404)
