@@ -20,6 +20,7 @@ Contract (README.md, "The runner's contract"; the record's statements are
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -47,7 +48,41 @@ log = logging.getLogger("longtask.runner")
 Connection = psycopg2.extensions.connection
 Cursor = psycopg2.extensions.cursor
 
-_EWMA_ALPHA = 0.3  # weight of the newest chunk in the rate estimate
+# status.progress.ratePerSecond: rows committed per second over about the last
+# RATE_WINDOW_SECONDS of the run, measured from commit to commit (a throttled task's first
+# chunk, written at once, is not a rate), and none until the commits span
+# RATE_MIN_SPAN_SECONDS.
+RATE_WINDOW_SECONDS = 30.0
+RATE_MIN_SPAN_SECONDS = 1.0
+
+
+class RateWindow:
+    """Rows per second over a sliding window of a run's commits.
+
+    Points are ``(monotonic seconds, rows of the run committed by then)``, one per commit;
+    the rate is the rows committed after the oldest point kept over the time since it: the
+    newest point at least ``window`` seconds old anchors the window, so it spans about
+    ``window`` seconds once the run is that old.
+    """
+
+    def __init__(self, window: float = RATE_WINDOW_SECONDS,
+                 min_span: float = RATE_MIN_SPAN_SECONDS) -> None:
+        self.window, self.min_span = window, min_span
+        self._points: collections.deque[tuple[float, int]] = collections.deque()
+
+    def rate(self, now: float, rows: int) -> float | None:
+        """The rate if ``rows`` (the run's count, the chunk being committed included) were
+        committed at ``now``; None before the commits span ``min_span`` seconds."""
+        while len(self._points) > 1 and self._points[1][0] <= now - self.window:
+            self._points.popleft()
+        if not self._points or now - self._points[0][0] < self.min_span:
+            return None
+        at, done = self._points[0]
+        return (rows - done) / (now - at)
+
+    def committed(self, now: float, rows: int) -> None:
+        """A commit at ``now`` brought the run's count to ``rows``."""
+        self._points.append((now, rows))
 
 
 class StopToken:
@@ -190,7 +225,8 @@ class Engine:
         self.cols = taskrecord.COLUMNS[mode]
         self.epoch = 0
         self.chunk_size = self.settings.chunk_initial_rows
-        self._rate: float | None = None
+        self._rates = RateWindow()
+        self._run_rows = 0  # rows this run committed so far
         self._log = logging.LoggerAdapter(log, {"task": str(task_uid), "mode": mode})
 
     # -- lease -----------------------------------------------------------------------------
@@ -243,7 +279,7 @@ class Engine:
             total_known = True
         started = time.monotonic()
         rows_this_run = 0
-        last_commit = started
+        self._rates, self._run_rows = RateWindow(), 0
         limit_per_second: float | None = record.get("rate_limit")
         while True:
             self.stop.check()
@@ -258,8 +294,8 @@ class Engine:
                 self._set_total(total)
                 total_known = True
             self._adapt(now - chunk_started, size, result.rows)
-            self._rate_update(result.rows, now - last_commit)
-            last_commit = now
+            self._rates.committed(now, rows_this_run)
+            self._run_rows = rows_this_run
             if result.exhausted:
                 self._log.info("work_complete", extra={"rows": rows_this_run})
                 return
@@ -288,8 +324,9 @@ class Engine:
                 new_done = done + result.rows
                 new_errors = row_errors + len(result.errors)
                 eta = None
-                if self._rate and total is not None and self._rate > 0:
-                    eta = max(0.0, (total - new_done) / self._rate)
+                rate = self._rates.rate(time.monotonic(), self._run_rows + result.rows)
+                if rate and total is not None and rate > 0:
+                    eta = max(0.0, (total - new_done) / rate)
                 finished = result.exhausted
                 if finished:
                     eta = 0.0
@@ -307,7 +344,7 @@ class Engine:
                 # The checkpoint and the chunk's own record, in one round trip.
                 seq = taskrecord.checkpoint(
                     cur, self.uid, self.mode, epoch=self.epoch, cursor=result.cursor,
-                    done=new_done, row_errors=new_errors, rate=self._rate, eta=eta,
+                    done=new_done, row_errors=new_errors, rate=rate, eta=eta,
                     rows=result.rows, chunk_errors=len(result.errors),
                     chunk_started_at=lock.started_at, conflicts=result.conflicts,
                     finished=finished, end_status=end_status, message=failure)
@@ -355,14 +392,6 @@ class Engine:
             return
         factor = min(2.0, max(0.5, s.chunk_target_seconds / seconds))
         self.chunk_size = int(min(s.chunk_max_rows, max(s.chunk_min_rows, size * factor)))
-
-    def _rate_update(self, rows: int, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        current = rows / seconds
-        self._rate = current if self._rate is None else (
-            _EWMA_ALPHA * current + (1 - _EWMA_ALPHA) * self._rate
-        )
 
     # -- endings --------------------------------------------------------------------------
     def record_stop(self, reason: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg2.errors
 import pytest
 import runner_support as s
+from longtask.runner.engine import RateWindow
 
 from longtask import constants, taskrecord
 from longtask.db import connect
@@ -340,3 +341,43 @@ def test_a_record_first_made_by_a_hold_still_gets_the_runners_settings(db, db_ur
     assert s.run_inline(db_url, task) == constants.EXIT_DONE
     rec = s.record(db, task.uid)
     assert (rec["rate_limit"], rec["hold"], rec["run_status"]) == (123, None, "succeeded")
+
+
+@pytest.mark.timeout(60)
+def test_the_rate_of_a_throttled_task_is_its_rate_from_the_first_report(db, db_url, people,
+                                                                       tmp_path):
+    # 2 rows a second: the runner writes a row, then waits; its first chunks are written
+    # at once, which an estimate from one chunk would report as a rate far above 2.
+    file_id = s.store_bytes(db_url, ("id,name,age\n" + "".join(
+        f"R{i},Rated {i},{i}\n" for i in range(12))).encode())
+    task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"},
+                  rate_limit=2)
+    run = s.spawn(db_url, task, log=tmp_path / "run.log")
+    seen: list[tuple[int, float | None]] = []
+    deadline = time.monotonic() + 40
+    while run.poll() is None:
+        assert time.monotonic() < deadline, "the throttled run did not end"
+        with db.cursor() as cur:  # both from one commit
+            cur.execute("SELECT done, rate_per_second FROM longtask.tasks WHERE uid = %s",
+                        (task.uid,))
+            row = cur.fetchone()
+        if row is not None:
+            seen.append((row[0], row[1]))
+        time.sleep(0.1)
+    assert run.returncode == constants.EXIT_DONE
+
+    rates = [r for _done, r in seen if r is not None]
+    assert rates, seen
+    assert all(1.0 <= r <= 3.0 for r in rates), seen
+    assert all(r is None for done, r in seen if done <= 2), "no rate from the first commits"
+
+
+def test_the_rate_window_spans_commits_and_forgets_the_old_ones() -> None:
+    window = RateWindow(window=10, min_span=1)
+    window.committed(0.0, 5)  # a first chunk written at once
+    assert window.rate(0.5, 6) is None, "half a second of commits is no rate"
+    window.committed(0.5, 6)
+    assert window.rate(1.0, 7) == 2.0
+    for t in range(1, 30):
+        window.committed(float(t), 7 + 10 * t)  # 10 rows a second from then on
+    assert window.rate(30.0, 7 + 300) == pytest.approx(10.0)
