@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +14,7 @@ from longtask.api.kube import KubeError, KubeUnavailable, Tasks, load_api_client
 from longtask.api.metrics import Metrics, MetricsMiddleware
 from longtask.api.problems import BodyLimitMiddleware
 from longtask.api.settings import PLACEHOLDER_HASHES, ApiSettings
+from longtask.api.task_watch import WatchSlots
 
 log = logging.getLogger("longtask.api")
 
@@ -56,7 +56,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.database = database
     app.state.metrics = metrics
     app.state.digests = tasks.DigestCache()
-    app.state.watch_slots = threading.BoundedSemaphore(settings.max_watches)
+    app.state.watch_slots = WatchSlots(settings.max_watches)
 
     problems.install(app)
     _dependency_errors(app)

@@ -69,6 +69,8 @@ class ApiSettings(BaseSettings):
     watch_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     watch_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     max_watches: int = Field(default=16, ge=1, le=1000)
+    # ... and at most this many of them for one token's subject.
+    max_watches_per_subject: int = Field(default=4, ge=1, le=1000)
     # Pagination of lists: default and largest page.
     page_size: int = Field(default=50, ge=1, le=1000)
     max_page_size: int = Field(default=500, ge=1, le=10_000)

@@ -69,53 +69,126 @@ def watch_task(
     when the API already serves ``LONGTASK_API_MAX_WATCHES`` streams.
     """
     body = visible(tasks, name, principal)
-    slots: threading.BoundedSemaphore = request.app.state.watch_slots
-    if not slots.acquire(blocking=False):
-        raise ApiProblem(503, "too-many-watches", "Service Unavailable",
-                         "too many open watch streams; retry later",
-                         headers={"Retry-After": "5"})
+    slot = _Slot.take(request.app.state.watch_slots, principal.subject,
+                      settings.max_watches_per_subject, metrics)
     bound = min(timeout or settings.watch_max_seconds, settings.watch_max_seconds)
-    metrics.watches.inc()
-    slot = _Slot(slots, metrics)
-    stream = _in_threads(_watch_stream(tasks, name, body, bound,
-                                       settings.watch_heartbeat_seconds), slot)
-    # A stream dropped before its first step never runs its finally: free the slot then too.
-    weakref.finalize(stream, slot.release)
+    stepper = _Stepper(_watch_stream(tasks, name, body, bound,
+                                     settings.watch_heartbeat_seconds), slot)
+    stream = _in_threads(stepper)
+    # A stream dropped before its first step never runs its finally: let go of it then too.
+    weakref.finalize(stream, stepper.abandon)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-class _Slot:
-    """One of the watch slots, released once whichever way the stream ends."""
+class WatchSlots:
+    """The API's watch streams: at most ``total`` at once, and ``per_subject`` of one
+    token's subject (one client cannot take every stream from the others)."""
 
-    def __init__(self, slots: threading.BoundedSemaphore, metrics: Any) -> None:
-        self._slots = slots
-        self._metrics = metrics
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._lock = threading.Lock()
+        self._open = 0
+        self._by_subject: dict[str, int] = {}
+
+    def acquire(self, subject: str, per_subject: int) -> str | None:
+        """Take a slot for ``subject``; None when taken, else why not."""
+        with self._lock:
+            if self._open >= self.total:
+                return "too many open watch streams; retry later"
+            if self._by_subject.get(subject, 0) >= per_subject:
+                return (f"{subject} already has {per_subject} open watch streams, the most "
+                        "one token may hold; close one, or retry later")
+            self._open += 1
+            self._by_subject[subject] = self._by_subject.get(subject, 0) + 1
+            return None
+
+    def release(self, subject: str) -> None:
+        """Give back a slot of ``subject``."""
+        with self._lock:
+            self._open -= 1
+            left = self._by_subject[subject] - 1
+            if left:
+                self._by_subject[subject] = left
+            else:
+                del self._by_subject[subject]
+
+
+class _Slot:
+    """One watch slot, released once: when its stream's worker has ended."""
+
+    def __init__(self, slots: WatchSlots, subject: str, metrics: Any) -> None:
+        self._slots, self._subject, self._metrics = slots, subject, metrics
         self._lock = threading.Lock()
         self._held = True
+
+    @classmethod
+    def take(cls, slots: WatchSlots, subject: str, per_subject: int, metrics: Any) -> _Slot:
+        """A slot for ``subject``; :class:`ApiProblem` 503 with ``Retry-After`` if none."""
+        refused = slots.acquire(subject, per_subject)
+        if refused:
+            raise ApiProblem(503, "too-many-watches", "Service Unavailable", refused,
+                             headers={"Retry-After": "5"})
+        metrics.watches.inc()
+        return cls(slots, subject, metrics)
 
     def release(self) -> None:
         with self._lock:
             if not self._held:
                 return
             self._held = False
-        self._slots.release()
+        self._slots.release(self._subject)
         self._metrics.watches.dec()
 
 
-async def _in_threads(stream: Iterator[bytes], slot: _Slot) -> AsyncIterator[bytes]:
-    """Step the blocking ``stream`` in worker threads; free the slot however it ends.
+class _Stepper:
+    """Steps a blocking stream in worker threads and frees its slot only once no worker is
+    inside it any more: a client that goes away while a step waits on the Kubernetes watch
+    keeps the slot until that step returns (within one heartbeat), so the slots count the
+    watches really open, not the clients still connected."""
 
-    When the client goes away the server cancels this generator: the slot is freed at
-    once, and the step under way ends by itself within one heartbeat (the watch's window),
-    after which nothing steps the stream again and it is collected.
+    def __init__(self, stream: Iterator[bytes], slot: _Slot) -> None:
+        self._stream, self._slot = stream, slot
+        self._lock = threading.Lock()
+        self._busy = self._abandoned = False
+
+    def step(self) -> bytes | None:
+        """The stream's next chunk, None at its end (run in a worker thread)."""
+        with self._lock:
+            self._busy = True
+        chunk: bytes | None = None
+        try:
+            chunk = next(self._stream, None)
+        finally:
+            with self._lock:
+                self._busy = False
+                done = self._abandoned or chunk is None
+            if done:
+                self._stream.close()  # type: ignore[attr-defined]
+                self._slot.release()
+        return chunk
+
+    def abandon(self) -> None:
+        """Nobody reads on: free the slot now, or when the step under way returns."""
+        with self._lock:
+            self._abandoned = True
+            busy = self._busy
+        if not busy:
+            self._slot.release()
+
+
+async def _in_threads(stepper: _Stepper) -> AsyncIterator[bytes]:
+    """Step the blocking stream in worker threads until it ends or the client goes away.
+
+    When the client goes away the server cancels this generator; the step under way ends
+    by itself within one heartbeat (the watch's window), and then gives the slot back.
     """
     try:
-        while (chunk := await anyio.to_thread.run_sync(next, stream, None,
+        while (chunk := await anyio.to_thread.run_sync(stepper.step,
                                                         abandon_on_cancel=True)) is not None:
             yield chunk
     finally:
-        slot.release()
+        stepper.abandon()
 
 
 def _watch_stream(tasks: Tasks, name: str, body: dict[str, Any], bound: float,
@@ -146,7 +219,8 @@ def _watch_stream(tasks: Tasks, name: str, body: dict[str, Any], bound: float,
                     return
         except ResourceExpired:
             fresh = tasks.get(name)
-            if fresh is None:
+            if fresh is None or fresh["metadata"]["uid"] != body["metadata"]["uid"]:
+                # Gone, or deleted and made again under the same name: another task.
                 yield _sse("deleted", {"name": name})
                 return
             version = fresh["metadata"]["resourceVersion"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -106,3 +107,73 @@ def test_watches_beyond_the_limit_are_503_with_retry_after(
     problem(refused, 503)
     assert refused.headers["retry-after"] == "5"
     assert after.status_code == 200, after.text
+
+
+def threads_in(function: str) -> int:
+    """How many threads of this process (the API server's included) are inside
+    ``function`` now."""
+    count = 0
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                count += 1
+                break
+            frame = frame.f_back  # type: ignore[assignment]
+    return count
+
+
+def open_and_leave(client: httpx.Client, path: str) -> int:
+    """Open a watch, read its first event, and go away; the status it was answered with."""
+    with client.stream("GET", path, params={"timeout": 30}) as response:
+        if response.status_code == 200:
+            next(response.iter_lines())
+        return response.status_code
+
+
+def test_a_client_that_leaves_frees_its_slot_only_when_its_watch_ends(
+        serve: Callable[[ApiSettings], str], api_settings: ApiSettings,
+        operator: httpx.Client) -> None:
+    task = create_baseline(operator)
+    url = serve(api_settings.model_copy(update={"max_watches": 4, "watch_heartbeat_seconds": 3,
+                                               "max_watches_per_subject": 10}))
+    client = httpx.Client(base_url=url, timeout=30,
+                          headers={"Authorization": f"Bearer {token_of('viewer')}"})
+    path = f"/v1/tasks/{task['name']}/watch"
+    try:
+        # Streams opened and left at once: the watches of those that reached one still wait
+        # on Kubernetes, each in a worker thread, and hold their slot until they return.
+        cycles = [open_and_leave(client, path) for _ in range(24)]
+        assert 503 in cycles, cycles
+        assert threads_in("_watch_stream") <= 4, "more watches waiting than slots"
+        # Each watch ends within its window (3 s): the slots come back.
+        deadline = time.monotonic() + 15
+        while open_and_leave(client, path) != 200:
+            assert time.monotonic() < deadline, "the slots never came back"
+            time.sleep(0.3)
+    finally:
+        client.close()
+
+
+def test_one_subject_may_hold_only_its_share_of_the_streams(
+        serve: Callable[[ApiSettings], str], api_settings: ApiSettings,
+        operator: httpx.Client) -> None:
+    task = create_baseline(operator)
+    url = serve(api_settings.model_copy(update={"max_watches_per_subject": 1}))
+    clients = {role: httpx.Client(base_url=url, timeout=30,
+                                  headers={"Authorization": f"Bearer {token_of(role)}"})
+               for role in ("viewer", "operator")}
+    path = f"/v1/tasks/{task['name']}/watch"
+    try:
+        with clients["viewer"].stream("GET", path, params={"timeout": 30}) as first:
+            lines = first.iter_lines()
+            next(lines)
+            second = clients["viewer"].get(path, params={"timeout": 1})
+            other = clients["operator"].get(path, params={"timeout": 1})
+            lines.close()
+    finally:
+        for client in clients.values():
+            client.close()
+
+    body = problem(second, 503)
+    assert body["detail"].startswith("viewer-vera already has 1 open watch streams"), body
+    assert other.status_code == 200, other.text
