@@ -142,13 +142,15 @@ class Tasks:
             return None
         return body
 
-    def list_all(self) -> list[dict[str, Any]]:
-        """Every LongTask of the namespace (the server pages, this joins the pages)."""
+    def list_all(self, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Every LongTask of the namespace, or those ``label_selector`` selects (the server
+        pages, this joins the pages)."""
         items: list[dict[str, Any]] = []
         token: str | None = None
+        selector = {"label_selector": label_selector} if label_selector else {}
         while True:
             page = self._call(self._custom.list_namespaced_custom_object, GROUP, VERSION,
-                              self.namespace, PLURAL, limit=500, _continue=token)
+                              self.namespace, PLURAL, limit=500, _continue=token, **selector)
             items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:

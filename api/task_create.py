@@ -39,7 +39,12 @@ from longtask.api.task_common import (
     invalid_from_server,
 )
 
-from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.constants import (
+    ANNOTATION_REASON,
+    ANNOTATION_REQUESTED_BY,
+    LABEL_ORGANIZATION,
+    LABEL_VALUE_MAX,
+)
 from longtask.db import connect as connect_db
 
 log = logging.getLogger("longtask.api.tasks")
@@ -120,7 +125,10 @@ def create_task(
         scope = f"{principal.subject}\0{create.organization}\0{idempotency_key}"
         key_digest = hashlib.sha256(scope.encode()).hexdigest()
         annotations[ANNOTATION_IDEMPOTENCY_KEY] = key_digest
-    body = {"metadata": {**_task_name(create, key_digest), "annotations": annotations},
+    labels = ({LABEL_ORGANIZATION: create.organization}
+              if len(create.organization) <= LABEL_VALUE_MAX else {})
+    body = {"metadata": {**_task_name(create, key_digest), "annotations": annotations,
+                         "labels": labels},
             "spec": create.spec()}
     try:
         created = tasks.create(body)

@@ -11,12 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from longtask.api import db
+from longtask.api.auth import Principal
 from longtask.api.deps import (
     DatabaseDep,
     SettingsDep,
     TasksDep,
     ViewerDep,
 )
+from longtask.api.kube import Tasks
 from longtask.api.schemas import (
     ConflictList,
     ConflictPublic,
@@ -38,6 +40,7 @@ from longtask.api.task_common import (
 )
 
 from longtask import tasktypes
+from longtask.constants import LABEL_ORGANIZATION, LABEL_VALUE_MAX
 from longtask.phases import Phase
 
 log = logging.getLogger("longtask.api.tasks")
@@ -64,7 +67,7 @@ def list_tasks(
     size = min(limit or settings.page_size, settings.max_page_size)
     after = decode_cursor(cursor, (str, str)) if cursor else None
     rows = []
-    for body in tasks.list_all():
+    for body in _candidates(tasks, principal, organization):
         spec = body.get("spec") or {}
         org = str(spec.get("organization"))
         if not principal.may_use(org) or (organization and org not in organization):
@@ -82,6 +85,22 @@ def list_tasks(
     next_cursor = encode_cursor(page[-1][0]) if len(rows) > size else None
     next_link(request, next_cursor, response)
     return TaskList(items=[TaskPublic.from_body(b) for _, b in page], next=next_cursor)
+
+
+def _candidates(tasks: Tasks, principal: Principal,
+                organization: list[str] | None) -> list[dict[str, Any]]:
+    """The LongTasks a list may show: for a caller of some organizations, those labelled
+    with one of them (the API labels what it creates) and those without the label (made
+    with kubectl or GitOps), not the whole namespace; each is still checked by its spec."""
+    if principal.all_organizations and not organization:
+        return tasks.list_all()
+    wanted = sorted(o for o in (organization or principal.organizations)
+                    if principal.may_use(o) and len(o) <= LABEL_VALUE_MAX)
+    found = {b["metadata"]["uid"]: b for b in tasks.list_all(f"!{LABEL_ORGANIZATION}")}
+    if wanted:
+        selector = f"{LABEL_ORGANIZATION} in ({','.join(wanted)})"
+        found.update((b["metadata"]["uid"], b) for b in tasks.list_all(selector))
+    return list(found.values())
 
 
 @router.get("/{name}", response_model=TaskPublic, responses=PROBLEMS, summary="A task")

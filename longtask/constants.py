@@ -14,6 +14,11 @@ LABEL_TASK = f"{GROUP}/task"
 LABEL_TASK_UID = f"{GROUP}/task-uid"
 LABEL_MODE = f"{GROUP}/mode"  # "run" | "rollback"
 LABEL_TYPE = f"{GROUP}/type"
+# Put on a LongTask by the API: its spec.organization, so one organization's tasks are
+# listed by a label selector rather than by reading the namespace (a slug longer than a
+# label value's 63 characters goes without).
+LABEL_ORGANIZATION = f"{GROUP}/organization"
+LABEL_VALUE_MAX = 63  # characters of a label value (Kubernetes, "Labels and Selectors")
 
 # Annotations a client sets on the LongTask to say who asked for a control action and why.
 ANNOTATION_REQUESTED_BY = f"{GROUP}/requested-by"

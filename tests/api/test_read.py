@@ -64,6 +64,26 @@ def test_list_shows_the_callers_organizations_newest_first_in_pages(
     assert stamps == sorted(stamps, reverse=True)
 
 
+def test_the_api_labels_tasks_with_their_organization_and_lists_by_it(
+        operator: httpx.Client, custom_objects: Any, api_namespace: str) -> None:
+    created = create_baseline(operator, name="labelled")
+    stored = custom_objects.get_namespaced_custom_object(
+        constants.GROUP, constants.VERSION, api_namespace, constants.PLURAL, "labelled")
+    # Made with kubectl: no label; one of acme's, one of globex's.
+    for name, org in (("by-hand", "acme"), ("theirs-by-hand", "globex")):
+        custom_objects.create_namespaced_custom_object(
+            constants.GROUP, constants.VERSION, api_namespace, constants.PLURAL,
+            {"apiVersion": constants.API_VERSION, "kind": constants.KIND,
+             "metadata": {"name": name},
+             "spec": {"type": "Export", "organization": org, "state": "Paused",
+                      "params": {"form": "x", "from": "2017-08-01", "to": "2017-08-31"}}})
+
+    listed = operator.get("/v1/tasks", params={"limit": 50}).json()["items"]
+
+    assert stored["metadata"]["labels"] == {constants.LABEL_ORGANIZATION: "acme"}
+    assert sorted(t["name"] for t in listed) == ["by-hand", created["name"]]
+
+
 def test_list_filters_by_organization_type_and_phase(
         operator: httpx.Client, admin: httpx.Client) -> None:
     create_baseline(operator)
