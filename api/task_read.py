@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from longtask.api.deps import (
 )
 from longtask.api.kube import Tasks
 from longtask.api.schemas import (
+    DNS_LABEL,
     ConflictList,
     ConflictPublic,
     History,
@@ -87,6 +89,9 @@ def list_tasks(
     return TaskList(items=[TaskPublic.from_body(b) for _, b in page], next=next_cursor)
 
 
+_SLUG = re.compile(DNS_LABEL)
+
+
 def _candidates(tasks: Tasks, principal: Principal,
                 organization: list[str] | None) -> list[dict[str, Any]]:
     """The LongTasks a list may show: for a caller of some organizations, those labelled
@@ -94,8 +99,11 @@ def _candidates(tasks: Tasks, principal: Principal,
     with kubectl or GitOps), not the whole namespace; each is still checked by its spec."""
     if principal.all_organizations and not organization:
         return tasks.list_all()
+    # Only slugs can be organizations (the CRD's pattern), and only they are label values:
+    # another filter value selects nothing, and must not reach the selector.
     wanted = sorted(o for o in (organization or principal.organizations)
-                    if principal.may_use(o) and len(o) <= LABEL_VALUE_MAX)
+                    if principal.may_use(o) and len(o) <= LABEL_VALUE_MAX
+                    and _SLUG.fullmatch(o))
     found = {b["metadata"]["uid"]: b for b in tasks.list_all(f"!{LABEL_ORGANIZATION}")}
     if wanted:
         selector = f"{LABEL_ORGANIZATION} in ({','.join(wanted)})"

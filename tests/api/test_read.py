@@ -95,6 +95,8 @@ def test_list_filters_by_organization_type_and_phase(
 
     assert count(organization="acme") == 1
     assert count(organization="globex") == 0
+    # Not a slug, so no organization: nothing, and no selector the server would refuse.
+    assert count(organization=["\nP\u00dff#", "acme,globex", "a" * 80]) == 0
     assert count(type="BaselineUpload") == 1
     assert count(type=["Export", "BulkTeamCreate"]) == 0
     assert count(phase="Pending") == 1
