@@ -275,7 +275,8 @@ def _locked() -> Iterator[dict[str, Any]]:
             REGISTRY.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -289,7 +290,7 @@ def acquire(holder: str) -> None:
     """Register node ``holder`` (its work folder) of this process; the first holder records
     the host state (:func:`take`) and makes the bridge. Raises :class:`HostStateError`."""
     with _locked() as state:
-        holders = {h: pid for h, pid in (state.get("holders") or {}).items() if _alive(pid)}
+        holders = {h: pid for h, pid in (state.get("holders") or {}).items() if process_alive(pid)}
         if "snapshot" not in state:
             state["snapshot"] = asdict(take())
         make_bridge()
@@ -302,7 +303,7 @@ def release(holder: str) -> None:
     first one found it. Raises :class:`HostStateError` for what could not be undone."""
     with _locked() as state:
         holders = {h: pid for h, pid in (state.get("holders") or {}).items()
-                   if _alive(pid) and h != holder}
+                   if process_alive(pid) and h != holder}
         state["holders"] = holders
         if holders or "snapshot" not in state:
             return
@@ -316,4 +317,4 @@ def release(holder: str) -> None:
 def holders() -> dict[str, int]:
     """``{node folder: pid}`` of the nodes that hold the host state now (live ones)."""
     with _locked() as state:
-        return {h: pid for h, pid in (state.get("holders") or {}).items() if _alive(pid)}
+        return {h: pid for h, pid in (state.get("holders") or {}).items() if process_alive(pid)}

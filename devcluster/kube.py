@@ -61,6 +61,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from devcluster.hoststate import process_alive
 from devcluster.images import ImageArchive
 
 log = logging.getLogger(__name__)
@@ -236,16 +237,6 @@ def _spawn(argv: Sequence[str], log_path: Path, *, env: Mapping[str, str] | None
         )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -282,7 +273,7 @@ def _popen_waiter(proc: subprocess.Popen[bytes]) -> Callable[[float], bool]:
 def _pid_waiter(pid: int) -> Callable[[float], bool]:
     def wait(seconds: float) -> bool:
         deadline = time.monotonic() + seconds
-        while _alive(pid):
+        while process_alive(pid):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
@@ -968,7 +959,7 @@ def _serve(folder: Path, timeout: float) -> int:
 
 def _up(folder: Path, timeout: float) -> int:
     state = _read_state(folder)
-    if state and _alive(int(state["supervisor"])):
+    if state and process_alive(int(state["supervisor"])):
         print(f"already running at {state['server']}")
         print(f"export KUBECONFIG={state['kubeconfig']}")
         return 0
@@ -1004,13 +995,13 @@ def _down(folder: Path) -> int:
         print(f"no cluster recorded in {folder}")
         return 0
     supervisor = int(state["supervisor"])
-    if _alive(supervisor) and "devcluster.kube" in _cmdline(supervisor):
+    if process_alive(supervisor) and "devcluster.kube" in _cmdline(supervisor):
         _stop_group(supervisor, timeout=45.0, wait=_pid_waiter(supervisor))
     # The supervisor is gone: stop what it recorded ("kubelet" names the process kubelet's
     # module and the real kubelet's binary alike), then what a real node left.
     for name in _STOP_ORDER:
         pid = state.get("pids", {}).get(name)
-        if pid and _alive(int(pid)) and name in _cmdline(int(pid)):
+        if pid and process_alive(int(pid)) and name in _cmdline(int(pid)):
             _stop_group(int(pid), wait=_pid_waiter(int(pid)))
     if (folder / "node").is_dir():
         from devcluster import hoststate
@@ -1040,7 +1031,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "down":
         return _down(folder)
     state = _read_state(folder)
-    if not state or not _alive(int(state["supervisor"])):
+    if not state or not process_alive(int(state["supervisor"])):
         print(f"no running cluster in {folder}; start one with: python -m devcluster.kube up",
               file=sys.stderr)
         return 1
