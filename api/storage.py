@@ -40,8 +40,9 @@ router = APIRouter(tags=["storage"], responses=COMMON_RESPONSES)
 
 
 def quota_problem(exc: storage.QuotaExceeded) -> ApiProblem:
-    """507 ``storage-quota-exceeded``: ``usedBytes``, ``quotaBytes``, ``fileBytes`` (what
-    arrived when refused mid-way, ``fileBytesPartial: true``) and the organization."""
+    """507 ``storage-quota-exceeded``: ``usedBytes``, ``quotaBytes``, ``fileBytes`` (with
+    ``fileBytesPartial: true``, what had arrived when the upload was refused as it
+    streamed: the file is at least that large) and the organization."""
     return ApiProblem(507, "storage-quota-exceeded", "Insufficient Storage", str(exc),
                       extra={"organization": exc.organization, "usedBytes": exc.used,
                              "quotaBytes": exc.quota, "fileBytes": exc.adding,

@@ -149,8 +149,8 @@ def store(
     digest = hashlib.sha256()
     size = 0
     try:
-        room = (storage.usage(conn, organization, quota_bytes).room
-                if quota_bytes is not None else None)
+        if quota_bytes is not None:
+            pieces = _within_room(conn, pieces, organization, quota_bytes, filename)
         with conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO longtask.files (id, organization, filename, content_type, "
@@ -163,14 +163,6 @@ def store(
                     raise FileUnreadable(
                         f"file {filename!r} is larger than the limit of {max_bytes} bytes"
                     )
-                if room is not None and size > room:
-                    # Read again, without the lock (a slow client must not hold it):
-                    # room may have been freed since the start.
-                    now = storage.usage(conn, organization, quota_bytes or 0)
-                    if size > now.room:
-                        raise storage.QuotaExceeded(organization, now.used, now.quota, size,
-                                                    f"file {filename!r}", partial=True)
-                    room = now.room
                 digest.update(block)
                 sniffer.feed(block)
                 cur.execute(
@@ -198,6 +190,25 @@ def store(
         raise
     return FileInfo(file_id, organization, filename, size, digest.hexdigest(),
                     decision.encoding, decision.source_encoding, block_size)
+
+
+def _within_room(conn: Connection, pieces: Iterator[bytes], organization: str,
+                 quota_bytes: int, filename: str) -> Iterator[bytes]:
+    """``pieces``, refused with :class:`~longtask.storage.QuotaExceeded` (``partial``: the
+    file is at least that large) as soon as more arrived than the organization has room
+    for. The room is read without the usage lock, so a slow client holds no lock; it is
+    read again when crossed, as other writers may have freed some."""
+    room = storage.usage(conn, organization, quota_bytes).room
+    arrived = 0
+    for piece in pieces:
+        arrived += len(piece)
+        if arrived > room:
+            now = storage.usage(conn, organization, quota_bytes)
+            if arrived > now.room:
+                raise storage.QuotaExceeded(organization, now.used, now.quota, arrived,
+                                            f"file {filename!r}", partial=True)
+            room = now.room
+        yield piece
 
 
 def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -44,12 +44,12 @@ class QuotaExceeded(TaskFailed):
     """Storing ``adding`` more bytes would take the organization past its quota.
 
     ``used`` and ``quota`` are bytes at the moment of the check; ``partial``: ``adding``
-    is what arrived of a file before it was refused, not its whole size.
+    is what arrived of a file when it was refused: the file is at least that large.
     """
 
     def __init__(self, organization: str, used: int, quota: int, adding: int,
                  what: str = "the file", *, partial: bool = False) -> None:
-        size = f"{adding} bytes so far" if partial else f"{adding} bytes"
+        size = f"at least {adding} bytes" if partial else f"{adding} bytes"
         super().__init__(
             f"organization {organization!r} stores {used} bytes of its quota of {quota}; "
             f"{what} ({size}) would take it past the quota: remove files or "
