@@ -91,6 +91,11 @@ class OperatorSettings(BaseSettings):
     # concurrency keys; the next waits in Queued. 0: no limit. 200 organizations share a
     # deployment, and one of them must not take every runner and database connection.
     max_running_per_organization: int = Field(default=10, ge=0, le=10_000)
+    # An organization's quota on stored bytes (uploads and export outputs together) unless
+    # its row in longtask.storage_usage sets its own: given to every runner Job as
+    # LONGTASK_RUNNER_STORAGE_QUOTA_BYTES (an export part past it fails the export); the
+    # chart gives the API the same value.
+    storage_quota_bytes: int = Field(default=storage.DEFAULT_QUOTA_BYTES, ge=0)
     # The storage retention (retention.py), run by the leader: a file or export output is
     # removed storage_retention_seconds after the last task that uses it ended (final:
     # Succeeded, Failed, RolledBack, Terminated), never while one may still run, resume or
