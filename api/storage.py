@@ -63,7 +63,8 @@ def refuse_early(database: db.Database, organization: str, content_length: str |
         now = storage.usage(conn, organization, default_quota)
     if at_least > now.room:
         raise storage.QuotaExceeded(organization, now.used, now.quota, at_least,
-                                    "the upload (Content-Length less the form's overhead)")
+                                    "the upload (its Content-Length less the form's overhead)",
+                                    partial=True)
 
 
 def gone(what: str, retention: storage.Retention) -> ApiProblem:

@@ -124,6 +124,34 @@ def test_a_file_far_past_the_quota_is_refused_while_it_streams(
     assert used_bytes(db, "acme") == 0
 
 
+def test_a_declared_length_past_the_room_is_refused_before_the_body_is_read(
+        serve: Callable[[ApiSettings], str], api_settings: ApiSettings,
+        db: psycopg2.extensions.connection) -> None:
+    from api_support import token_of
+    url = serve(api_settings.model_copy(update={
+        "storage_quota_bytes": QUOTA, "max_upload_bytes": 4 << 20}))
+    head = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"h.csv\"\r\n\r\n"
+    tail = b"\r\n--b--\r\n"
+    piece, pieces = b"x" * (64 << 10), 32  # 2 MiB: more than the room and the form's slack
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(pieces):
+            yield piece
+        yield tail
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        response = client.post("/v1/files", content=body(), headers={
+            "Authorization": f"Bearer {token_of('operator')}",
+            "Content-Type": "multipart/form-data; boundary=b",
+            "Content-Length": str(len(head) + pieces * len(piece) + len(tail))})
+
+    refused = problem(response, 507)
+    assert "Content-Length" in refused["detail"] and refused["fileBytesPartial"] is True
+    assert refused["fileBytes"] > QUOTA
+    assert stored_files(db, "acme") == (0, 0)
+
+
 def test_export_outputs_count_against_the_same_quota(
         as_role: Callable[[str], httpx.Client], db: psycopg2.extensions.connection) -> None:
     store_export_output(db, "acme", uuid.uuid4(), 2500)
@@ -396,4 +424,11 @@ def test_an_export_output_says_when_it_goes_and_is_gone_after(
     assert (kind, org, size) == ("export-output", "acme", 1200)
     problem(acme.get(f"/v1/tasks/{name}/output"), 410)
     problem(acme.get(f"/v1/tasks/{name}/output/info"), 410)
+    problem(as_role("other").get(f"/v1/tasks/{name}/output/info"), 404)
     assert used_bytes(db, "acme") == 0
+
+
+def test_another_organizations_usage_is_not_shown(
+        as_role: Callable[[str], httpx.Client]) -> None:
+    problem(as_role("other").get("/v1/storage", params={"organization": "acme"}), 403)
+    assert as_role("other").get("/v1/storage").json()["organization"] == "globex"
