@@ -124,12 +124,17 @@ class Plan:
                 [i for i, e in self.outputs.items() if e.at is not None and e.at <= now])
 
 
-def _after_users(users: list[TaskUse], retention: dt.timedelta, now: dt.datetime) -> Expiry:
+def _after_users(users: list[TaskUse], retention: dt.timedelta, now: dt.datetime,
+                 current: dt.datetime | None) -> Expiry:
     busy = [u for u in users if u.in_use]
     if busy:
         return Expiry(None, True, f"in use by {busy[0].namespace}/{busy[0].name}")
     last = max(users, key=lambda u: u.ended_at or now)
-    ended = last.ended_at or now
+    if last.ended_at is None:  # final without an end time: from the first pass that saw it
+        return Expiry(current or now + retention, True,
+                      f"the last task that used it, {last.namespace}/{last.name}, ended; "
+                      f"retention {int(retention.total_seconds())} s")
+    ended = last.ended_at
     return Expiry(ended + retention, True,
                   f"the last task that used it, {last.namespace}/{last.name}, ended at "
                   f"{ended.isoformat()}; retention {int(retention.total_seconds())} s")
@@ -155,7 +160,7 @@ def plan(uses: Iterable[TaskUse], files: Iterable[storage.LiveFile],
     for f in files:
         users = by_file.get(f.id)
         if users:
-            result.files[f.id] = _after_users(users, retention, now)
+            result.files[f.id] = _after_users(users, retention, now, f.expires_at)
         elif f.first_used_at is not None:
             result.files[f.id] = Expiry(
                 f.expires_at or now + retention, True,
@@ -170,7 +175,7 @@ def plan(uses: Iterable[TaskUse], files: Iterable[storage.LiveFile],
             continue
         task = by_uid.get(o.uid)
         if task is not None:
-            result.outputs[o.uid] = _after_users([task], retention, now)
+            result.outputs[o.uid] = _after_users([task], retention, now, o.expires_at)
         else:
             result.outputs[o.uid] = Expiry(
                 o.expires_at or now + retention, True,

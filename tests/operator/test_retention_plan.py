@@ -79,3 +79,13 @@ def test_an_unused_file_retention_past_the_retention_is_refused() -> None:
     with pytest.raises(ValidationError, match="unused_file_retention_seconds"):
         OperatorSettings(runner_image="r:1", storage_retention_seconds=10,  # type: ignore[call-arg]
                          unused_file_retention_seconds=20)
+
+
+def test_a_final_task_without_an_end_time_lets_its_file_expire_once_not_never() -> None:
+    ended = body(Phase.SUCCEEDED)
+    del ended["status"]["finishedAt"]
+    first = decide(ended, file=live(NOW - dt.timedelta(days=3)))
+    later = decide(ended, file=live(NOW - dt.timedelta(days=3), first.at))
+
+    assert first.at == NOW + dt.timedelta(days=7)
+    assert later.at == first.at, "a later pass keeps the expiry the first one set"
