@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from longtask.api import files, health, problems, tasks
+from longtask.api import files, health, problems, storage, tasks
 from longtask.api.auth import TokenStore
 from longtask.api.db import Database, DatabaseUnavailable
 from longtask.api.kube import KubeError, KubeUnavailable, Tasks, load_api_client
@@ -62,6 +62,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     _dependency_errors(app)
     app.include_router(health.router)
     app.include_router(files.router)
+    app.include_router(storage.router)
     app.include_router(tasks.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY, exempt=("/v1/files",))
     app.add_middleware(MetricsMiddleware, metrics=metrics)

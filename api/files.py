@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from longtask.api import db, uploads
+from longtask.api import storage as api_storage
 from longtask.api.deps import (
     DatabaseDep,
     MetricsDep,
@@ -29,7 +30,7 @@ from longtask.api.problems import (
 from longtask.api.schemas import DNS_LABEL, FilePublic
 from longtask.runner import rules
 
-from longtask import filestore, textencoding
+from longtask import filestore, storage, textencoding
 from longtask.csvsource import CsvFile
 from longtask.errors import FileUnreadable, HeaderError
 
@@ -87,6 +88,7 @@ def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
             estimate = round((records - 0.5) * (info.size_bytes - header.end.offset)
                              / body_sample)
     facts = info.encoding_facts
+    retention = storage.file_retention(conn, info.id)
     return FilePublic(
         id=info.id, organization=info.organization, filename=info.filename,
         size_bytes=info.size_bytes, sha256=info.sha256, encoding=info.encoding,
@@ -95,12 +97,13 @@ def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
         decoded_samples=textencoding.decoded_lines(head, info.encoding),
         source_encoding=info.source_encoding, header=names, row_count_estimate=estimate,
         row_count_exact=exact, warnings=warnings,
+        expires_at=retention.expires_at if retention is not None else None,
     )
 
 
 @router.post(
     "", status_code=201, response_model=FilePublic, openapi_extra=_UPLOAD_BODY,
-    responses=responses(400, 413, 415),
+    responses=responses(400, 413, 415, 507),
     summary="Upload a CSV file (multipart/form-data, part 'file')",
 )
 def upload_file(
@@ -128,8 +131,11 @@ def upload_file(
     the file is over ``LONGTASK_API_MAX_UPLOAD_BYTES`` (checked against ``Content-Length``
     first, then as bytes arrive); 415 when the body is not multipart; 422 when the file
     cannot be read as text (empty, not valid in the encoding named, encoding unknown or
-    uncertain) or the part is missing; 400 for a malformed body. Nothing is stored unless
-    all of it is.
+    uncertain) or the part is missing; 400 for a malformed body; 507 when the file would
+    take the organization past its storage quota (``LONGTASK_API_STORAGE_QUOTA_BYTES`` or
+    its own; refused from ``Content-Length`` first, while the bytes arrive, and under the
+    organization's usage lock before it is completed: :mod:`longtask.storage`). Nothing is
+    stored unless all of it is.
     """
     org = organization_for(principal, organization)
     limit = settings.max_upload_bytes
@@ -142,6 +148,11 @@ def upload_file(
         raise ApiProblem(415, "unsupported-media-type", "Unsupported Media Type",
                          str(exc)) from None
     body = uploads.MultipartFile(uploads.pull_from(request.stream()), boundary, limit)
+    try:
+        api_storage.refuse_early(database, org, length, settings.storage_quota_bytes)
+    except storage.QuotaExceeded as exc:
+        _drain(body)
+        raise api_storage.quota_problem(exc) from None
     if encoding is not None:
         try:
             textencoding.check_named(encoding)
@@ -155,7 +166,9 @@ def upload_file(
             info = filestore.store(
                 conn, io.BufferedReader(body, 1 << 16), organization=org,
                 filename=body.filename or "upload.csv", content_type=body.content_type,
-                created_by=principal.subject, max_bytes=limit, encoding=encoding)
+                created_by=principal.subject, max_bytes=limit, encoding=encoding,
+                quota_bytes=settings.storage_quota_bytes,
+                expires_in_seconds=settings.unused_file_retention_seconds)
             described = describe(conn, info)
     except uploads.TooLarge:
         _drain(body)
@@ -166,6 +179,12 @@ def upload_file(
                                             pointer="#/file")]) from None
     except uploads.MalformedUpload as exc:
         raise ApiProblem(400, "malformed-upload", "Bad Request", str(exc)) from None
+    except storage.QuotaExceeded as exc:
+        _drain(body)
+        log.info("upload_refused_quota", extra={
+            "organization": org, "used": exc.used, "quota": exc.quota, "bytes": exc.adding,
+            "subject": principal.subject})
+        raise api_storage.quota_problem(exc) from None
     except textencoding.EncodingUncertain as exc:
         _drain(body)
         raise _uncertain(exc) from None
@@ -200,13 +219,19 @@ def _drain(body: uploads.MultipartFile) -> None:
     body.drain(_DRAIN)
 
 
-@router.get("/{file_id}", response_model=FilePublic, summary="A stored file's facts")
+@router.get("/{file_id}", response_model=FilePublic, responses=responses(410),
+            summary="A stored file's facts")
 def get_file(file_id: uuid.UUID, principal: ViewerDep, database: DatabaseDep) -> FilePublic:
-    """The file's size, SHA-256, encoding, header and row count; 404 for another organization's."""
+    """The file's size, SHA-256, encoding, header, row count and ``expiresAt``; 404 for
+    another organization's; 410 once the retention removed it."""
     with database.connection() as conn:
         try:
             info = filestore.info(conn, file_id)
         except filestore.FileNotFound:
+            retention = storage.file_retention(conn, file_id)
+            if (retention is not None and retention.removed_at is not None
+                    and principal.may_use(retention.organization)):
+                raise api_storage.gone(f"file {file_id}", retention) from None
             raise not_found(f"file {file_id}") from None
         if not principal.may_use(info.organization):
             raise not_found(f"file {file_id}")

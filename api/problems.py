@@ -54,7 +54,9 @@ _DESCRIPTIONS = {
     403: "The token's role or organizations do not allow it",
     404: "No such object (or one of an organization the token does not hold)",
     409: "Refused in the object's current state", 413: "Content too large",
+    410: "Removed by the retention (when and why in the body)",
     415: "Unsupported media type", 422: "The request breaks a rule (field paths in errors)",
+    507: "The organization's storage quota would be passed (the numbers in the body)",
     502: "Kubernetes refused a call the API makes", 503: "Kubernetes or the database unreachable",
 }
 

@@ -251,6 +251,12 @@ class FilePublic(_Wire):
                     "from the first MiB")
     row_count_exact: bool
     warnings: list[str]
+    expires_at: dt.datetime | None = Field(
+        default=None,
+        description="When the retention removes the file: its upload plus the unused-file "
+                    "retention until a task uses it; null while a task that uses it may "
+                    "still run, resume or roll back; the last such task's end plus the "
+                    "retention after")
 
 
 # ------------------------------------------------------------------------- row errors

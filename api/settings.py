@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from longtask import storage
+
 # Secrets that example files and tutorials use; a token equal to one of them is refused
 # outside development (the FastAPI full-stack template does the same for its secrets).
 PLACEHOLDER_SECRETS = ("changethis", "changeme", "change-me", "secret", "token", "password",
@@ -58,6 +60,14 @@ class ApiSettings(BaseSettings):
     tokens: str | None = Field(default=None, repr=False)
     # Uploads: the largest file accepted, in bytes (default 1 GiB).
     max_upload_bytes: int = Field(default=1 << 30, ge=1)
+    # Storage (longtask/storage.py): an organization's quota on stored bytes, uploads and
+    # export outputs together, unless its row in longtask.storage_usage sets its own
+    # (default 10 GiB); and how long a file no task has used is kept after its upload
+    # (default 1 day; the operator's retention removes it, and keeps a used one
+    # storage_retention_seconds after its last task ended).
+    storage_quota_bytes: int = Field(default=storage.DEFAULT_QUOTA_BYTES, ge=0)
+    unused_file_retention_seconds: float = Field(
+        default=storage.DEFAULT_UNUSED_FILE_RETENTION_SECONDS, gt=0)
     # Validation dry run: data rows read by default and at most.
     validate_rows: int = Field(default=200, ge=1, le=100_000)
     validate_max_rows: int = Field(default=5000, ge=1, le=100_000)

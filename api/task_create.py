@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from longtask.api import db, dryrun
+from longtask.api import storage as api_storage
 from longtask.api.deps import (
     DatabaseDep,
     MetricsDep,
@@ -114,6 +115,7 @@ def create_task(
     """
     organization_for(principal, create.organization)
     _refuse_invalid(database, settings, create)
+    api_storage.claim_input(database, create)
     digest = hashlib.sha256(create.model_dump_json(by_alias=True).encode()).hexdigest()
     key_digest = None
     annotations = {

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from longtask.api import db
+from longtask.api import storage as api_storage
 from longtask.api.deps import (
     DatabaseDep,
     TasksDep,
@@ -31,7 +32,7 @@ from longtask.api.task_common import (
     visible,
 )
 
-from longtask import tasktypes
+from longtask import storage, tasktypes
 from longtask.phases import OnTerminate, Phase
 
 log = logging.getLogger("longtask.api.tasks")
@@ -69,6 +70,9 @@ _OUTPUT_HEADERS = {
                                "schema": {"type": "string"}},
     "LongTask-Output-Rows": {"description": "Data rows in the output",
                              "schema": {"type": "integer"}},
+    "LongTask-Output-Expires-At": {"description": "When the retention removes the output "
+                                                  "(absent while the task is not final)",
+                                   "schema": {"type": "string", "format": "date-time"}},
 }
 
 
@@ -93,7 +97,8 @@ def task_output(
     download. Each part is checked against the runner's own SHA-256 as it is sent; a part
     that changed underneath ends the stream early (the length then does not match).
     404 for a task of another type; 409 until the export has succeeded (unless
-    ``partial=true``) and after it was rolled back.
+    ``partial=true``) and after it was rolled back; 410 once the retention removed it
+    (``LongTask-Output-Expires-At`` says when it will, once the task is final).
     """
     body = visible(tasks, name, principal)
     spec = body.get("spec") or {}
@@ -112,6 +117,9 @@ def task_output(
     uid = uuid.UUID(body["metadata"]["uid"])
     cache: DigestCache = request.app.state.digests
     with database.connection() as conn:
+        retention = storage.output_retention(conn, uid)
+        if retention is not None and retention.removed_at is not None:
+            raise api_storage.gone(f"the output of task {name!r}", retention)
         parts = db.export_parts(conn, uid)
         key = (uid, tuple((p.part, p.size, p.sha256) for p in parts))
         digest = cache.get(key)
@@ -129,6 +137,8 @@ def task_output(
         "LongTask-Output-Complete": "true" if phase is Phase.SUCCEEDED else "false",
         "Content-Disposition": f'attachment; filename="{name}.csv"',
     }
+    if retention is not None and retention.expires_at is not None:
+        headers["LongTask-Output-Expires-At"] = retention.expires_at.isoformat()
     return StreamingResponse(_stream_parts(database, uid, parts), headers=headers,
                              media_type="text/csv; charset=utf-8")
 

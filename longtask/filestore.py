@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 import psycopg2.extensions
 
+from longtask import storage
 from longtask.errors import FileUnreadable
 from longtask.textencoding import EncodingFacts, EncodingSniffer, facts_of
 
@@ -118,6 +119,8 @@ def store(
     max_bytes: int | None = None,
     block_size: int = BLOCK_SIZE,
     encoding: str | None = None,
+    quota_bytes: int | None = None,
+    expires_in_seconds: float | None = None,
 ) -> FileInfo:
     """Stream ``stream`` into the store in one transaction (committed on return).
 
@@ -128,6 +131,13 @@ def store(
     not valid in the encoding named, or one whose encoding cannot be told for sure
     (:class:`~longtask.textencoding.EncodingUncertain`, with the likeliest
     readings); nothing is left in the store then.
+
+    ``quota_bytes`` is the organization's default quota (:mod:`longtask.storage`): the
+    file is refused with :class:`~longtask.storage.QuotaExceeded` as soon as it outgrows
+    the room its organization had when it started, and checked again under the
+    organization's usage lock before it is completed, so two uploads racing cannot both
+    pass. ``expires_in_seconds``: the file is removed that long after its upload unless a
+    task uses it first (None: no expiry set).
     """
     file_id = uuid.uuid4()
     sniffer = EncodingSniffer(filename, encoding)
@@ -139,6 +149,8 @@ def store(
     digest = hashlib.sha256()
     size = 0
     try:
+        if quota_bytes is not None:
+            pieces = _within_room(conn, pieces, organization, quota_bytes, filename)
         with conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO longtask.files (id, organization, filename, content_type, "
@@ -160,18 +172,43 @@ def store(
             if size == 0:
                 raise FileUnreadable(f"file {filename!r} is empty")
             decision = sniffer.finish()
+            if quota_bytes is not None:
+                storage.check(cur, organization, size, quota_bytes, f"file {filename!r}")
             cur.execute(
                 "UPDATE longtask.files SET size_bytes = %s, sha256 = %s, encoding = %s, "
                 "source_encoding = %s, complete = true WHERE id = %s",
                 (size, digest.hexdigest(), decision.encoding, decision.source_encoding,
                  file_id),
             )
+            if expires_in_seconds is not None:
+                cur.execute(
+                    "UPDATE longtask.files SET expires_at = now() + make_interval(secs => %s) "
+                    "WHERE id = %s", (expires_in_seconds, file_id))
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
     return FileInfo(file_id, organization, filename, size, digest.hexdigest(),
                     decision.encoding, decision.source_encoding, block_size)
+
+
+def _within_room(conn: Connection, pieces: Iterator[bytes], organization: str,
+                 quota_bytes: int, filename: str) -> Iterator[bytes]:
+    """``pieces``, refused with :class:`~longtask.storage.QuotaExceeded` (``partial``: the
+    file is at least that large) as soon as more arrived than the organization has room
+    for. The room is read without the usage lock, so a slow client holds no lock; it is
+    read again when crossed, as other writers may have freed some."""
+    room = storage.usage(conn, organization, quota_bytes).room
+    arrived = 0
+    for piece in pieces:
+        arrived += len(piece)
+        if arrived > room:
+            now = storage.usage(conn, organization, quota_bytes)
+            if arrived > now.room:
+                raise storage.QuotaExceeded(organization, now.used, now.quota, arrived,
+                                            f"file {filename!r}", partial=True)
+            room = now.room
+        yield piece
 
 
 def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -181,11 +218,12 @@ def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def info(conn: Connection, file_id: uuid.UUID, organization: str | None = None) -> FileInfo:
-    """The stored file's metadata; :class:`FileNotFound` when absent or incomplete."""
+    """The stored file's metadata; :class:`FileNotFound` when absent, incomplete or removed
+    by the retention."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT id, organization, filename, size_bytes, sha256, encoding, source_encoding, "
-            "block_size FROM longtask.files WHERE id = %s AND complete",
+            "block_size FROM longtask.files WHERE id = %s AND complete AND removed_at IS NULL",
             (file_id,),
         )
         row = cur.fetchone()

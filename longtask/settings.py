@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from longtask import storage
+
 
 class DatabaseSettings(BaseSettings):
     """``LONGTASK_DATABASE_URL``: a libpq URL, e.g. ``postgresql://user:pw@host:5432/collect``."""
@@ -69,6 +71,10 @@ class RunnerSettings(BaseSettings):
     # that does not answer must not keep the pod until the kubelet's SIGKILL. Keep it well
     # under the operator's termination_grace_seconds (30 by default).
     stop_deadline_seconds: float = Field(default=5, ge=0.5, le=25)
+    # An organization's quota on stored bytes (uploads and export outputs together) unless
+    # its row in longtask.storage_usage sets its own: an export part that would pass it
+    # fails the export (longtask/storage.py). The chart sets the API's to the same value.
+    storage_quota_bytes: int = Field(default=storage.DEFAULT_QUOTA_BYTES, ge=0)
 
     def libpq_options(self) -> dict[str, str]:
         """The connection settings as libpq parameters (name to value, libpq's units)."""

@@ -45,10 +45,11 @@ from longtask.operator.manifests import build_rollback_job, build_run_job
 from longtask.operator.names import event_name, job_name
 from longtask.operator.observed import Observed
 from longtask.operator.records import Records, RecordStore
+from longtask.operator.retention import Retention
 from longtask.operator.settings import OperatorSettings
 
 from longtask.constants import FINALIZER, GROUP, LABEL_TASK_UID, PLURAL, VERSION
-from longtask.db import DatabaseUnavailable
+from longtask.db import DatabaseUnavailable, Pool
 from longtask.model import Task, TaskStatus, status_patch
 from longtask.settings import DatabaseSettings
 
@@ -194,7 +195,12 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.execution.max_workers = HANDLER_THREADS
     records = Records(DatabaseSettings().database_url,  # type: ignore[call-arg]
                       max_connections=HANDLER_THREADS)
-    memo.operator = Operator(settings=ours, kube=Kube(api), records=records)
+    kube = Kube(api)
+    memo.operator = Operator(settings=ours, kube=kube, records=records)
+    # The storage retention runs where kopf runs: in the Lease's holder only.
+    memo.retention = Retention(ours, kube, Pool(DatabaseSettings().database_url,  # type: ignore[call-arg]
+                                                1, application_name="longtask-retention"))
+    memo.retention.start()
     log.info(
         "operator_started",
         extra={"namespaces": list(ours.namespaces) or "*", "standalone": ours.standalone},
@@ -202,7 +208,10 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 
 
 def close(memo: Any, **_: Any) -> None:
-    """Close the database pool on shutdown."""
+    """Stop the retention and close the database pools on shutdown."""
+    retention: Retention | None = getattr(memo, "retention", None)
+    if retention is not None:
+        retention.stop()
     operator: Operator | None = getattr(memo, "operator", None)
     if operator is not None and isinstance(operator.records, Records):
         operator.records.close()

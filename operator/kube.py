@@ -129,6 +129,12 @@ class Kube:
         items: list[dict[str, Any]] = listed["items"]
         return items
 
+    def all_tasks(self) -> list[dict[str, Any]]:
+        """Every LongTask in the cluster (the retention's listing when cluster-wide)."""
+        listed = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        items: list[dict[str, Any]] = listed["items"]
+        return items
+
     def task(self, namespace: str, name: str) -> dict[str, Any] | None:
         """One LongTask, fresh from the server, or ``None`` when it is gone."""
         try:

@@ -92,7 +92,8 @@ def resources(task: Task, settings: OperatorSettings) -> dict[str, dict[str, str
 
 def runner_env(task: Task, settings: OperatorSettings) -> list[dict[str, Any]]:
     """The runner's environment: the task, its throttles, the pod's name, the database URL,
-    then the operator's ``runner_settings`` as ``LONGTASK_RUNNER_<NAME>``.
+    the organizations' storage quota (``storage_quota_bytes``, unless ``runner_settings``
+    names it), then the operator's ``runner_settings`` as ``LONGTASK_RUNNER_<NAME>``.
 
     ``ENV_TASK_PARAMS`` is the params as compact JSON with sorted keys, and the runner
     settings come in sorted order (deterministic manifests).
@@ -127,6 +128,10 @@ def runner_env(task: Task, settings: OperatorSettings) -> list[dict[str, Any]]:
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    if "storage_quota_bytes" not in settings.runner_settings:
+        # The organizations' quota the API holds uploads to holds exports too.
+        env.append({"name": f"{RUNNER_SETTINGS_PREFIX}STORAGE_QUOTA_BYTES",
+                    "value": str(settings.storage_quota_bytes)})
     env += [
         {"name": f"{RUNNER_SETTINGS_PREFIX}{key.upper()}", "value": value}
         for key, value in sorted(settings.runner_settings.items())

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from longtask import storage
 from longtask.settings import RunnerSettings
 
 # resource.Quantity's serialized form (k8s.io/apimachinery/pkg/api/resource, as published
@@ -90,6 +91,26 @@ class OperatorSettings(BaseSettings):
     # concurrency keys; the next waits in Queued. 0: no limit. 200 organizations share a
     # deployment, and one of them must not take every runner and database connection.
     max_running_per_organization: int = Field(default=10, ge=0, le=10_000)
+    # An organization's quota on stored bytes (uploads and export outputs together) unless
+    # its row in longtask.storage_usage sets its own: given to every runner Job as
+    # LONGTASK_RUNNER_STORAGE_QUOTA_BYTES (an export part past it fails the export); the
+    # chart gives the API the same value.
+    storage_quota_bytes: int = Field(default=storage.DEFAULT_QUOTA_BYTES, ge=0)
+    # The storage retention (retention.py), run by the leader: a file or export output is
+    # removed storage_retention_seconds after the last task that uses it ended (final:
+    # Succeeded, Failed, RolledBack, Terminated), never while one may still run, resume or
+    # roll back; a file no task used, unused_file_retention_seconds after its upload (the
+    # API writes that expiry with its own setting of the same name: keep them equal). A
+    # pass every retention_interval_seconds; a file a create claimed less than
+    # retention_claim_grace_seconds before a pass's listing gets no expiry from it (the
+    # task may not be listed yet).
+    storage_retention_seconds: float = Field(
+        default=storage.DEFAULT_RETENTION_SECONDS, gt=0)
+    unused_file_retention_seconds: float = Field(
+        default=storage.DEFAULT_UNUSED_FILE_RETENTION_SECONDS, gt=0)
+    retention_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    retention_claim_grace_seconds: float = Field(
+        default=storage.CLAIM_GRACE_SECONDS, ge=0, le=3600)
     # Comma-separated namespaces to watch; empty means every namespace (cluster-wide).
     watch_namespaces: str = ""
     # One active replica: every replica is a candidate for a coordination.k8s.io/v1 Lease
@@ -137,6 +158,13 @@ class OperatorSettings(BaseSettings):
             )
             raise ValueError(f"runner setting(s) refused by RunnerSettings: {problems}") from None
         return value
+
+    @model_validator(mode="after")
+    def _unused_within_retention(self) -> OperatorSettings:
+        if self.unused_file_retention_seconds > self.storage_retention_seconds:
+            raise ValueError("unused_file_retention_seconds must not be greater than "
+                             "storage_retention_seconds")
+        return self
 
     @model_validator(mode="after")
     def _lease_timing(self) -> OperatorSettings:

@@ -32,7 +32,7 @@ from longtask.runner.errors import TaskFailed
 from longtask.runner.tasks import common
 from psycopg2 import sql
 
-from longtask import filestore
+from longtask import filestore, storage
 from longtask.tasktypes import ExportParams
 from longtask.values import FieldSpec, FieldType
 
@@ -265,6 +265,11 @@ class Export(common.TaskWork[ExportParams, None]):
         tuple_.write(digest)
         tuple_.write(_TRAILER)
         tuple_.seek(0)
+        # The organization's quota, under its usage row's lock (held to the chunk's commit,
+        # taken after the task row's, as the retention takes them): QuotaExceeded fails the
+        # export with the numbers, and the chunk with its part is rolled back.
+        storage.check(cur, self.task.organization, len(data), self.settings.storage_quota_bytes,
+                      f"export part {self._part}")
         self.stop.check()  # right before the long statement (see BaselineUpload._copy)
         cur.copy_expert("COPY longtask.export_parts (task_uid, part, rows, data, sha256) "
                         "FROM STDIN (FORMAT binary)", tuple_)

@@ -612,3 +612,22 @@ def test_a_production_api_with_no_token_is_refused_at_render() -> None:
     assert "a production API refuses to start with no token" in out.stderr
     assert helm(*template_args(sets=["api.tokens.generateAdmin=false",
                                      "api.environment=development"])).returncode == 0
+
+
+def test_one_storage_quota_and_retention_reach_the_api_the_operator_and_its_runners(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = render(sets=["storage.quotaBytes=5000", "storage.retentionSeconds=7200",
+                           "storage.unusedFileRetentionSeconds=600",
+                           "storage.retentionIntervalSeconds=30"])
+    api_env = env_of(containers(find(objects, "Deployment", "lt-longtask-api")[0])[0])
+    for name, value in {**api_env, **_operator_env(objects)}.items():
+        if name.startswith(("LONGTASK_API_", "LONGTASK_OPERATOR_")):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LONGTASK_DATABASE_URL", "postgresql://db/collect")
+
+    api, operator = ApiSettings(), OperatorSettings()  # type: ignore[call-arg]
+
+    assert (api.storage_quota_bytes, api.unused_file_retention_seconds) == (5000, 600)
+    assert (operator.storage_quota_bytes, operator.storage_retention_seconds,
+            operator.unused_file_retention_seconds,
+            operator.retention_interval_seconds) == (5000, 7200, 600, 30)

@@ -139,6 +139,8 @@ def _expected_job(mode: str, suspend: bool) -> dict[str, Any]:
                                 },
                                 {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
                                 {"name": "PYTHONUNBUFFERED", "value": "1"},
+                                {"name": "LONGTASK_RUNNER_STORAGE_QUOTA_BYTES",
+                                 "value": str(10 << 30)},
                             ],
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": "256Mi"},
@@ -344,3 +346,15 @@ def test_a_label_value_with_spaces_is_replaced_and_hashed() -> None:
 def test_no_room_for_a_stem_is_an_error() -> None:
     with pytest.raises(ValueError, match="no room"):
         safe_name("p" * 40, "name-that-does-not-fit", "s" * 20)
+
+
+def test_the_runner_gets_the_operators_storage_quota_unless_its_settings_name_one() -> None:
+    quota = _env(build_run_job(_task(), _settings(storage_quota_bytes=5000)))
+    named = _env(build_run_job(_task(), _settings(
+        storage_quota_bytes=5000, runner_settings={"storage_quota_bytes": "7000"})))
+
+    assert quota["LONGTASK_RUNNER_STORAGE_QUOTA_BYTES"] == "5000"
+    assert named["LONGTASK_RUNNER_STORAGE_QUOTA_BYTES"] == "7000"
+    assert len([e for e in build_run_job(_task(), _settings(
+        runner_settings={"storage_quota_bytes": "7000"}))["spec"]["template"]["spec"][
+            "containers"][0]["env"] if e["name"].endswith("STORAGE_QUOTA_BYTES")]) == 1
