@@ -172,8 +172,9 @@ def terminate_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: 
                    body: Annotated[TerminateRequest | None, Body()] = None) -> TaskPublic:
     """``spec.state: Terminated`` (and ``onTerminate`` from ``rollback``); 202 with the task.
 
-    Repeating it is not an error; 409 for a completed task (its writes are kept) or a
-    terminated one asked for another ``rollback`` choice.
+    Repeating it is not an error (on a RolledBack or Terminated task too); 409 for a
+    completed task (its writes are kept, whether the status or only the runner's record
+    says so yet), a Failed one, or a terminated one asked for another ``rollback`` choice.
     """
     policy = None
     if body is not None and body.rollback is not None:
