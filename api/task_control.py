@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -77,8 +78,14 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
     """
     for _ in range(CONFLICT_RETRIES):
         body = visible(tasks, name, principal)
-        with database.connection(autocommit=False) as conn:
-            _, record = taskrecord.lock_for_control(conn, body["metadata"]["uid"])
+        # Only a state or policy request on a task not yet ended can depend on the record
+        # (and only a state change is held): the others take no database connection.
+        needs_record = ((target is not None or on_terminate is not None)
+                        and not phase_of(body).is_final)
+        with (database.connection(autocommit=False) if needs_record
+              else contextlib.nullcontext()) as conn:
+            record = (taskrecord.lock_for_control(conn, body["metadata"]["uid"])[1]
+                      if conn is not None else None)
             updated = _decide_and_patch(tasks, metrics, body, record, principal, action=action,
                                         target=target, on_terminate=on_terminate,
                                         fixed=fixed, reason=reason)
@@ -86,6 +93,7 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
                 continue
             spec_patch, updated_body = updated
             if "state" in spec_patch:
+                assert conn is not None, "a state change is asked of a task not yet ended"
                 _hold(conn, updated_body)
         if not spec_patch:
             metrics.control_actions.labels(action, "in_effect").inc()
