@@ -86,3 +86,31 @@ def test_a_wrong_named_delimiter_reads_one_column_and_says_which_is_missing(
     assert s.run_inline(db_url, task) == constants.EXIT_FAILED
     assert "Village Code" in (s.record(db, task.uid)["message"] or "")
     assert loaded(db, "other") == []
+
+
+def test_a_headerless_team_file_with_semicolons_creates_the_teams_of_its_comma_original(
+        db: Any, db_url: str, real_data: Path) -> None:
+    """The real NHS practice list (no header) resaved with ';': the delimiter is told from
+    its first line, and the same teams and managers are made as from the comma file."""
+    s.create_org(db)
+    raw = (real_data / "epraccur.csv").read_bytes()
+    params = {"defaultRegion": "GB", "hasHeader": False, "teamColumn": "#2",
+              "managerPhoneColumn": "#18", "memberPhonesColumn": None, "maxRowErrors": 5000}
+    made = []
+    for data in (raw, resaved(raw, ";")):
+        file_id = s.store_bytes(db_url, data, filename="epraccur.csv")
+        task = s.task("BulkTeamCreate", {"fileId": file_id, **params})
+        assert s.run_inline(db_url, task) == constants.EXIT_DONE
+        with db.cursor() as cur:
+            cur.execute("SELECT t.name, u.phone_e164 FROM collect.teams t "
+                        "JOIN collect.team_memberships m ON m.team_id = t.id "
+                        "JOIN collect.field_users u ON u.id = m.user_id "
+                        "WHERE t.task_uid = %s ORDER BY t.name", (str(task.uid),))
+            made.append(cur.fetchall())
+        rec = s.record(db, task.uid)
+        assert rec["done"] == 14357, rec
+        # Rolled back, so the second file's teams are not refused as already existing.
+        assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+
+    assert len(made[0]) > 13000
+    assert made[1] == made[0]
