@@ -1,11 +1,22 @@
-"""Which control requests a task accepts: one pure function, tested without a cluster.
+"""Which control requests a task accepts: pure functions, tested without a cluster.
 
 ``decide(spec, phase, target, on_terminate) -> Decision``: the ``spec`` fields to patch,
 nothing (the request is already in effect: repeating it is not an error), or a refusal
-with the reason (answered 409). The rules follow the CRD and the operator (see
-operator/README.md): ``Terminated`` is final in ``spec.state``; the phases Succeeded,
-Failed, RolledBack and Terminated take no control action; a completed task is not rolled
-back; ``onTerminate`` cannot change once a terminate was asked for.
+with the reason (answered 409). One rule for ended tasks (api/README.md, "Control requests
+on ended tasks"): in a final phase (Succeeded, Failed, RolledBack, Terminated) every
+change of ``spec.state`` or ``spec.onTerminate`` is refused, naming the phase; only a
+repeat of the terminate that ended the task (RolledBack, Terminated) is in effect. Before
+that: ``Terminated`` is final in ``spec.state`` (as the CRD says), and ``onTerminate``
+cannot change once a terminate was asked for.
+
+``phase`` is the task's phase as :func:`effective_phase` gives it: the runner's own record
+of success counts before the operator has written it into status, so a terminate cannot
+slip in between (operator/README.md, "A completed task is not rolled back").
+
+``decide_delete(phase, started, keep_writes)``: whether ``DELETE /v1/tasks/{name}`` may
+delete the LongTask now. Deleting is not undoing (operator/README.md, "Rules where the
+issue is silent"): a task that may hold a runner or has rows a rollback could still undo
+is deleted only when the caller says the rows stay (``keepWrites=true``).
 """
 
 from __future__ import annotations
@@ -14,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from longtask.phases import DesiredState, OnTerminate, Phase
+from longtask.phases import DesiredState, OnTerminate, Phase, RollbackOutcome, RunOutcome
+from longtask.taskrecord import RunnerRecord
 
 VERBS = {
     DesiredState.RUNNING: "resume",
@@ -36,17 +48,32 @@ class Decision:
         return self.refusal is None and not self.patch
 
 
+def effective_phase(phase: Phase, record: RunnerRecord | None) -> Phase:
+    """The phase a control request is decided on: ``Succeeded`` once the runner's record
+    says its run succeeded (no rollback begun), even while ``status.phase`` still says
+    otherwise; else ``phase``. The operator reports the same (``CompletedBeforeTerminate``
+    when a terminate arrived meanwhile)."""
+    if (not phase.is_final and record is not None
+            and record.run_status is RunOutcome.SUCCEEDED
+            and record.rollback_status is RollbackOutcome.NONE):
+        return Phase.SUCCEEDED
+    return phase
+
+
 def decide(spec: Mapping[str, Any], phase: Phase, target: DesiredState | None,
            on_terminate: OnTerminate | None = None) -> Decision:
     """Decide a request for ``spec.state = target`` and/or ``spec.onTerminate``.
 
-    ``spec`` is the task's current spec, ``phase`` its observed phase (``Pending`` before
-    the operator has seen it).
+    ``spec`` is the task's current spec, ``phase`` its phase (:func:`effective_phase`;
+    ``Pending`` before the operator has seen it).
     """
     state = DesiredState(spec.get("state") or DesiredState.RUNNING)
     current_policy = OnTerminate(spec.get("onTerminate") or OnTerminate.ROLLBACK)
     policy_change = on_terminate is not None and on_terminate != current_policy
     verb = VERBS.get(target, "change") if target is not None else "change"
+
+    if phase.is_final:
+        return _ended(phase, state, target, policy_change, verb)
 
     if state is DesiredState.TERMINATED:
         if target not in (None, DesiredState.TERMINATED):
@@ -59,18 +86,54 @@ def decide(spec: Mapping[str, Any], phase: Phase, target: DesiredState | None,
                 "cannot change any more"))
         return Decision()
 
-    if phase.is_final:
-        if phase is Phase.SUCCEEDED and target is DesiredState.TERMINATED:
-            return Decision(refusal=(
-                "the task has completed (Succeeded); a completed task is not terminated or "
-                "rolled back, its writes are kept"))
-        if target is not None or policy_change:
-            return Decision(refusal=f"cannot {verb} the task: it has ended ({phase})")
-        return Decision()
-
     patch: dict[str, Any] = {}
     if target is not None and target is not state:
         patch["state"] = str(target)
     if policy_change:
         patch["onTerminate"] = str(on_terminate)
     return Decision(patch=patch)
+
+
+def _ended(phase: Phase, state: DesiredState, target: DesiredState | None,
+           policy_change: bool, verb: str) -> Decision:
+    """A task in a final phase: nothing changes; a repeated terminate is in effect."""
+    if target is None and not policy_change:
+        return Decision()
+    ended_by_terminate = phase in (Phase.ROLLED_BACK, Phase.TERMINATED)
+    if (ended_by_terminate and state is DesiredState.TERMINATED
+            and target in (None, DesiredState.TERMINATED) and not policy_change):
+        return Decision()
+    if phase is Phase.SUCCEEDED and target is DesiredState.TERMINATED:
+        return Decision(refusal=(
+            "the task has ended (Succeeded): a completed task is not terminated or rolled "
+            "back, its writes are kept"))
+    if policy_change and target in (None, DesiredState.TERMINATED):
+        return Decision(refusal=(
+            f"the task has ended ({phase}): its onTerminate cannot change any more"))
+    return Decision(refusal=f"cannot {verb} the task: it has ended ({phase}); "
+                            "create a new task instead")
+
+
+def has_run(status: Mapping[str, Any], record: RunnerRecord | None) -> bool:
+    """Whether the task may hold a runner or have written rows: it was started (status,
+    a run Job) or the runner's record shows a run."""
+    return bool(status.get("startedAt") or status.get("jobName")
+                or status.get("rollbackJobName")
+                or (record is not None and (record.run_status is not RunOutcome.PENDING
+                                            or record.done > 0)))
+
+
+def decide_delete(phase: Phase, started: bool, keep_writes: bool,
+                  done: int = 0) -> str | None:
+    """Why the task may not be deleted now (answered 409), or ``None`` when it may.
+
+    ``phase`` from :func:`effective_phase`, ``started`` from :func:`has_run`, ``done`` the
+    rows the runner recorded. Allowed: a final phase, a task that never ran, or any task
+    when ``keep_writes`` (the caller knows its rows stay).
+    """
+    if phase.is_final or not started or keep_writes:
+        return None
+    rows = f" ({done} rows so far)" if done else ""
+    return (f"the task is {phase}: it may hold a runner, and deleting it does not undo what "
+            f"it wrote{rows}. Terminate it and delete it once it is RolledBack, or delete "
+            "with keepWrites=true to stop it and keep its rows")

@@ -1,8 +1,9 @@
 """The API's Kubernetes client layer: LongTasks of one namespace, their Events, a watch.
 
 Objects are plain dicts as the server sends them. Calls are bounded by a timeout. The API
-only reads LongTasks, creates them, and merge-patches (RFC 7386) their ``spec`` and
-``metadata``; it never writes ``status``. Errors other than the expected ones
+only reads LongTasks, creates them, merge-patches (RFC 7386) their ``spec`` and
+``metadata``, and deletes them (the operator's finalizer then stops their Jobs); it never
+writes ``status``. Errors other than the expected ones
 (not found, conflict, invalid) become :class:`KubeUnavailable` or :class:`KubeError`, which
 the app answers with 503 and 502 problems.
 """
@@ -177,6 +178,24 @@ class Tasks:
         except NotFound:
             return None
         return body
+
+    def delete(self, name: str, resource_version: str) -> dict[str, Any] | None:
+        """Delete the LongTask ``name`` if it is still at ``resource_version``.
+
+        The LongTask as it stands when a finalizer keeps it (``deletionTimestamp`` set),
+        ``None`` when it is gone at once or was already; :class:`Conflict` when it changed
+        since it was read.
+        """
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(resource_version=resource_version))
+        try:
+            answer: dict[str, Any] = self._call(
+                self._custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                PLURAL, name, body=options)
+        except NotFound:
+            return None
+        # The server answers with the object while a finalizer keeps it, else a Status.
+        return answer if answer.get("kind") == KIND else None
 
     def events(self, uid: str) -> list[dict[str, Any]]:
         """Core/v1 Events whose ``involvedObject`` is the LongTask with ``uid``."""

@@ -156,6 +156,12 @@ class TaskPublic(_Wire):
     reason: str | None = Field(description="Why, as that request said")
     generation: int
     observed_generation: int | None
+    deleting: bool = Field(
+        default=False,
+        description="True once the task was deleted and the operator's finalizer still keeps "
+                    "it (stopping its Jobs); phase is then the last one the operator saw")
+    deletion_requested_at: dt.datetime | None = Field(
+        default=None, description="When it was deleted (metadata.deletionTimestamp)")
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> TaskPublic:
@@ -198,6 +204,8 @@ class TaskPublic(_Wire):
             reason=annotations.get(ANNOTATION_REASON),
             generation=int(meta.get("generation") or 1),
             observed_generation=status.get("observedGeneration"),
+            deleting=bool(meta.get("deletionTimestamp")),
+            deletion_requested_at=meta.get("deletionTimestamp"),
         )
 
 

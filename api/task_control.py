@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -47,19 +48,18 @@ log = logging.getLogger("longtask.api.tasks")
 router = APIRouter(**ROUTER)
 
 
-def _hold(database: db.Database, body: Mapping[str, Any]) -> None:
+def _hold(conn: db.Connection, body: Mapping[str, Any]) -> None:
     """Put the new ``spec.state`` in force in the runner's record before answering.
 
     A pause or terminate holds the run (no later chunk commits once this returns; it waits
     at most for the chunk in flight); a resume releases it (:func:`longtask.taskrecord.hold`).
+    Ends the transaction :func:`longtask.taskrecord.lock_for_control` opened on ``conn``.
     The operator does the same for changes made with kubectl or GitOps.
     """
     state = (body.get("spec") or {}).get("state") or DesiredState.RUNNING
     record = TaskRecord.from_body(body)
-    with database.connection(autocommit=False) as conn:
-        if not taskrecord.hold(conn, record,
-                               None if state == DesiredState.RUNNING else str(state)):
-            log.warning("hold_not_set", extra={"task": record.name, "state": state})
+    if not taskrecord.hold(conn, record, None if state == DesiredState.RUNNING else str(state)):
+        log.warning("hold_not_set", extra={"task": record.name, "state": state})
 
 
 def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, action: str,
@@ -68,53 +68,86 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
            database: db.Database) -> dict[str, Any]:
     """Decide and merge-patch one control request; the task as it stands after it.
 
-    The patch is conditional on the ``resourceVersion`` read, so two racing requests cannot
-    both pass the check: the loser re-reads and finds its request in effect (or refused).
-    The requested-by and reason annotations go in the same patch as ``spec``.
+    The decision reads the runner's record under its row lock
+    (:func:`longtask.taskrecord.lock_for_control`) and keeps the lock through the patch
+    and the hold: a run that recorded success is ``Succeeded`` here even before the
+    operator says so, and none can record it between the decision and the hold. The patch
+    is conditional on the ``resourceVersion`` read, so two racing requests cannot both
+    pass the check: the loser re-reads and finds its request in effect (or refused). The
+    requested-by and reason annotations go in the same patch as ``spec``.
     """
     for _ in range(CONFLICT_RETRIES):
         body = visible(tasks, name, principal)
-        spec = body.get("spec") or {}
-        decision = control.decide(spec, phase_of(body), target, on_terminate)
-        if decision.refusal is not None:
-            metrics.control_actions.labels(action, "refused").inc()
-            raise ApiProblem(409, "invalid-transition", "Conflict", decision.refusal,
-                             extra={"phase": str(phase_of(body)), "state": spec.get("state")})
-        spec_patch = dict(decision.patch)
-        for key, value in (fixed or {}).items():
-            if spec.get(key) != value:
-                spec_patch[key] = value
+        # Only a state or policy request on a task not yet ended can depend on the record
+        # (and only a state change is held): the others take no database connection.
+        needs_record = ((target is not None or on_terminate is not None)
+                        and not phase_of(body).is_final)
+        with (database.connection(autocommit=False) if needs_record
+              else contextlib.nullcontext()) as conn:
+            record = (taskrecord.lock_for_control(conn, body["metadata"]["uid"])[1]
+                      if conn is not None else None)
+            updated = _decide_and_patch(tasks, metrics, body, record, principal, action=action,
+                                        target=target, on_terminate=on_terminate,
+                                        fixed=fixed, reason=reason)
+            if updated is None:
+                continue
+            spec_patch, updated_body = updated
+            if "state" in spec_patch:
+                assert conn is not None, "a state change is asked of a task not yet ended"
+                _hold(conn, updated_body)
         if not spec_patch:
             metrics.control_actions.labels(action, "in_effect").inc()
-            return body
-        patch = {
-            "metadata": {
-                "resourceVersion": body["metadata"]["resourceVersion"],
-                "annotations": {ANNOTATION_REQUESTED_BY: principal.subject,
-                                ANNOTATION_REASON: reason},
-            },
-            "spec": spec_patch,
-        }
-        try:
-            updated = tasks.patch(name, patch)
-        except Conflict:
-            continue
-        except Invalid as exc:
-            raise invalid_from_server(exc) from None
-        if updated is None:
-            raise not_found(f"task {name!r}")
-        if "state" in spec_patch:
-            _hold(database, updated)
+            return updated_body
         metrics.control_actions.labels(action, "applied").inc()
         what = ", ".join(f"{k}={v}" for k, v in spec_patch.items())
-        tasks.post_event(updated, "ControlRequested", action.capitalize(),
+        tasks.post_event(updated_body, "ControlRequested", action.capitalize(),
                          f"{action} ({what}) requested by {principal.subject}"
                          + (f": {reason}" if reason else ""))
         log.info("control_applied", extra={"task": name, "action": action, "spec": spec_patch,
                                            "subject": principal.subject})
-        return updated
+        return updated_body
     raise ApiProblem(409, "busy", "Conflict",
                      "the task changed under every attempt to update it; try again")
+
+
+def _decide_and_patch(tasks: Tasks, metrics: Any, body: dict[str, Any],
+                      record: taskrecord.RunnerRecord | None, principal: Principal, *,
+                      action: str, target: DesiredState | None,
+                      on_terminate: OnTerminate | None, fixed: Mapping[str, Any] | None,
+                      reason: str | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(spec fields patched, the task after)``; ``None`` when the task changed since it
+    was read (retry). Raises the 409 of a refusal, the 422 of the server's."""
+    name = body["metadata"]["name"]
+    spec = body.get("spec") or {}
+    phase = control.effective_phase(phase_of(body), record)
+    decision = control.decide(spec, phase, target, on_terminate)
+    if decision.refusal is not None:
+        metrics.control_actions.labels(action, "refused").inc()
+        raise ApiProblem(409, "invalid-transition", "Conflict", decision.refusal,
+                         extra={"phase": str(phase), "state": spec.get("state")})
+    spec_patch = dict(decision.patch)
+    for key, value in (fixed or {}).items():
+        if spec.get(key) != value:
+            spec_patch[key] = value
+    if not spec_patch:
+        return spec_patch, body
+    patch = {
+        "metadata": {
+            "resourceVersion": body["metadata"]["resourceVersion"],
+            "annotations": {ANNOTATION_REQUESTED_BY: principal.subject,
+                            ANNOTATION_REASON: reason},
+        },
+        "spec": spec_patch,
+    }
+    try:
+        updated = tasks.patch(name, patch)
+    except Conflict:
+        return None
+    except Invalid as exc:
+        raise invalid_from_server(exc) from None
+    if updated is None:
+        raise not_found(f"task {name!r}")
+    return spec_patch, updated
 
 
 _CONTROL = dict(status_code=202, response_model=TaskPublic, responses=PROBLEMS)
@@ -147,8 +180,9 @@ def terminate_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: 
                    body: Annotated[TerminateRequest | None, Body()] = None) -> TaskPublic:
     """``spec.state: Terminated`` (and ``onTerminate`` from ``rollback``); 202 with the task.
 
-    Repeating it is not an error; 409 for a completed task (its writes are kept) or a
-    terminated one asked for another ``rollback`` choice.
+    Repeating it is not an error (on a RolledBack or Terminated task too); 409 for a
+    completed task (its writes are kept, whether the status or only the runner's record
+    says so yet), a Failed one, or a terminated one asked for another ``rollback`` choice.
     """
     policy = None
     if body is not None and body.rollback is not None:

@@ -24,6 +24,10 @@ speaks):
 - Blank lines and rows whose fields are all empty (spreadsheets leave them) are skipped.
 - Fields beyond the header's width are allowed only when empty (spreadsheets' trailing
   commas); a row with fewer fields, or extra non-empty ones, is a row error.
+- The delimiter is a comma unless the file says otherwise: named (a task's ``delimiter``
+  parameter), or detected from the header line (:func:`detect_delimiter`): the one of
+  comma, semicolon (what Excel saves as "CSV" in many European locales), tab and pipe
+  that occurs most often outside quotes, a comma when none does or on a tie.
 """
 
 from __future__ import annotations
@@ -42,6 +46,29 @@ from longtask.errors import FileUnreadable
 
 BlockSource = Callable[[int], Iterator[bytes]]
 """``source(offset)`` yields the file's bytes from byte ``offset`` on, in blocks."""
+
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+"""The delimiters a file may use, by character, with the names errors and reports use."""
+
+
+def detect_delimiter(head: bytes) -> str:
+    """The delimiter of a CSV file from its first line (``head``: the file's first bytes):
+    the one of :data:`DELIMITERS` found most often outside double quotes, ``","`` when
+    none is found or on a tie with a comma. Every stored file is ASCII-compatible
+    (:mod:`longtask.filestore`), so the delimiters are found in its bytes."""
+    cut = min((i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0), default=len(head))
+    line = head[:cut]
+    outside = b"".join(line.split(b'"')[::2])  # the text between quoted parts
+    counts = {d: outside.count(d.encode("ascii")) for d in DELIMITERS}
+    best = max(counts.values())
+    if best == 0 or counts[","] == best:
+        return ","
+    return next(d for d, n in counts.items() if n == best)
+
+
+def delimiter_name(delimiter: str) -> str:
+    """What :data:`DELIMITERS` calls ``delimiter`` (``semicolon``), or the character."""
+    return DELIMITERS.get(delimiter, repr(delimiter))
 
 
 @dataclass(frozen=True)
@@ -191,11 +218,11 @@ class _Segment:
     bad: dict[int, _BadLine] = field(default_factory=dict)
 
 
-def _column_at(line: bytes, limit: int) -> int | None:
+def _column_at(line: bytes, limit: int, delimiter: bytes = b",") -> int | None:
     """The 0-based field of ``line`` (the start of a record) holding byte ``limit``: the
-    commas before it, when no quote comes before it (else None)."""
+    delimiters before it, when no quote comes before it (else None)."""
     head = line[:limit]
-    return None if b'"' in head else head.count(b",")
+    return None if b'"' in head else head.count(delimiter)
 
 
 class _LineFeed:
@@ -206,8 +233,9 @@ class _LineFeed:
     """
 
     def __init__(self, source: Iterator[bytes], encoding: str, separator: bytes,
-                 max_line_bytes: int, start: Position) -> None:
+                 max_line_bytes: int, start: Position, delimiter: str = ",") -> None:
         self._source = source
+        self._delimiter = delimiter.encode("ascii")
         self._encoding = encoding
         self._sep = separator
         text_sep = re.escape(separator.decode("ascii"))
@@ -245,7 +273,7 @@ class _LineFeed:
             if cut:
                 yield self._segment(data[:cut] if tail else data)
             if len(tail) > limit:
-                column = _column_at(tail, limit)
+                column = _column_at(tail, limit, self._delimiter)
                 skipped, tail = len(tail), b""
         if skipped >= 0:
             yield self._bad_line(skipped, column)
@@ -275,7 +303,7 @@ class _LineFeed:
             at = ends[i - 1] if i else start  # where the line starts in the file
             if len(line) + (0 if unterminated and i == len(parts) - 1 else 1) > self._max:
                 segment.bad[number] = _BadLine(self.overlong, at,
-                                               _column_at(line, self._max))
+                                               _column_at(line, self._max, self._delimiter))
                 lines.append(text_sep)
                 continue
             try:
@@ -408,7 +436,9 @@ class CsvFile:
     ``source`` gives the bytes from an offset; ``head`` is the file's first block (used to
     choose the line separator); ``has_header`` says whether the first record names columns.
     ``plain_split=False`` has :mod:`csv` read every line (the reference the plain split is
-    tested against).
+    tested against). ``delimiter`` is one of :data:`DELIMITERS`, or ``None`` to detect it
+    from the header line (:func:`detect_delimiter`); ``delimiter_detected`` says which.
+    Raises ``ValueError`` for another delimiter.
     """
 
     def __init__(
@@ -422,7 +452,13 @@ class CsvFile:
         max_line_bytes: int = 1_048_576,
         filename: str = "<file>",
         plain_split: bool = True,
+        delimiter: str | None = None,
     ) -> None:
+        if delimiter is not None and delimiter not in DELIMITERS:
+            raise ValueError(f"delimiter {delimiter!r} is not one of "
+                             f"{', '.join(map(delimiter_name, DELIMITERS))}")
+        self.delimiter_detected = delimiter is None
+        self.delimiter = detect_delimiter(head) if delimiter is None else delimiter
         self._source = source
         self.plain_split = plain_split
         self.encoding = encoding
@@ -468,8 +504,10 @@ class CsvFile:
         connection, say).
         """
         sep = self.separator
-        spaces = b" \t\v\f," + (b"\r" if sep == b"\n" else b"")
-        # A blank line: a line end, then only spaces and commas up to the next line end.
+        delimiter = self.delimiter.encode("ascii")
+        spaces = b" \t\v\f" + (b"" if delimiter == b"\t" else delimiter) + (
+            b"\r" if sep == b"\n" else b"")
+        # A blank line: a line end, then only spaces and delimiters up to the next line end.
         blank = re.compile(re.escape(sep) + b"[" + re.escape(spaces) + b"]*(?=" + re.escape(sep)
                            + b")")
         source = source or self._source
@@ -491,7 +529,7 @@ class CsvFile:
         raw = io.BufferedReader(_BlockStream(source(offset)), 1 << 16)
         text = io.TextIOWrapper(raw, encoding=self.encoding,
                                 errors="replace", newline=None if self.separator == b"\r" else "")
-        reader = csv.reader(text, strict=True)
+        reader = csv.reader(text, strict=True, delimiter=self.delimiter)
         total = 0
         while True:
             try:
@@ -518,7 +556,7 @@ class CsvFile:
 
     def _read(self, start: Position, width: int | None, *, size: int) -> Iterator[RecordBatch]:
         feed = _LineFeed(self._source(start.offset), self.encoding, self.separator,
-                         self.max_line_bytes, start)
+                         self.max_line_bytes, start, self.delimiter)
         segments = feed.segments()
         batcher = _Batcher(start.record, size)
         while (segment := next(segments, None)) is not None:
@@ -533,7 +571,7 @@ class CsvFile:
 
     def _plain(self, segment: _Segment) -> bool:
         """Whether :mod:`csv` would read each line of ``segment`` as one record of fields
-        split at every comma: no quote, no line end but the file's, no line over the
+        split at every delimiter: no quote, no line end but the file's, no line over the
         field limit, every line decoded."""
         text = segment.text
         return (self.plain_split and text is not None and self.separator == b"\n"
@@ -542,7 +580,7 @@ class CsvFile:
 
     def _split_plainly(self, segment: _Segment, width: int,
                        batcher: _Batcher) -> Iterator[RecordBatch]:
-        """The records of a :meth:`_plain` segment, split at commas by C code, a batch at a
+        """The records of a :meth:`_plain` segment, split at the delimiter by C code, a batch at a
         time; the batches hold their fields column by column where every row has the same
         width."""
         assert segment.text is not None
@@ -551,16 +589,17 @@ class CsvFile:
         lines.pop()  # the empty piece after the last line end
         numbers: Sequence[int] = range(segment.first_line, segment.first_line + len(lines))
         ends = segment.ends
-        if _BLANK_LINE.search("\n" + body):
-            keep = [i for i, line in enumerate(lines) if line.replace(",", "").strip()]
+        if _blank_line(self.delimiter).search("\n" + body):
+            keep = [i for i, line in enumerate(lines)
+                    if line.replace(self.delimiter, "").strip()]
             lines = [lines[i] for i in keep]
             numbers = [numbers[i] for i in keep]
             ends = [ends[i] for i in keep]
         for at in range(0, len(lines), batcher.size):
             stop = at + batcher.size
             after = list(zip(ends[at:stop], map(add, numbers[at:stop], repeat(1)), strict=True))
-            batch = _split_at_commas(batcher.before, lines[at:stop], list(numbers[at:stop]),
-                                     after, width)
+            batch = _split_plain_lines(batcher.before, lines[at:stop], list(numbers[at:stop]),
+                                     after, width, self.delimiter)
             batcher.skip(len(batch))
             yield batch
 
@@ -568,7 +607,7 @@ class CsvFile:
                        width: int | None, batcher: _Batcher) -> Iterator[RecordBatch]:
         """Records read by :mod:`csv` from ``segment`` on, until one ends a segment."""
         pump = _Pump(feed, segment, segments)
-        reader = csv.reader(pump, strict=True)
+        reader = csv.reader(pump, strict=True, delimiter=self.delimiter)
         while True:
             first, start = pump.line, pump.offset
             pump.mark()
@@ -613,7 +652,7 @@ class CsvFile:
 
     def _error_column(self, exc: csv.Error, text: str) -> str | None:
         """The column a :mod:`csv` error is about, read from the record's ``text``."""
-        lengths = _field_lengths(text)
+        lengths = _field_lengths(text, self.delimiter)
         message = str(exc)
         if "field larger than field limit" in message:
             over = [i for i, n in enumerate(lengths) if n > self.max_field_chars]
@@ -623,7 +662,7 @@ class CsvFile:
         return None
 
 
-def _field_lengths(text: str) -> list[int]:
+def _field_lengths(text: str, delimiter: str = ",") -> list[int]:
     """The length of each field of the record ``text`` as :mod:`csv` reads it (RFC 4180:
     doubled quotes count once); the last field may be an unclosed quoted one."""
     lengths: list[int] = []
@@ -644,30 +683,41 @@ def _field_lengths(text: str) -> list[int]:
                     continue
                 at = quote + 1
                 break
-        end = _FIELD_END.search(text, at)
+        end = _field_end(delimiter).search(text, at)
         stop = end.start() if end else size
         length += stop - at
         lengths.append(length)
-        if end is None or end.group() != ",":
+        if end is None or end.group() != delimiter:
             return lengths
         at = stop + 1
 
 
-_FIELD_END = re.compile(r"[,\r\n]")
-_BLANK_LINE = re.compile(r"\n(?=(?:[^\S\n]|,)*\n)")
-"""After a line end, a line of nothing but spaces and commas (search ``"\\n" + text``)."""
+_FIELD_ENDS = {d: re.compile("[" + re.escape(d) + r"\r\n]") for d in DELIMITERS}
+_BLANK_LINES = {d: re.compile(r"\n(?=(?:[^\S\n]|" + re.escape(d) + r")*\n)") for d in DELIMITERS}
 
 
-def _split_at_commas(before: int, lines: list[str], numbers: list[int],
-                     ends: list[tuple[int, int]], width: int) -> RecordBatch:
-    """A batch of plain ``lines`` (no quote, no line end) split at commas."""
-    counts = set(map(str.count, lines, repeat(",")))
+def _field_end(delimiter: str) -> re.Pattern[str]:
+    """Where a field ends: its delimiter or a line end."""
+    return _FIELD_ENDS[delimiter]
+
+
+def _blank_line(delimiter: str) -> re.Pattern[str]:
+    """After a line end, a line of nothing but spaces and delimiters (search
+    ``"\\n" + text``)."""
+    return _BLANK_LINES[delimiter]
+
+
+def _split_plain_lines(before: int, lines: list[str], numbers: list[int],
+                     ends: list[tuple[int, int]], width: int,
+                     delimiter: str = ",") -> RecordBatch:
+    """A batch of plain ``lines`` (no quote, no line end) split at the delimiter."""
+    counts = set(map(str.count, lines, repeat(delimiter)))
     if len(counts) == 1 and (fields := counts.pop() + 1) >= width:
-        flat = ",".join(lines).split(",")
+        flat = delimiter.join(lines).split(delimiter)
         if not any("".join(flat[i::fields]).strip() for i in range(width, fields)):
             columns = [flat[i::fields] for i in range(width)]
             return RecordBatch(before, numbers, ends, columns=columns)
-    rows: list[list[str] | None] = [line.split(",") for line in lines]
+    rows: list[list[str] | None] = [line.split(delimiter) for line in lines]
     problems: dict[int, str] = {}
     for i, row in enumerate(rows):
         if row is not None and len(row) != width:

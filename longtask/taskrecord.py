@@ -17,7 +17,9 @@ each only through this module:
   ``Terminated``, waiting for the chunk in flight, so no later chunk of the run commits;
   :func:`release` clears it. A held run takes no lease and commits no chunk.
 - **read** (the operator's source of truth for success, failure and progress, the API's row
-  error count): :func:`read` gives a :class:`RunnerRecord`.
+  error count): :func:`read` gives a :class:`RunnerRecord`. Before a control request the
+  API reads it under the row lock (:func:`lock_for_control`), so a run cannot record its
+  success between the API's decision and its hold.
 
 Each function runs on a cursor or connection the caller gives and leaves the transaction
 to the caller, except :func:`register`, :func:`hold` and :func:`release`, which commit.
@@ -221,6 +223,9 @@ class Queries:
         "rollback_message FROM longtask.tasks WHERE uid = %(uid)s"
     )
     ROW_ERRORS = "SELECT row_errors FROM longtask.tasks WHERE uid = %(uid)s"
+    # The record, row-locked as a chunk locks it: no chunk (the last one, recording
+    # success, included) commits until the locker's transaction ends.
+    LOCK_FOR_CONTROL = READ + " FOR UPDATE"
     HOLD = (
         "INSERT INTO longtask.tasks (uid, name, namespace, type, organization, params, hold) "
         "VALUES (%(uid)s, %(name)s, %(namespace)s, %(type)s, %(organization)s, %(params)s, "
@@ -365,6 +370,27 @@ def read(cur: Cursor, uid: uuid.UUID | str) -> RunnerRecord | None:
     cur.execute(Queries.READ, {"uid": uid})
     row: Any = cur.fetchone()
     return RunnerRecord.from_row(row) if row is not None else None
+
+
+def lock_for_control(conn: Connection, uid: uuid.UUID | str) -> tuple[bool, RunnerRecord | None]:
+    """Read the task's record and lock its row for a control request: ``(locked, record)``.
+
+    Opens a transaction on ``conn`` (the caller ends it, normally with :func:`hold`): while
+    it is open no chunk commits, so the runner cannot record success between the caller's
+    decision and its hold. Waits at most ``HOLD_LOCK_TIMEOUT`` for a chunk in flight; past
+    that the record is read without a lock (``locked`` False). ``record`` is ``None``
+    while no runner or hold has made one (then there is nothing to race with).
+    """
+    try:
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(f"SET LOCAL lock_timeout = '{HOLD_LOCK_TIMEOUT}'")
+            cur.execute(Queries.LOCK_FOR_CONTROL, {"uid": uid})
+            row: Any = cur.fetchone()
+        return True, RunnerRecord.from_row(row) if row is not None else None
+    except psycopg2.errors.LockNotAvailable:
+        conn.rollback()
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        return False, read(cur, uid)
 
 
 def row_errors(cur: Cursor, uid: uuid.UUID | str) -> int:

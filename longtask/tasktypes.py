@@ -50,6 +50,13 @@ class _Params(BaseModel):
 _COLUMN_REF = re.compile(r"^#[1-9][0-9]{0,3}$")
 
 
+Delimiter = Literal[",", ";", "\t", "|"]
+"""A CSV file's delimiter (:data:`longtask.csvsource.DELIMITERS`)."""
+DELIMITER_DESCRIPTION = (
+    "The CSV file's delimiter: ',', ';', tab or '|'; null (the default): detected from the "
+    "header line")
+
+
 class UploadMode(StrEnum):
     """How a baseline upload treats a row whose external id already exists."""
 
@@ -72,6 +79,7 @@ class BaselineUploadParams(_Params):
     max_row_errors: int = Field(
         default=1000, ge=0, description="The task fails once more rows than this are bad"
     )
+    delimiter: Delimiter | None = Field(default=None, description=DELIMITER_DESCRIPTION)
 
 
 _ISO_DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
@@ -185,6 +193,7 @@ class BulkTeamCreateParams(_Params):
     manager_phone_column: str = "manager_phone"
     member_phones_column: str | None = "member_phones"
     max_row_errors: int = Field(default=1000, ge=0)
+    delimiter: Delimiter | None = Field(default=None, description=DELIMITER_DESCRIPTION)
 
     @model_validator(mode="after")
     def _positions_without_header(self) -> BulkTeamCreateParams:

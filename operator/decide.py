@@ -46,6 +46,9 @@ requirements are silent:
   (a paused task keeps it; a terminated one frees it when its rollback ends). Keys are
   compared within one namespace.
 * Final phases never change; a control request on a final task is ignored with an event.
+  The API refuses such a request before it reaches the spec (``api/control.py``: 409
+  naming the phase, a repeated terminate of a RolledBack or Terminated task in effect),
+  and answers a task whose record says succeeded as Succeeded, as ``_terminate`` does.
 * ``runningSeconds`` counts ``Running`` and ``Pausing`` (a runner is working or finishing
   its chunk), ``pausedSeconds`` counts ``Paused`` after a start; both whole seconds.
 """

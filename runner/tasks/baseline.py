@@ -59,7 +59,7 @@ class BaselineUpload(common.TaskWork[BaselineUploadParams, tuple[str, bytes]]):
         form = common.load_form(conn, self.org_id, self.params.form)
         self.form_id = form.id
         info, csv_file = common.open_csv(conn, self.params.file_id, self.task.organization,
-                                         self.settings)
+                                         self.settings, delimiter=self.params.delimiter)
         header = csv_file.header()
         index = common.header_index(header, info.filename)
         self._map_columns(index, header.names, form, info.filename)

@@ -79,8 +79,11 @@ def open_csv(
     settings: RunnerSettings,
     *,
     has_header: bool = True,
+    delimiter: str | None = None,
 ) -> tuple[filestore.FileInfo, CsvFile]:
-    """Open a stored file as CSV; :class:`FileUnreadable` if it is missing."""
+    """Open a stored file as CSV; :class:`FileUnreadable` if it is missing. ``delimiter``
+    as a task names it, ``None`` to detect it from the header line
+    (:func:`longtask.csvsource.detect_delimiter`)."""
     try:
         info = filestore.info(read_conn, file_id, organization)
     except filestore.FileNotFound as exc:
@@ -98,6 +101,7 @@ def open_csv(
         max_field_chars=settings.max_field_chars,
         max_line_bytes=settings.max_record_chars,
         filename=info.filename,
+        delimiter=delimiter,
     )
 
 

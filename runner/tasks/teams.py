@@ -48,7 +48,8 @@ class BulkTeamCreate(common.TaskWork[BulkTeamCreateParams, tuple[str, str, list[
         p = self.params
         self.org_id = common.organization_id(self.read_conn, self.task.organization)
         info, csv_file = common.open_csv(self.read_conn, p.file_id, self.task.organization,
-                                         self.settings, has_header=p.has_header)
+                                         self.settings, has_header=p.has_header,
+                                         delimiter=p.delimiter)
         header = csv_file.header()
         index = common.header_index(header, info.filename) if p.has_header else {}
         self._team = common.column_of(p.team_column, index, "team name", info.filename)

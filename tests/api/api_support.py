@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import psycopg2
+import psycopg2.extras
+
+from longtask import taskrecord
 
 # Plain tokens the clients send; the server is configured with their SHA-256 only.
 TOKENS: dict[str, dict[str, Any]] = {
@@ -60,3 +64,41 @@ def create_baseline(client: httpx.Client, **extra: Any) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     task: dict[str, Any] = response.json()
     return task
+
+
+def record_run(db_url: str, task: dict[str, Any], outcome: str = "succeeded",
+               done: int = 2) -> None:
+    """Write the runner's record of ``task`` (a LongTask object) as the runner does, through
+    :mod:`longtask.taskrecord`: register, take the lease, commit one last chunk that ends the
+    run with ``outcome`` (``succeeded``, ``failed``) or, for ``running``, leaves it going."""
+    record = taskrecord.TaskRecord.from_body(task)
+    conn = psycopg2.connect(db_url)
+    try:
+        taskrecord.register(conn, record)
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            lease = taskrecord.acquire(cur, record.uid, "run", "test-runner")
+            assert lease is not None, "the record gave no lease"
+        with conn.cursor() as cur:
+            lock = taskrecord.lock_for_chunk(cur, record.uid, "run")
+            ended = outcome != "running"
+            taskrecord.checkpoint(
+                cur, record.uid, "run", epoch=lease["epoch"], cursor={"line": done + 1},
+                done=done, row_errors=0, rate=None, eta=None, rows=done, chunk_errors=0,
+                chunk_started_at=lock.started_at, finished=ended,
+                end_status=outcome if ended else None,
+                message="the runner stopped" if outcome == "failed" else None)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def hold_of(db_url: str, uid: str) -> str | None:
+    """The ``hold`` column of a task's record (``None`` without a record)."""
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT hold FROM longtask.tasks WHERE uid = %s", (uid,))
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None

@@ -8,7 +8,8 @@ from longtask.api.auth import Role, TokenConfigError, hash_token, parse_tokens
 from longtask.api.settings import PLACEHOLDER_HASHES, ApiSettings
 from pydantic import ValidationError
 
-from longtask.phases import DesiredState, OnTerminate, Phase
+from longtask.phases import DesiredState, OnTerminate, Phase, RollbackOutcome, RunOutcome
+from longtask.taskrecord import RunnerRecord
 
 R, P, T = DesiredState.RUNNING, DesiredState.PAUSED, DesiredState.TERMINATED
 
@@ -33,8 +34,11 @@ def test_allowed_requests_patch_only_what_changes(
 
 @pytest.mark.parametrize(("state", "phase", "target", "words"), [
     (T, Phase.TERMINATING, R, "terminated"),
-    (T, Phase.ROLLED_BACK, P, "terminated"),
+    (T, Phase.ROLLED_BACK, P, "ended (RolledBack)"),
     (R, Phase.SUCCEEDED, T, "completed"),
+    (T, Phase.SUCCEEDED, T, "ended (Succeeded)"),
+    (T, Phase.FAILED, T, "ended (Failed)"),
+    (R, Phase.SUCCEEDED, R, "ended (Succeeded)"),
     (R, Phase.SUCCEEDED, P, "ended"),
     (R, Phase.FAILED, R, "ended"),
     (R, Phase.FAILED, T, "ended"),
@@ -56,6 +60,61 @@ def test_terminate_with_a_policy_sets_both_and_a_later_other_policy_is_refused()
     assert first.patch == {"state": "Terminated", "onTerminate": "Keep"}
     assert again.in_effect
     assert other.refusal is not None and "Keep" in other.refusal
+
+
+FINAL = [Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK, Phase.TERMINATED]
+
+
+@pytest.mark.parametrize("phase", FINAL)
+@pytest.mark.parametrize("state", [R, P, T])
+@pytest.mark.parametrize("target", [R, P, T])
+def test_a_final_phase_changes_nothing_and_only_a_repeated_terminate_is_in_effect(
+        phase: Phase, state: DesiredState, target: DesiredState) -> None:
+    decision = control.decide({"state": state}, phase, target)
+
+    repeat = phase in (Phase.ROLLED_BACK, Phase.TERMINATED) and state is T and target is T
+    assert not decision.patch, decision
+    assert decision.in_effect is repeat, decision
+    if not repeat:
+        assert decision.refusal is not None and f"ended ({phase})" in decision.refusal
+
+
+def test_the_runners_success_counts_as_succeeded_until_a_rollback_begins() -> None:
+    done = RunnerRecord(run_status=RunOutcome.SUCCEEDED)
+    rolling = RunnerRecord(run_status=RunOutcome.SUCCEEDED,
+                           rollback_status=RollbackOutcome.RUNNING)
+
+    assert control.effective_phase(Phase.RUNNING, done) is Phase.SUCCEEDED
+    assert control.effective_phase(Phase.TERMINATING, done) is Phase.SUCCEEDED
+    assert control.effective_phase(Phase.ROLLING_BACK, rolling) is Phase.ROLLING_BACK
+    assert control.effective_phase(Phase.RUNNING, RunnerRecord()) is Phase.RUNNING
+    assert control.effective_phase(Phase.RUNNING, None) is Phase.RUNNING
+    assert control.effective_phase(Phase.ROLLED_BACK, done) is Phase.ROLLED_BACK
+
+
+@pytest.mark.parametrize(("phase", "started", "keep", "allowed"), [
+    *((p, True, False, True) for p in FINAL),
+    (Phase.PENDING, False, False, True),
+    (Phase.QUEUED, False, False, True),
+    (Phase.PAUSED, False, False, True),
+    *((p, True, False, False) for p in (Phase.RUNNING, Phase.PAUSING, Phase.PAUSED,
+                                        Phase.TERMINATING, Phase.ROLLING_BACK)),
+    *((p, True, True, True) for p in (Phase.RUNNING, Phase.PAUSED, Phase.ROLLING_BACK)),
+])
+def test_delete_is_refused_while_rows_could_still_be_undone_unless_kept_on_purpose(
+        phase: Phase, started: bool, keep: bool, allowed: bool) -> None:
+    refusal = control.decide_delete(phase, started, keep, done=7)
+
+    assert (refusal is None) is allowed, refusal
+    if refusal is not None:
+        assert phase in refusal and "keepWrites=true" in refusal and "7 rows" in refusal
+
+
+def test_a_task_has_run_once_status_or_record_says_so() -> None:
+    assert not control.has_run({}, None)
+    assert not control.has_run({"phase": "Queued"}, RunnerRecord())
+    assert control.has_run({"startedAt": "2026-01-01T00:00:00Z"}, None)
+    assert control.has_run({}, RunnerRecord(run_status=RunOutcome.STOPPED, done=3))
 
 
 def entry(token: str = "s3cret-token", **extra: object) -> dict[str, object]:

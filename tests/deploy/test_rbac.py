@@ -57,7 +57,7 @@ OPERATOR: Grants = {
 # name, which a review without a name does not show (see the Lease tests below).
 LEASE: Grants = {("coordination.k8s.io", "leases", "create")}
 API: Grants = {
-    *((GROUP, PLURAL, v) for v in ("get", "list", "watch", "create", "patch")),
+    *((GROUP, PLURAL, v) for v in ("get", "list", "watch", "create", "patch", "delete")),
     ("", "events", "list"), ("", "events", "create"),
 }
 
@@ -185,7 +185,8 @@ def test_the_components_calls_work_as_their_identities_and_others_are_refused(
     api = ApiTasks(identities["api"], ns, timeout=10)
     operator = OperatorKube(identities["operator"])
 
-    # The API creates, reads, lists and patches a LongTask, and records an Event.
+    # The API creates, reads, lists and patches a LongTask, and records an Event (it
+    # deletes it at the end).
     created = api.create(longtask_body("rbac-check"))
     uid = created["metadata"]["uid"]
     assert api.get("rbac-check") is not None and len(api.list_all()) == 1
@@ -239,8 +240,6 @@ def test_the_components_calls_work_as_their_identities_and_others_are_refused(
                                          **longtask_body("by-operator")}),
         "API writes status": lambda: api_custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, ns, PLURAL, "rbac-check", {"status": {"phase": "Running"}}),
-        "API deletes LongTasks": lambda: api_custom.delete_namespaced_custom_object(
-            GROUP, VERSION, ns, PLURAL, "rbac-check"),
         "API touches Jobs": lambda: api_batch.list_namespaced_job(ns),
         "API reads Secrets": lambda: client.CoreV1Api(identities["api"]).read_namespaced_secret(
             "anything", ns),
@@ -249,6 +248,13 @@ def test_the_components_calls_work_as_their_identities_and_others_are_refused(
     assert statuses == dict.fromkeys(refused, 403), statuses
     with pytest.raises(KubeError, match="403"):
         ApiTasks(identities["api"], "default", timeout=10).list_all()
+
+    # The API deletes a LongTask (DELETE /v1/tasks/{name}).
+    current = api.get("rbac-check")
+    assert current is not None
+    api.delete("rbac-check", current["metadata"]["resourceVersion"])
+    assert api.get("rbac-check") is None or api.get("rbac-check")["metadata"].get(
+        "deletionTimestamp")
 
 
 def test_the_operator_takes_renews_and_gives_up_its_lease_and_no_other(

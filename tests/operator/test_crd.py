@@ -164,7 +164,7 @@ def test_params_keep_unknown_fields(root: dict[str, Any]) -> None:
 
 def test_printer_columns_tell_what_is_going_on(version: dict[str, Any]) -> None:
     shown = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert shown == ["Type", "Organization", "Phase", "Progress", "Age"], shown
+    assert shown == ["Type", "Organization", "Phase", "Progress", "Age", "Deleting"], shown
 
 
 def test_printer_columns_point_at_schema_fields(

@@ -33,7 +33,7 @@ from longtask.runner.engine import StopToken, TaskDefinition
 from devcluster.kube import KubeCluster, free_port
 from devcluster.kube import wait_for as wait_until  # the one bounded wait
 from devcluster.pytest_fixtures import raw
-from longtask import filestore
+from longtask import filestore, taskrecord
 from longtask.constants import (
     ANNOTATION_REASON,
     ANNOTATION_REQUESTED_BY,
@@ -506,3 +506,25 @@ def start_slow(tasks: Tasks, operator: OperatorProcess, db: Connection, name: st
     wait_until(lambda: (record(db, uid) or {}).get("done", 0) >= rows, timeout=60,
                what=f"{name} to commit {rows} rows", on_timeout=operator.tail)
     return uid
+
+
+def record_success(db_url: str, task: Mapping[str, Any], done: int) -> None:
+    """Write a runner's success for ``task`` (a LongTask object) as the runner does, through
+    :mod:`longtask.taskrecord`: register, take the lease, commit a last chunk that ends the
+    run ``succeeded`` with ``done`` rows. No row of the form is written."""
+    record = taskrecord.TaskRecord.from_body(task)
+    conn = connect(db_url, application_name="longtask-tests")
+    try:
+        taskrecord.register(conn, record)
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            lease = taskrecord.acquire(cur, record.uid, "run", "test-runner")
+            assert lease is not None, "the record gave no lease"
+        with conn.cursor() as cur:
+            lock = taskrecord.lock_for_chunk(cur, record.uid, "run")
+            taskrecord.checkpoint(
+                cur, record.uid, "run", epoch=lease["epoch"], cursor={"line": done + 1},
+                done=done, row_errors=0, rate=None, eta=None, rows=done, chunk_errors=0,
+                chunk_started_at=lock.started_at, finished=True, end_status="succeeded")
+        conn.commit()
+    finally:
+        conn.close()

@@ -13,6 +13,8 @@ import operator_support as s
 import psycopg2.extensions
 import pytest
 
+from longtask.constants import GROUP, PLURAL, VERSION
+
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(150)]
 
 
@@ -130,3 +132,40 @@ def test_a_late_terminate_of_a_succeeded_task_is_ignored_with_an_event(
     assert tasks.jobs(uid, "rollback") == [] and rollback_jobs_made(operator_process,
                                                                     "done") == 0
     assert s.rows_of_task(db, uid) == rows > 0, "a completed task keeps its rows"
+
+
+def test_a_terminate_the_runners_success_beat_is_reported_as_too_late(
+        tasks: s.Tasks, villages: Any, db_url: str, kube_cluster: Any, namespace: str,
+        tmp_path: Any) -> None:
+    """The runner recorded success while the operator was down, after it had written
+    Running; a terminate then arrives (kubectl: the API refuses it). Started, the operator
+    reports Succeeded, says the terminate came too late, and rolls nothing back."""
+    created = tasks.create("late", s.baseline_spec(villages("late"), "late"))
+    # Why this test writes status: Running is what the operator wrote before it went down.
+    tasks.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, "late",
+        {"status": {"phase": "Running", "startedAt": "2026-01-01T00:00:00Z"}})
+    s.record_success(db_url, created, done=14859)
+    tasks.set_state("late", "Terminated", requested_by="svc-late", reason="wrong file")
+
+    operator = s.OperatorProcess(kube_cluster, namespace, db_url, tmp_path / "operator.log")
+    operator.start()
+    try:
+        ended = tasks.wait_phase("late", "Succeeded", "RolledBack", "Failed", "Terminated",
+                                 timeout=30, operator=operator)
+        said = s.wait_until(
+            lambda: [e for e in tasks.events("late")
+                     if e["reason"] == "CompletedBeforeTerminate"],
+            timeout=20, what="a CompletedBeforeTerminate event", on_timeout=operator.tail)
+        made = rollback_jobs_made(operator, "late")
+    finally:
+        operator.stop()
+
+    status = ended["status"]
+    assert status["phase"] == "Succeeded", status
+    succeeded = [c for c in status["conditions"] if c["type"] == "Succeeded"]
+    assert succeeded[0]["status"] == "True", succeeded
+    assert succeeded[0]["reason"] == "CompletedBeforeTerminate", succeeded
+    assert "before the terminate" in said[0]["message"], said[0]["message"]
+    assert status["lastAction"]["state"] == "Terminated", status["lastAction"]
+    assert made == 0 and tasks.jobs(created["metadata"]["uid"]) == [], "nothing rolled back"

@@ -4,25 +4,27 @@ reads after it."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from longtask.csvsource import CsvFile, Position, Record
+from longtask.csvsource import CsvFile, Position, Record, detect_delimiter
 
 MAX_LINE = 64
 
 
 def csv_file(data: bytes, block: int, encoding: str = "utf-8", *,
-             plain_split: bool = True) -> CsvFile:
+             plain_split: bool = True, delimiter: str | None = None) -> CsvFile:
     def source(offset: int) -> Iterator[bytes]:
         for at in range(offset, len(data), block):
             yield data[at:at + block]
 
     return CsvFile(source, encoding=encoding, head=data[:1 << 20], max_field_chars=40,
-                   max_line_bytes=MAX_LINE, filename="t.csv", plain_split=plain_split)
+                   max_line_bytes=MAX_LINE, filename="t.csv", plain_split=plain_split,
+                   delimiter=delimiter)
 
 
 def read_all(data: bytes, block: int, width: int | None = 3, *,
@@ -95,6 +97,66 @@ def test_count_matches_the_records_read(data: bytes, block: int) -> None:
         assert abs(count - len(read)) <= data.count(b"\n")  # documented: may differ
     else:
         assert count == len(read)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=files(), block=st.sampled_from([1, 7, 61, 1 << 20]),
+       delimiter=st.sampled_from([b";", b"\t", b"|"]), plain_split=st.booleans())
+def test_a_file_with_another_delimiter_reads_as_its_comma_twin(
+        data: bytes, block: int, delimiter: bytes, plain_split: bool) -> None:
+    """Every comma of a file made another delimiter: detected from the header, the same
+    records, errors, cursors and count."""
+    assume(delimiter not in data)
+    twin = data.replace(b",", delimiter)
+    f = csv_file(twin, block, plain_split=plain_split)
+    header = f.header()
+
+    assert (f.delimiter, f.delimiter_detected) == (delimiter.decode(), True)
+    back = delimiter.decode()
+    read = [dataclasses.replace(r, fields=None if r.fields is None
+                                else [v.replace(back, ",") for v in r.fields])
+            for r in f.records(header.end, 3)]
+    assert read == read_all(data, block, plain_split=plain_split)
+    comma = csv_file(data, block)
+    assert f.count(header.end) == comma.count(comma.header().end)
+
+
+@pytest.mark.parametrize(("first_line", "found"), [
+    (b"a,b,c\n", ","),
+    (b"a;b;c\r\n1;2;3\n", ";"),
+    (b"a\tb\tc\n", "\t"),
+    (b"a|b|c", "|"),
+    (b"single\n", ","),
+    (b"a;b,c\n", ","),  # a tie: the comma
+    (b'"last, first";"city, country";age\n', ";"),  # commas inside quotes do not count
+    (b"\xef\xbb\xbfid;name\n", ";"),  # after a UTF-8 BOM
+    (b"", ","),
+])
+def test_the_delimiter_is_told_from_the_header_line(first_line: bytes, found: str) -> None:
+    assert detect_delimiter(first_line) == found
+
+
+def test_a_named_delimiter_overrides_detection_and_an_unknown_one_is_refused() -> None:
+    data = b"a;b,c\n1;2,3\n"
+    named = csv_file(data, 1 << 20, delimiter=";")
+
+    assert (named.delimiter, named.delimiter_detected) == (";", False)
+    assert [r.fields for r in named.records(named.header().end, 2)] == [["1", "2,3"]]
+    with pytest.raises(ValueError, match="semicolon"):
+        csv_file(data, 1 << 20, delimiter=":")
+
+
+def test_a_semicolon_file_as_a_european_spreadsheet_saves_it() -> None:
+    """Decimal commas, a quoted field holding the delimiter, a row of empty cells."""
+    data = (b"Nom;Montant;Ville\r\n"
+            b"Dupont;1 234,50;\"Lyon; 3e\"\r\n"
+            b";;\r\n"
+            b"Martin;12,00;Paris\r\n")
+    f = csv_file(data, 1 << 20)
+
+    assert f.header().names == ["Nom", "Montant", "Ville"]
+    assert [(r.line, r.fields) for r in f.records(f.header().end, 3)] == [
+        (2, ["Dupont", "1 234,50", "Lyon; 3e"]), (4, ["Martin", "12,00", "Paris"])]
 
 
 def test_rows_keep_quotes_line_breaks_and_their_line_numbers() -> None:
