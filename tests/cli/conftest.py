@@ -1,0 +1,77 @@
+"""The ``longtask`` command under test: the installed executable run as a subprocess
+against the whole stack (PostgreSQL, the local Kubernetes cluster with its real node, the
+operator and the API: :mod:`devcluster.stack`), one stack for the package's tests.
+
+``longtask_cli(*args, org=..., env=..., timeout=...)`` runs ``.venv/bin/longtask`` with
+``LONGTASK_API_URL`` and ``LONGTASK_TOKEN`` of that organization's operator token, in a
+config folder of the test's own, and returns the finished process (stdout, stderr, code).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from devcluster import examples, stack
+
+ORG = examples.ORGANIZATION          # acme: the example forms and files
+CASES_ORG = "cli-cases"              # the three cases, in an organization of their own
+LONGTASK = Path(sys.executable).parent / "longtask"
+RUN_TIMEOUT = 120.0                  # seconds for one command, unless a test says less
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="package")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Stack]:
+    """The whole stack, with acme's examples and the cases' organization."""
+    running = stack.start(Path(tmp_path_factory.mktemp("stack")),
+                          organizations=[ORG, CASES_ORG], with_examples=True)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="package")
+def example_files(live: stack.Stack) -> Path:
+    """The example files of acme (``villages.csv``, ``households.csv``, ...)."""
+    return live.workdir / "examples"
+
+
+def run_cli(args: tuple[str, ...], env: dict[str, str], cwd: Path, timeout: float,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the executable; a run past ``timeout`` fails the test (subprocess raises)."""
+    assert LONGTASK.exists(), f"{LONGTASK} is missing: make venv installs the cli extra"
+    return subprocess.run([str(LONGTASK), *args], env=env, cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a run without credentials: PATH, HOME and a config folder of the
+    test's own (``$XDG_CONFIG_HOME``)."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYTHONSAFEPATH")}
+    env.update({"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    return env
+
+
+@pytest.fixture
+def longtask_cli(live: stack.Stack, cli_env: dict[str, str], tmp_path: Path) -> Run:
+    """``longtask_cli(*args, org=ORG, env=None, timeout=RUN_TIMEOUT, stdin=None)``."""
+
+    def run(*args: str, org: str | None = ORG, env: dict[str, str] | None = None,
+            timeout: float = RUN_TIMEOUT, stdin: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        full = dict(cli_env)
+        if org is not None:
+            full.update({"LONGTASK_API_URL": live.api_url, "LONGTASK_TOKEN": live.tokens[org]})
+        full.update(env or {})
+        return run_cli(args, full, tmp_path, timeout, stdin)
+
+    return run
