@@ -52,13 +52,24 @@ def run_cli(args: tuple[str, ...], env: dict[str, str], cwd: Path, timeout: floa
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def bare_env(folder: Path) -> dict[str, str]:
+    """The environment of a run without credentials: PATH, HOME and a config folder in
+    ``folder`` (``$XDG_CONFIG_HOME``)."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYTHONSAFEPATH")}
+    env.update({"HOME": str(folder / "home"), "XDG_CONFIG_HOME": str(folder / "config")})
+    return env
+
+
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a run without credentials: PATH, HOME and a config folder of the
-    test's own (``$XDG_CONFIG_HOME``)."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYTHONSAFEPATH")}
-    env.update({"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "config")})
-    return env
+    """:func:`bare_env` in the test's own folder."""
+    return bare_env(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def cli_env_module(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """:func:`bare_env` in a folder of the module's."""
+    return bare_env(Path(tmp_path_factory.mktemp("cli-env")))
 
 
 @pytest.fixture
