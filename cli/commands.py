@@ -462,8 +462,11 @@ def _download(api: Api, name: str, target: Path, partial: bool) -> dict[str, Any
     try:
         digest, size = hashlib.sha256(), 0
         params = {"partial": "true"} if partial else {}
+        # identity: the length and the digest are of the bytes as the API sends them, which
+        # a compressing proxy on the way would change.
         with os.fdopen(fd, "wb") as out, api.stream(
                 "GET", f"/v1/tasks/{name}/output", params=params,
+                headers={"Accept-Encoding": "identity"},
                 timeout=httpx.Timeout(60.0, read=300.0)) as response:
             expected_size = response.headers.get("Content-Length")
             expected_sha = response.headers.get("LongTask-Output-SHA256")

@@ -9,12 +9,15 @@ config folder of the test's own, and returns the finished process (stdout, stder
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devcluster import examples, stack
@@ -86,3 +89,45 @@ def longtask_cli(live: stack.Stack, cli_env: dict[str, str], tmp_path: Path) -> 
         return run_cli(args, full, tmp_path, timeout, stdin)
 
     return run
+
+
+class _Corrupting(http.server.BaseHTTPRequestHandler):
+    """Forwards a GET to the API and flips one bit of an output's first byte on the way,
+    keeping its headers and length: a download damaged in transit."""
+
+    upstream = ""
+
+    def do_GET(self) -> None:
+        with httpx.Client(base_url=self.upstream, timeout=60) as client:
+            answer = client.get(self.path, headers={
+                "Authorization": self.headers.get("Authorization", "")})
+        body = answer.content
+        if "/output" in self.path and body:
+            body = bytes([body[0] ^ 0x01]) + body[1:]
+        self.send_response(answer.status_code)
+        for key, value in answer.headers.items():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length",
+                                   "content-encoding", "date", "server"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def corrupting_proxy(live: stack.Stack) -> Iterator[str]:
+    """The base URL of a loopback HTTP proxy to the API that damages output bodies."""
+    handler = type("Handler", (_Corrupting,), {"upstream": live.api_url})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="corrupting-proxy",
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pty
+import select
 import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ORG, Run
+from conftest import CASES_ORG, LONGTASK, ORG, Run
 
 from devcluster import stack
 from longtask.db import connect
@@ -34,6 +38,36 @@ def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
 
 def as_json(done: subprocess.CompletedProcess[str], code: int = 0) -> Any:
     return json.loads(ok(done, code))
+
+
+def on_a_terminal(live: stack.Stack, env: dict[str, str], *args: str,
+                  timeout: float = 60) -> str:
+    """Run the command with its stdout on a pseudo-terminal; what it wrote there."""
+    master, slave = pty.openpty()
+    full = {**env, "LONGTASK_API_URL": live.api_url, "LONGTASK_TOKEN": live.tokens[ORG]}
+    proc = subprocess.Popen([str(LONGTASK), *args], env=full, stdout=slave,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        proc.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        os.close(master)
+    return b"".join(chunks).decode()
 
 
 def upload(longtask_cli: Run, path: Path) -> str:
@@ -92,7 +126,8 @@ def test_a_config_file_others_may_read_is_refused(
 
 
 def test_upload_validate_start_watch_wait_pause_resume_terminate(
-        longtask_cli: Run, example_files: Path) -> None:
+        longtask_cli: Run, example_files: Path, live: stack.Stack,
+        cli_env: dict[str, str]) -> None:
     file_id = upload(longtask_cli, example_files / "villages.csv")
     task = ["--org", ORG, "--type", "BaselineUpload", "-p", "form=villages",
             "-p", f"fileId={file_id}"]
@@ -113,6 +148,10 @@ def test_upload_validate_start_watch_wait_pause_resume_terminate(
     lines = watched.splitlines()
     assert lines and all(line.startswith(f"{name} Running") for line in lines), watched
     assert "\r" not in watched and "rows" in lines[-1], "plain lines off a terminal"
+    drawn = on_a_terminal(live, cli_env, "watch", name, "--timeout", "4")
+    assert "\r\x1b[K" in drawn and f"{name} [" in drawn, drawn
+    bar = drawn.rsplit("\r\x1b[K", 1)[-1]
+    assert "% " in bar and "rows/s" in bar and "ETA " in bar, bar
 
     ok(longtask_cli("pause", name, "--reason", "checking the phones"))
     paused = as_json(longtask_cli("wait", name, "--for", "Paused", "--timeout", "90", "--json"))
@@ -129,6 +168,10 @@ def test_upload_validate_start_watch_wait_pause_resume_terminate(
     assert "RolledBack" in got and "columns swapped" in got, got
     listed = as_json(longtask_cli("list", "--phase", "RolledBack", "--all", "--json"))
     assert name in [t["name"] for t in listed["items"]]
+    events = [json.loads(line) for line in ok(longtask_cli("watch", name, "--json"))
+              .splitlines()]
+    assert [e["event"] for e in events] == ["task", "end"], events
+    assert events[0]["data"]["phase"] == events[1]["data"]["phase"] == "RolledBack"
 
 
 def test_start_from_a_yaml_file_and_row_errors_listed(longtask_cli: Run,
@@ -152,8 +195,8 @@ def test_start_from_a_yaml_file_and_row_errors_listed(longtask_cli: Run,
 # ----------------------------------------------------------------------------- output
 
 
-def test_an_export_is_downloaded_with_its_checksum_checked_and_a_short_one_refused(
-        longtask_cli: Run, live: stack.Stack, tmp_path: Path) -> None:
+def test_an_export_is_downloaded_with_its_checksum_checked_and_a_damaged_one_refused(
+        longtask_cli: Run, live: stack.Stack, tmp_path: Path, corrupting_proxy: str) -> None:
     request = tmp_path / "export.yaml"
     # Dates unquoted, as people write them: they stay the strings the API reads.
     request.write_text(f"type: Export\norganization: {ORG}\n"
@@ -166,6 +209,13 @@ def test_an_export_is_downloaded_with_its_checksum_checked_and_a_short_one_refus
     data = target.read_bytes()
     assert facts["sha256"] == hashlib.sha256(data).hexdigest() and facts["bytes"] == len(data)
     assert facts["rows"] == 300 == data.count(b"\n") - 1 and facts["complete"] is True
+
+    # One bit flipped on the way, length and headers kept: the SHA-256 differs.
+    damaged = tmp_path / "damaged.csv"
+    done = longtask_cli("output", name, "-o", str(damaged), "--api-url", corrupting_proxy)
+    ok(done, 1)
+    assert "has SHA-256" in done.stderr and "nothing written" in done.stderr, done.stderr
+    assert not damaged.exists()
 
     # A part changed underneath (same length): the API ends the stream early.
     uid = as_json(longtask_cli("get", name, "--json"))["uid"]
@@ -185,7 +235,7 @@ def test_an_export_is_downloaded_with_its_checksum_checked_and_a_short_one_refus
     assert done.stderr.startswith("error: the download of") and "nothing written" in \
         done.stderr, done.stderr
     assert not short.exists() and [p.name for p in tmp_path.iterdir()
-                                   if p.name.startswith(".short")] == []
+                                   if p.name.startswith((".short", ".damaged"))] == []
 
 
 # --------------------------------------------------------------------------- problems
@@ -233,3 +283,47 @@ def test_bad_input_to_the_command_itself_exits_2_saying_where(longtask_cli: Run,
     ok(unknown, 1)
     assert "HTTP 422" in unknown.stderr and "phase" in unknown.stderr, unknown.stderr
     assert longtask_cli("wait", "whatever").returncode == 2  # click: --for missing
+
+
+# ------------------------------------------------------------------- one token's share
+
+
+def _paused_teams_task(longtask_cli: Run, example_files: Path, org: str) -> str:
+    file_id = as_json(longtask_cli("upload", str(example_files / "teams.csv"), "--org", org,
+                                   "--json", org=org))["id"]
+    name = as_json(longtask_cli("start", "--type", "BulkTeamCreate", "--org", org,
+                                "-p", f"fileId={file_id}", "--paused", "--json",
+                                org=org))["name"]
+    ok(longtask_cli("wait", name, "--for", "Paused", "--timeout", "60", org=org))
+    return str(name)
+
+
+def test_a_token_whose_watches_are_all_taken_waits_and_other_tenants_do_not(
+        longtask_cli: Run, live: stack.Stack, cli_env: dict[str, str],
+        example_files: Path) -> None:
+    ours = _paused_teams_task(longtask_cli, example_files, ORG)
+    theirs = _paused_teams_task(longtask_cli, example_files, CASES_ORG)
+    env = {**cli_env, "LONGTASK_API_URL": live.api_url, "LONGTASK_TOKEN": live.tokens[ORG]}
+    # The API's share of one token: LONGTASK_API_MAX_WATCHES_PER_SUBJECT, 4 by default.
+    watchers = [subprocess.Popen([str(LONGTASK), "watch", ours, "--timeout", "90"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                for _ in range(4)]
+    try:
+        for watcher in watchers:
+            assert watcher.stdout is not None
+            ready, _, _ = select.select([watcher.stdout], [], [], 60)
+            assert ready and watcher.stdout.readline().startswith(f"{ours} Paused")
+
+        # No slot for this token: wait retries, and times out (4) rather than fails (1).
+        ok(longtask_cli("wait", ours, "--for", "Paused", "--timeout", "6"), 4)
+        # Another organization's token has slots of its own.
+        ok(longtask_cli("wait", theirs, "--for", "Paused", "--timeout", "30", org=CASES_ORG))
+    finally:
+        for watcher in watchers:
+            watcher.terminate()
+            watcher.wait(timeout=10)
+    # Once the watches really ended (the API frees a slot within a heartbeat), it gets one.
+    ok(longtask_cli("wait", ours, "--for", "Paused", "--timeout", "60"))
+    for name, org in ((ours, ORG), (theirs, CASES_ORG)):
+        ok(longtask_cli("terminate", name, "--keep", "--reason", "test done", org=org))
+        ok(longtask_cli("wait", name, "--for", "Terminated", "--timeout", "60", org=org))
