@@ -102,9 +102,9 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
 
 def report_lines(report: Mapping[str, Any]) -> list[str]:
     """A dry run's report: valid or not, errors, columns, row errors, warnings."""
+    rows = (f", {report['rowsTotal']:,} rows" if report.get("rowsTotal") is not None else "")
     lines = [f"valid: {'yes' if report.get('valid') else 'no'}  ({report.get('type')} for "
-             f"{report.get('organization')}, {report.get('rowsTotal')} rows, "
-             f"{report.get('rowsRead')} read)"]
+             f"{report.get('organization')}{rows}, {report.get('rowsRead')} read)"]
     lines += problem_lines({"detail": "the task would fail", "errors": report["errors"]}
                            )[1:] if report.get("errors") else []
     columns = report.get("columns") or []
