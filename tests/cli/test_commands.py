@@ -187,7 +187,7 @@ def test_start_from_a_yaml_file_and_row_errors_listed(longtask_cli: Run,
     name = as_json(longtask_cli("start", "-f", str(request), "--json"))["name"]
     ok(longtask_cli("wait", name, "--for", "Succeeded", "--timeout", "120"))
 
-    listed = as_json(longtask_cli("errors", name, "--json"))
+    listed = as_json(longtask_cli("--json", "errors", name))  # before the command, too
     assert listed["total"] == 1 and [e["line"] for e in listed["items"]] == [3], listed
     assert "line 3, column members" in ok(longtask_cli("errors", name))
 
