@@ -355,6 +355,8 @@ def _events(api: Api, name: str, deadline: float | None) -> Iterator[Event]:
                 yield event
                 if event.event in ("end", "deleted", "error"):
                     return
+            else:  # closed without a word (a proxy, a restart): not at once again
+                time.sleep(min(1.0, left or 1.0))
         except ProblemAnswered as exc:
             if exc.status != 503:
                 raise

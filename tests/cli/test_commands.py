@@ -284,6 +284,11 @@ def test_bad_input_to_the_command_itself_exits_2_saying_where(longtask_cli: Run,
     assert "HTTP 422" in unknown.stderr and "phase" in unknown.stderr, unknown.stderr
     assert longtask_cli("wait", "whatever").returncode == 2  # click: --for missing
 
+    unreachable = longtask_cli("list", "--api-url", "http://127.0.0.1:9")
+    ok(unreachable, 1)
+    assert unreachable.stderr.startswith("error: GET http://127.0.0.1:9/v1/tasks"), \
+        unreachable.stderr
+
 
 # ------------------------------------------------------------------- one token's share
 
