@@ -5,11 +5,9 @@ answer: for people by default, as the API's JSON with ``--json``. Exit codes: cl
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -18,14 +16,13 @@ from typing import Any, TypeVar
 
 import click
 import httpx
-from longtask.cli import config, render, taskfile
+from longtask.cli import config, download, render, taskfile
 from longtask.cli.client import Api, Event
 from longtask.cli.errors import (
     OK,
     OTHER_OUTCOME,
     TIMED_OUT,
     CliError,
-    DownloadFailed,
     ProblemAnswered,
     Unreachable,
     UsageError,
@@ -451,55 +448,10 @@ def output(ctx: Context, name: str, target: Path, partial: bool) -> int:
     """Download an export's CSV, checking it against the API's Content-Length and SHA-256
     (LongTask-Output-SHA256); a download that does not check out leaves no file."""
     with ctx.api() as api:
-        facts = _download(api, name, target, partial)
+        facts = download.output(api, name, target, partial)
     ctx.emit(facts, [f"wrote {target}: {facts['bytes']:,} bytes, {facts['rows']} rows, "
                      f"sha256 {facts['sha256']} (checked)"])
     return OK
-
-
-def _download(api: Api, name: str, target: Path, partial: bool) -> dict[str, Any]:
-    target_dir = target.resolve().parent
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target_dir)
-    temp = Path(temp_name)
-    try:
-        digest, size = hashlib.sha256(), 0
-        params = {"partial": "true"} if partial else {}
-        # identity: the length and the digest are of the bytes as the API sends them, which
-        # a compressing proxy on the way would change.
-        with os.fdopen(fd, "wb") as out, api.stream(
-                "GET", f"/v1/tasks/{name}/output", params=params,
-                headers={"Accept-Encoding": "identity"},
-                timeout=httpx.Timeout(60.0, read=300.0)) as response:
-            expected_size = response.headers.get("Content-Length")
-            expected_sha = response.headers.get("LongTask-Output-SHA256")
-            try:
-                for chunk in response.iter_raw():
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-            except httpx.TransportError as exc:
-                raise DownloadFailed(
-                    f"the download of {name} broke off after {size:,} of {expected_size} "
-                    f"bytes ({exc or type(exc).__name__}); nothing written to {target}"
-                ) from None
-        if expected_size is not None and size != int(expected_size):
-            raise DownloadFailed(f"the download of {name} is {size:,} bytes, the API "
-                                 f"announced {int(expected_size):,}; nothing written to "
-                                 f"{target}")
-        if not expected_sha:
-            raise DownloadFailed(f"the API sent no LongTask-Output-SHA256 for {name}; "
-                                 f"nothing written to {target}")
-        if digest.hexdigest() != expected_sha.lower():
-            raise DownloadFailed(f"the download of {name} has SHA-256 {digest.hexdigest()}, "
-                                 f"the API announced {expected_sha}; nothing written to "
-                                 f"{target}")
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return {"file": str(target), "bytes": size, "sha256": digest.hexdigest(),
-            "rows": int(response.headers.get("LongTask-Output-Rows") or 0),
-            "complete": response.headers.get("LongTask-Output-Complete") == "true"}
 
 
 @command(cli)
