@@ -19,7 +19,6 @@ from pathlib import Path
 from demo.cases import Check, Demo, Sizes
 from demo.control import ApiControl, Control, ProcessControl
 from devcluster import postgres, signals, stack
-from longtask import constants
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
@@ -41,8 +40,6 @@ def play(control: Control, db_url: str, sizes: Sizes, runner_pods=None) -> None:
 
 def full_stack(sizes: Sizes, keep: bool) -> None:
     """The cases through the REST API on the whole stack."""
-    from kubernetes import client
-
     print("Starting PostgreSQL, Kubernetes (etcd, kube-apiserver, kube-controller-manager, "
           "kube-scheduler, containerd and the kubelet running the runner image built from "
           "this checkout), the operator and the API…", flush=True)
@@ -51,17 +48,9 @@ def full_stack(sizes: Sizes, keep: bool) -> None:
         live = stack.start(Path(folder), organizations=[ORG])
         try:
             print(f"  up in {time.monotonic() - started:.0f} s; API {live.api_url}", flush=True)
-            core = client.CoreV1Api(live.cluster.api_client())
-
-            def runner_pods() -> int:
-                pods = core.list_namespaced_pod(
-                    live.namespace, label_selector=constants.LABEL_TASK_UID).items
-                return sum(1 for p in pods
-                           if p.status is None or p.status.phase not in ("Succeeded", "Failed"))
-
             control = ApiControl(live.api_url, live.tokens)
             try:
-                play(control, live.db_url, sizes, runner_pods)
+                play(control, live.db_url, sizes, live.runner_pods)
             finally:
                 control.close()
             if keep:

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg2.extensions
 
 from demo import files
-from demo.control import ApiControl, Control, Status, wait_for
+from demo.control import Control, Inspecting, Status, wait_for
 from devcluster import seed
 
 FINAL = {"Succeeded", "Failed", "RolledBack", "Terminated"}
@@ -232,8 +232,8 @@ class Demo:
 
     def validate(self, task_type: str, params: dict[str, Any],
                  columns: tuple[str, ...] = ()) -> Any:
-        """Show the dry run's mapping (API only): what the user checks before Start."""
-        if not isinstance(self.control, ApiControl):
+        """Show the dry run's mapping (API and command only): what the user checks before Start."""
+        if not isinstance(self.control, Inspecting):
             return None
         report = self.control.validate(task_type, self.org, params)
         mapped = [c for c in report["columns"] if c.get("target")]
@@ -278,7 +278,7 @@ class Demo:
         check(final.phase == "Succeeded", f"export ended {final.phase}: {final.message}")
         expected = self.sql("SELECT count(*) FROM collect.submissions WHERE form_id = %s AND "
                             "submitted_at >= '2017-08-01T00:00:00Z'", form_id)
-        if isinstance(self.control, ApiControl):
+        if isinstance(self.control, Inspecting):
             data, headers = self.control.output(right)
             rows = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8")))) - 1
             digest = hashlib.sha256(data).hexdigest()

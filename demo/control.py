@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import psycopg2.extras
 
@@ -63,6 +63,20 @@ class Control(Protocol):
 
     def uid(self, handle: str) -> str:
         """The task's uid (the runner's record and the rows it wrote carry it)."""
+        ...
+
+
+@runtime_checkable
+class Inspecting(Control, Protocol):
+    """A control that also shows the dry run and downloads an export's output (the API's,
+    and the ``longtask`` command's in tests/cli)."""
+
+    def validate(self, task_type: str, organization: str, params: dict[str, Any]) -> Any:
+        """The dry run's report (``POST /v1/tasks/validate``)."""
+        ...
+
+    def output(self, handle: str) -> tuple[bytes, dict[str, str]]:
+        """An export's CSV and the response headers."""
         ...
 
 

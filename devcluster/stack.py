@@ -73,6 +73,18 @@ class Stack:
                 "EXAMPLES": str(self.workdir / "examples"),
                 "KUBECONFIG": str(self.cluster.kubeconfig), "NAMESPACE": self.namespace}
 
+    def runner_pods(self) -> int:
+        """Runner pods of the namespace not yet ended (``Succeeded`` or ``Failed``): what a
+        pause or a terminate must bring to 0."""
+        from kubernetes import client
+
+        from longtask import constants
+
+        pods = client.CoreV1Api(self.cluster.api_client()).list_namespaced_pod(
+            self.namespace, label_selector=constants.LABEL_TASK_UID).items
+        return sum(1 for p in pods
+                   if p.status is None or p.status.phase not in ("Succeeded", "Failed"))
+
     def log(self, name: str) -> Path:
         """The log file of process ``name`` ("operator" or "api")."""
         return self.workdir / f"{name}.log"

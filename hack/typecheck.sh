@@ -10,6 +10,7 @@ for f in longtask/*; do ln -s "../../../$f" "$tree/longtask/$(basename "$f")"; d
 ln -s ../../../runner "$tree/longtask/runner"
 ln -s ../../../operator "$tree/longtask/operator"
 ln -s ../../../api "$tree/longtask/api"
+ln -s ../../../cli "$tree/longtask/cli"
 ln -s ../../devcluster "$tree/devcluster"
 ln -s ../../demo "$tree/demo"
 # mypy puts its working directory on the import path: run it in the tree, not in the

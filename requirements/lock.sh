@@ -2,7 +2,7 @@
 # The lock: exact versions, with hashes, of everything the project installs.
 #
 #   dev.txt       the development and test environment (pyproject.toml: the base
-#                 dependencies, the operator and api extras, the dev and build groups);
+#                 dependencies, the operator, api and cli extras, the dev and build groups);
 #                 `make setup` installs exactly this. It is the one source of truth:
 #   runner.txt    the runner image: the base dependencies, at dev.txt's versions
 #   operator.txt  the operator and API image: base + operator + api extras, likewise
@@ -46,7 +46,7 @@ compile() {  # compile OUTPUT [uv pip compile options...]
     --python-version 3.11 --python-platform linux \
     --custom-compile-command "requirements/lock.sh" --output-file "requirements/$out"
 }
-compile dev.txt pyproject.toml --extra operator --extra api --group dev "${upgrade[@]}"
+compile dev.txt pyproject.toml --extra operator --extra api --extra cli --group dev "${upgrade[@]}"
 # The images' files take dev.txt's pins as constraints: a subset of the lock, never a
 # version of their own.
 compile runner.txt pyproject.toml --constraint requirements/dev.txt

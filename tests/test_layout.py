@@ -38,7 +38,8 @@ def test_import_operator_is_the_standard_library_anywhere_else(tmp_path):
 
 # What each component may import of the others: only the shared package and, for the API's
 # dry run, the runner's one facade. Everything else they share lives in longtask/.
-COMPONENTS = {"api": "longtask.api", "operator": "longtask.operator", "runner": "longtask.runner"}
+COMPONENTS = {"api": "longtask.api", "operator": "longtask.operator", "runner": "longtask.runner",
+              "cli": "longtask.cli"}
 FACADES = {"api": {"longtask.runner.rules"}}
 
 
@@ -89,3 +90,10 @@ def test_the_facade_is_what_the_api_uses_of_the_runner():
             if m.startswith("longtask.runner")}
     assert used and all(m.startswith("longtask.runner.rules") or m == "longtask.runner"
                         for m in used), used
+
+
+def test_the_command_imports_nothing_of_longtask_but_itself():
+    """The CLI is a client of the API's HTTP interface: no server code, shared or not."""
+    used = {m for path in (REPO / "cli").rglob("*.py") for m in _imports(path)
+            if m == "longtask" or m.startswith("longtask.")}
+    assert used and all(m.startswith("longtask.cli") for m in used), sorted(used)

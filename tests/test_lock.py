@@ -62,7 +62,7 @@ def test_every_line_of_the_file_is_a_hashed_exact_pin(name: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "extras", "groups"),
-                         [(LOCK, ("operator", "api"), ("dev",)),
+                         [(LOCK, ("operator", "api", "cli"), ("dev",)),
                           ("runner.txt", (), ()),
                           ("operator.txt", ("operator", "api"), ()),
                           ("build.txt", None, ("build",))])

@@ -13,12 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from demo.cases import Demo, Sizes
 from demo.control import ApiControl
 from devcluster import stack
-from longtask import constants
 from longtask.db import connect
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -39,19 +37,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Stack]:
 
 @pytest.fixture(scope="module")
 def demo(live: stack.Stack) -> Iterator[Demo]:
-    core = client.CoreV1Api(live.cluster.api_client())
-
-    def runner_pods() -> int:
-        pods = core.list_namespaced_pod(live.namespace,
-                                        label_selector=constants.LABEL_TASK_UID).items
-        return sum(1 for p in pods
-                   if p.status is None or p.status.phase not in ("Succeeded", "Failed"))
-
     control = ApiControl(live.api_url, live.tokens)
     conn = connect(live.db_url, application_name="longtask-e2e")
     conn.autocommit = True
     try:
-        yield Demo(control, conn, ORG, SIZES, runner_pods)
+        yield Demo(control, conn, ORG, SIZES, live.runner_pods)
     finally:
         control.close()
         conn.close()
