@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from longtask.api import files, health, problems, tasks
 from longtask.api.auth import TokenStore
+from longtask.api.bodytimeout import BodyTimeoutMiddleware
 from longtask.api.db import Database, DatabaseUnavailable
 from longtask.api.kube import KubeError, KubeUnavailable, Tasks, load_api_client
 from longtask.api.metrics import Metrics, MetricsMiddleware
@@ -65,6 +66,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(tasks.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY, exempt=("/v1/files",))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost: a trickling body is cut off before any handler waits on it.
+    app.add_middleware(BodyTimeoutMiddleware, idle_seconds=settings.body_idle_timeout_seconds,
+                       total_seconds=settings.body_timeout_seconds,
+                       min_rate=settings.body_min_bytes_per_second)
 
     return app
 

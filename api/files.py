@@ -151,11 +151,13 @@ def upload_file(
                                                 parameter="encoding")]) from None
     try:
         body.open()
-        with database.connection(autocommit=False) as conn:
-            info = filestore.store(
-                conn, io.BufferedReader(body, 1 << 16), organization=org,
-                filename=body.filename or "upload.csv", content_type=body.content_type,
-                created_by=principal.subject, max_bytes=limit, encoding=encoding)
+        # A block is read whole from the network before a pooled connection is taken to
+        # write it: a slow sender holds no connection and no transaction.
+        info = filestore.store_in_blocks(
+            database.connection, io.BufferedReader(body, 1 << 16), organization=org,
+            filename=body.filename or "upload.csv", content_type=body.content_type,
+            created_by=principal.subject, max_bytes=limit, encoding=encoding)
+        with database.connection() as conn:
             described = describe(conn, info)
     except uploads.TooLarge:
         _drain(body)

@@ -18,20 +18,46 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import logging
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import psycopg2.extensions
 
-from longtask.errors import FileUnreadable
+from longtask.errors import FileUnreadable, LongTaskError
 from longtask.textencoding import EncodingFacts, EncodingSniffer, facts_of
 
 BLOCK_SIZE = 1 << 20  # 1 MiB: large enough for fast COPY-free streaming, small in memory
 
 Connection = psycopg2.extensions.connection
+ConnectionSource = Callable[[], AbstractContextManager[Connection]]
+"""``connection()``: a context lending one connection for one statement (a pool's)."""
+
+log = logging.getLogger("longtask.filestore")
+
+
+class Queries:
+    """The statements that write the store."""
+
+    INSERT_FILE = (
+        "INSERT INTO longtask.files (id, organization, filename, content_type, block_size, "
+        "created_by) VALUES (%s, %s, %s, %s, %s, %s)"
+    )
+    INSERT_BLOCK = "INSERT INTO longtask.file_blocks (file_id, seq, data) VALUES (%s, %s, %s)"
+    COMPLETE_FILE = (
+        "UPDATE longtask.files SET size_bytes = %s, sha256 = %s, encoding = %s, "
+        "source_encoding = %s, complete = true WHERE id = %s"
+    )
+    DELETE_FILE = "DELETE FROM longtask.files WHERE id = %s AND NOT complete"
+    # Uploads cut off by a killed process; an honest upload of 1 GiB at the API's lowest
+    # accepted rate (64 KiB/s) takes under five hours.
+    DELETE_ABANDONED = (
+        "DELETE FROM longtask.files WHERE NOT complete AND created_at < now() - interval '1 day'"
+    )
 
 
 @dataclass(frozen=True)
@@ -107,6 +133,73 @@ def _read_head(stream: BinaryIO, size: int) -> bytes:
     return bytes(head)
 
 
+class _Sink(Protocol):
+    """Where :func:`_write` puts a file: its row, its blocks, its end (or its removal)."""
+
+    def begin(self, row: tuple[Any, ...]) -> None: ...
+    def block(self, file_id: uuid.UUID, seq: int, data: bytes) -> None: ...
+    def finish(self, values: tuple[Any, ...]) -> None: ...
+    def abort(self, file_id: uuid.UUID) -> None: ...
+
+
+class _OneTransaction:
+    """Everything in one transaction on ``conn``, committed at the end."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def begin(self, row: tuple[Any, ...]) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(Queries.INSERT_FILE, row)
+
+    def block(self, file_id: uuid.UUID, seq: int, data: bytes) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(Queries.INSERT_BLOCK, (file_id, seq, psycopg2.Binary(data)))
+
+    def finish(self, values: tuple[Any, ...]) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(Queries.COMPLETE_FILE, values)
+        self._conn.commit()
+
+    def abort(self, file_id: uuid.UUID) -> None:
+        self._conn.rollback()
+
+
+class _BlockTransactions:
+    """Each statement in a short transaction of its own, on a connection taken for it
+    alone: nothing is held while the next block comes from the network. The file is
+    invisible (``complete`` false) until :meth:`finish`; :meth:`abort` deletes it."""
+
+    def __init__(self, connection: ConnectionSource) -> None:
+        self._connection = connection
+        self._begun = False
+
+    def _run(self, statement: str, args: tuple[Any, ...]) -> None:
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(statement, args)
+            if not conn.autocommit:
+                conn.commit()
+
+    def begin(self, row: tuple[Any, ...]) -> None:
+        self._run(Queries.DELETE_ABANDONED, ())
+        self._run(Queries.INSERT_FILE, row)
+        self._begun = True
+
+    def block(self, file_id: uuid.UUID, seq: int, data: bytes) -> None:
+        self._run(Queries.INSERT_BLOCK, (file_id, seq, psycopg2.Binary(data)))
+
+    def finish(self, values: tuple[Any, ...]) -> None:
+        self._run(Queries.COMPLETE_FILE, values)
+
+    def abort(self, file_id: uuid.UUID) -> None:
+        if not self._begun:
+            return
+        try:
+            self._run(Queries.DELETE_FILE, (file_id,))
+        except (psycopg2.Error, LongTaskError) as exc:  # the sweep in begin() removes it
+            log.warning("file_abort_failed", extra={"file": str(file_id), "error": str(exc)})
+
+
 def store(
     conn: Connection,
     stream: BinaryIO,
@@ -129,6 +222,50 @@ def store(
     (:class:`~longtask.textencoding.EncodingUncertain`, with the likeliest
     readings); nothing is left in the store then.
     """
+    return _write(_OneTransaction(conn), stream, organization=organization,
+                  filename=filename, content_type=content_type, created_by=created_by,
+                  max_bytes=max_bytes, block_size=block_size, encoding=encoding)
+
+
+def store_in_blocks(
+    connection: ConnectionSource,
+    stream: BinaryIO,
+    *,
+    organization: str,
+    filename: str,
+    content_type: str | None = None,
+    created_by: str | None = None,
+    max_bytes: int | None = None,
+    block_size: int = BLOCK_SIZE,
+    encoding: str | None = None,
+) -> FileInfo:
+    """:func:`store` for a stream that waits on a slow sender (an upload): each block is
+    read whole from ``stream`` first, then written in a short transaction on a connection
+    ``connection()`` lends for it alone, so no connection or transaction is held while
+    the network is waited on.
+
+    The file stays invisible (``complete`` false: :func:`info` does not find it) until its
+    last statement marks it complete; a failure deletes what was written, and files left
+    incomplete for more than a day (a process killed mid-upload) are deleted when the next
+    upload begins. Same arguments and errors as :func:`store`.
+    """
+    return _write(_BlockTransactions(connection), stream, organization=organization,
+                  filename=filename, content_type=content_type, created_by=created_by,
+                  max_bytes=max_bytes, block_size=block_size, encoding=encoding)
+
+
+def _write(
+    sink: _Sink,
+    stream: BinaryIO,
+    *,
+    organization: str,
+    filename: str,
+    content_type: str | None,
+    created_by: str | None,
+    max_bytes: int | None,
+    block_size: int,
+    encoding: str | None,
+) -> FileInfo:
     file_id = uuid.uuid4()
     sniffer = EncodingSniffer(filename, encoding)
     head = _read_head(stream, EncodingSniffer.HEAD_BYTES)
@@ -138,37 +275,28 @@ def store(
 
     digest = hashlib.sha256()
     size = 0
+    begun = False
     try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO longtask.files (id, organization, filename, content_type, "
-                "block_size, created_by) VALUES (%s, %s, %s, %s, %s, %s)",
-                (file_id, organization, filename, content_type, block_size, created_by),
-            )
-            for seq, block in enumerate(_rechunk(pieces, block_size)):
-                size += len(block)
-                if max_bytes is not None and size > max_bytes:
-                    raise FileUnreadable(
-                        f"file {filename!r} is larger than the limit of {max_bytes} bytes"
-                    )
-                digest.update(block)
-                sniffer.feed(block)
-                cur.execute(
-                    "INSERT INTO longtask.file_blocks (file_id, seq, data) VALUES (%s, %s, %s)",
-                    (file_id, seq, psycopg2.Binary(block)),
+        for seq, block in enumerate(_rechunk(pieces, block_size)):
+            size += len(block)
+            if max_bytes is not None and size > max_bytes:
+                raise FileUnreadable(
+                    f"file {filename!r} is larger than the limit of {max_bytes} bytes"
                 )
-            if size == 0:
-                raise FileUnreadable(f"file {filename!r} is empty")
-            decision = sniffer.finish()
-            cur.execute(
-                "UPDATE longtask.files SET size_bytes = %s, sha256 = %s, encoding = %s, "
-                "source_encoding = %s, complete = true WHERE id = %s",
-                (size, digest.hexdigest(), decision.encoding, decision.source_encoding,
-                 file_id),
-            )
-        conn.commit()
+            if not begun:
+                sink.begin((file_id, organization, filename, content_type, block_size,
+                            created_by))
+                begun = True
+            digest.update(block)
+            sniffer.feed(block)
+            sink.block(file_id, seq, block)
+        if size == 0:
+            raise FileUnreadable(f"file {filename!r} is empty")
+        decision = sniffer.finish()
+        sink.finish((size, digest.hexdigest(), decision.encoding, decision.source_encoding,
+                     file_id))
     except BaseException:
-        conn.rollback()
+        sink.abort(file_id)
         raise
     return FileInfo(file_id, organization, filename, size, digest.hexdigest(),
                     decision.encoding, decision.source_encoding, block_size)
