@@ -16,6 +16,7 @@ from longtask.api.metrics import Metrics, MetricsMiddleware
 from longtask.api.problems import BodyLimitMiddleware
 from longtask.api.settings import PLACEHOLDER_HASHES, ApiSettings
 from longtask.api.task_watch import WatchSlots
+from longtask.api.validation_pool import ValidationPool
 
 log = logging.getLogger("longtask.api")
 
@@ -58,6 +59,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.metrics = metrics
     app.state.digests = tasks.DigestCache()
     app.state.watch_slots = WatchSlots(settings.max_watches)
+    app.state.validations = ValidationPool(settings.max_validations,
+                                           settings.max_validations_per_subject)
 
     problems.install(app)
     _dependency_errors(app)

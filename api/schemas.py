@@ -331,7 +331,8 @@ class ColumnReport(_Wire):
     header: str | None
     target: str | None = Field(description="Form field or team role it maps to; null if none")
     type: str | None = Field(description="The target's value type (text, integer, phone, ...)")
-    samples: list[str] = Field(description="The first non-blank values, cut to 60 characters")
+    samples: list[str] = Field(description="Up to 5 distinct non-blank values, in file order, "
+                                           "cut to 60 characters")
     values: int = Field(description="Non-blank values in the rows read")
     invalid: int = Field(description="Values that do not parse as the target's type")
 
@@ -343,6 +344,18 @@ class DryRunWarning(_Wire):
                                   "encoding-detected, count-timed-out, empty-range, ...")
     detail: str
     columns: list[str] = Field(default_factory=list)
+
+
+class SampleReport(_Wire):
+    """What the dry run read of the file, and which bound ended its reading."""
+
+    rows: int = Field(description="Data rows read and parsed")
+    bytes: int = Field(description="Bytes of the file after the header those rows took")
+    seconds: float = Field(description="Wall time of the dry run when reading stopped")
+    stopped_by: Literal["end", "rows", "bytes", "seconds"] = Field(
+        description="end: the whole file was read; rows, bytes, seconds: the bound "
+                    "(?rows, LONGTASK_API_VALIDATE_MAX_BYTES, "
+                    "LONGTASK_API_VALIDATE_BUDGET_SECONDS) that stopped it")
 
 
 class ValidationReport(_Wire):
@@ -360,8 +373,20 @@ class ValidationReport(_Wire):
     concurrency_key: str | None
     errors: list[dict[str, Any]]
     file: FilePublic | None = None
-    rows_total: int | None = Field(default=None, description="Rows the run would process")
+    rows_total: int | None = Field(default=None, description="Rows the run would process; "
+                                   "null when the count could not be made in the budget")
+    rows_total_estimated: bool = Field(
+        default=False, description="True when rowsTotal is scaled from the first countBytes "
+                                   "of the file (LONGTASK_API_VALIDATE_COUNT_BYTES) or from "
+                                   "the bytes counted before the time budget ran out")
+    count_bytes: int | None = Field(default=None,
+                                    description="Bytes of the file the row count read")
     rows_read: int = 0
+    sampled: SampleReport | None = Field(default=None,
+                                         description="What was read, and what stopped it")
     columns: list[ColumnReport] = Field(default_factory=list)
-    row_errors: list[RowErrorPublic] = Field(default_factory=list)
+    row_errors: list[RowErrorPublic] = Field(
+        default_factory=list, description="The first 500 bad rows among those read, values "
+                                          "cut to 200 characters")
+    row_errors_total: int = Field(default=0, description="Bad rows among those read")
     warnings: list[DryRunWarning] = Field(default_factory=list)
