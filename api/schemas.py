@@ -23,12 +23,14 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from longtask import tasktypes
-from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP
 from longtask.model import Condition, LastAction, Progress, RollbackProgress
 from longtask.phases import DesiredState, OnTerminate, Phase
 from longtask.textencoding import EncodingSource
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# The label the API keeps a client's chosen task name under (task_common.LABEL_REQUESTED_NAME).
+REQUESTED_NAME_LABEL = f"{GROUP}/requested-name"
 CONCURRENCY_KEY = r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$"
 
 
@@ -55,7 +57,10 @@ class TaskCreate(_Request):
     params: dict[str, Any] = Field(description="The type's parameters, e.g. {form, fileId}")
     name: str | None = Field(
         default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
-        description="The LongTask's name; made up from the type and organization when absent",
+        description="Your name for the task, unique in its organization: the LongTask is "
+                    "named '<name>-<12 hex digits>' (the task's 'name' in answers and URLs), "
+                    "so organizations never meet on a name; made up from the type and "
+                    "organization when absent",
     )
     state: Literal[DesiredState.RUNNING, DesiredState.PAUSED] = Field(
         default=DesiredState.RUNNING, description="Paused creates the task without starting it")
@@ -125,7 +130,9 @@ class TerminateRequest(ControlRequest):
 class TaskPublic(_Wire):
     """A task as it now stands: its spec, the operator's status and the last request."""
 
-    name: str
+    name: str = Field(description="The LongTask's name, as the task's URLs take it")
+    requested_name: str | None = Field(
+        default=None, description="The name the creating request chose, if it chose one")
     namespace: str
     uid: str
     type: str
@@ -174,6 +181,7 @@ class TaskPublic(_Wire):
                 key = None
         return cls(
             name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+            requested_name=(meta.get("labels") or {}).get(REQUESTED_NAME_LABEL),
             type=spec["type"], organization=spec["organization"],
             params=spec.get("params") or {},
             state=DesiredState(spec.get("state") or DesiredState.RUNNING),

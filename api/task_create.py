@@ -39,9 +39,11 @@ from longtask.api.settings import ApiSettings
 from longtask.api.task_common import (
     ANNOTATION_IDEMPOTENCY_KEY,
     ANNOTATION_REQUEST_DIGEST,
+    LABEL_REQUESTED_NAME,
     PROBLEMS,
     ROUTER,
     invalid_from_server,
+    scoped_name,
 )
 
 from longtask.constants import (
@@ -82,13 +84,15 @@ def _refuse_invalid(report: ValidationReport) -> None:
 
 
 def _task_name(create: TaskCreate, key_digest: str | None) -> dict[str, str]:
-    """``{"name": ...}`` (given, or derived from the Idempotency-Key) or ``{"generateName"}``.
+    """``{"name": ...}`` (the chosen name scoped by the organization, see
+    :func:`~longtask.api.task_common.scoped_name`, or derived from the Idempotency-Key)
+    or ``{"generateName"}``.
 
     A key gives a deterministic name, so two racing retries cannot both create: the second
     gets AlreadyExists and finds the first.
     """
     if create.name:
-        return {"name": create.name}
+        return {"name": scoped_name(create.organization, create.name)}
     prefix = f"{create.type.lower()}-{create.organization}"[:40].rstrip("-")
     if key_digest is not None:
         return {"name": f"{prefix}-{key_digest[:16]}"}
@@ -118,7 +122,9 @@ async def create_task(
     422. 403 for an organization the token may not use; 422 for what the dry run
     (``/validate``) finds invalid, with its errors: params that do not fit the type, no
     such organization, form or file, a header the form refuses, a file without data rows
-    or whose every row is a row error; 409 for a name already taken; 503 or 429 when the
+    or whose every row is a row error; 409 for a name the organization already uses (a
+    chosen ``name`` is scoped by the organization: the LongTask is named
+    ``<name>-<12 hex digits>``, the ``name`` of the answer and of its URLs); 503 or 429 when the
     API's dry runs (or the caller's share of them) are all in use.
     """
     organization_for(principal, create.organization)
@@ -145,6 +151,8 @@ def _create(create: TaskCreate, response: Response, principal: Principal, tasks:
         annotations[ANNOTATION_IDEMPOTENCY_KEY] = key_digest
     labels = ({LABEL_ORGANIZATION: create.organization}
               if len(create.organization) <= LABEL_VALUE_MAX else {})
+    if create.name:
+        labels[LABEL_REQUESTED_NAME] = create.name
     body = {"metadata": {**_task_name(create, key_digest), "annotations": annotations,
                          "labels": labels},
             "spec": create.spec()}
@@ -155,9 +163,11 @@ def _create(create: TaskCreate, response: Response, principal: Principal, tasks:
         if existing is None or key_digest is None or (
                 existing["metadata"].get("annotations") or {}
         ).get(ANNOTATION_IDEMPOTENCY_KEY) != key_digest:
+            # Only a name of the caller's own organization can be taken here (see
+            # scoped_name): the answer tells nothing of another organization's tasks.
             raise ApiProblem(409, "name-taken", "Conflict",
-                             f"a task named {body['metadata'].get('name')!r} already exists"
-                             ) from None
+                             f"organization {create.organization!r} already has a task named "
+                             f"{create.name or body['metadata'].get('name')!r}") from None
         if existing["metadata"]["annotations"].get(ANNOTATION_REQUEST_DIGEST) != digest:
             raise invalid("Idempotency-Key was used for a different request", [FieldError(
                 detail="this key already created a task from a different body",
