@@ -61,6 +61,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.watch_slots = WatchSlots(settings.max_watches)
     app.state.validations = ValidationPool(settings.max_validations,
                                            settings.max_validations_per_subject)
+    metrics.watch_validations(app.state.validations)
 
     problems.install(app)
     _dependency_errors(app)
@@ -72,7 +73,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # Outermost: a trickling body is cut off before any handler waits on it.
     app.add_middleware(BodyTimeoutMiddleware, idle_seconds=settings.body_idle_timeout_seconds,
                        total_seconds=settings.body_timeout_seconds,
-                       min_rate=settings.body_min_bytes_per_second)
+                       min_rate=settings.body_min_bytes_per_second,
+                       on_timeout=metrics.body_timeouts.inc)
 
     return app
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from longtask.api.problems import problem_response
 from starlette.requests import Request
@@ -31,11 +32,13 @@ log = logging.getLogger("longtask.api")
 
 class BodyTimeoutMiddleware:
     """408 for a request body that stalls (``idle_seconds``) or trickles (slower than
-    ``min_rate`` bytes/s once ``total_seconds`` have passed); see the module docstring."""
+    ``min_rate`` bytes/s once ``total_seconds`` have passed); see the module docstring.
+    ``on_timeout()`` is called for each body cut off (a metric)."""
 
     def __init__(self, app: ASGIApp, *, idle_seconds: float, total_seconds: float,
-                 min_rate: int) -> None:
+                 min_rate: int, on_timeout: Callable[[], object] | None = None) -> None:
         self.app = app
+        self.on_timeout = on_timeout
         self.idle = idle_seconds
         self.total = total_seconds
         self.min_rate = min_rate
@@ -89,6 +92,8 @@ class BodyTimeoutMiddleware:
                       elapsed: float) -> None:
         log.warning("request_body_timeout", extra={
             "path": scope.get("path"), "bytes": seen, "seconds": round(elapsed, 1)})
+        if self.on_timeout is not None:
+            self.on_timeout()
         if started:
             return
         detail = (f"the request body came too slowly: {seen} bytes in {elapsed:.0f} s; send "

@@ -88,6 +88,8 @@ def test_a_body_sent_a_byte_at_a_time_is_cut_off_with_408_and_the_connection_clo
     assert b"request-timeout" in data
     assert b"connection: close" in data.lower()
     assert sent < len(body), "cut off before the body ended"
+    exposition = httpx.get(f"{api_url}/metrics", timeout=SOCKET_TIMEOUT).text
+    assert "longtask_api_body_timeouts_total 1.0" in exposition
 
 
 def test_an_upload_whose_body_stalls_is_408_and_leaves_no_file(

@@ -110,6 +110,8 @@ def test_hostile_validations_leave_healthz_and_reads_answering(
     worker.join(timeout=100)
 
     assert during >= 1, "at least one probe ran while the validations did"
+    assert "longtask_api_validations 0.0" in httpx.get(f"{url}/metrics").text, (
+        "every slot given back")
     assert set(probes) == {(200, 200)}, probes
     assert [a.status_code for a in answers] == [200] * 4, [a.text[:300] for a in answers]
     for answer in answers:
