@@ -100,7 +100,7 @@ def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
 
 @router.post(
     "", status_code=201, response_model=FilePublic, openapi_extra=_UPLOAD_BODY,
-    responses=responses(400, 413, 415),
+    responses=responses(400, 408, 413, 415),
     summary="Upload a CSV file (multipart/form-data, part 'file')",
 )
 def upload_file(

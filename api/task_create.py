@@ -29,6 +29,7 @@ from longtask.api.problems import (
     ApiProblem,
     FieldError,
     invalid,
+    responses,
 )
 from longtask.api.schemas import (
     TaskCreate,
@@ -99,8 +100,8 @@ def _task_name(create: TaskCreate, key_digest: str | None) -> dict[str, str]:
     return {"generateName": f"{prefix}-"}
 
 
-@router.post("", status_code=201, response_model=TaskPublic, responses=PROBLEMS,
-             summary="Create a task")
+@router.post("", status_code=201, response_model=TaskPublic,
+             responses={**PROBLEMS, **responses(408, 429)}, summary="Create a task")
 async def create_task(
     create: TaskCreate,
     response: Response,
@@ -188,7 +189,8 @@ def _create(create: TaskCreate, response: Response, principal: Principal, tasks:
     return TaskPublic.from_body(created)
 
 
-@router.post("/validate", response_model=ValidationReport, responses=PROBLEMS,
+@router.post("/validate", response_model=ValidationReport,
+             responses={**PROBLEMS, **responses(408, 429)},
              summary="Dry run: what creating this task would do")
 async def validate_task(
     create: TaskCreate,
