@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from longtask.api import files, health, problems, storage, tasks
 from longtask.api.auth import TokenStore
+from longtask.api.bodytimeout import BodyTimeoutMiddleware
 from longtask.api.db import Database, DatabaseUnavailable
 from longtask.api.kube import KubeError, KubeUnavailable, Tasks, load_api_client
 from longtask.api.metrics import Metrics, MetricsMiddleware
 from longtask.api.problems import BodyLimitMiddleware
 from longtask.api.settings import PLACEHOLDER_HASHES, ApiSettings
 from longtask.api.task_watch import WatchSlots
+from longtask.api.validation_pool import ValidationPool
 
 log = logging.getLogger("longtask.api")
 
@@ -57,6 +59,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.metrics = metrics
     app.state.digests = tasks.DigestCache()
     app.state.watch_slots = WatchSlots(settings.max_watches)
+    app.state.validations = ValidationPool(settings.max_validations,
+                                           settings.max_validations_per_subject)
+    metrics.watch_validations(app.state.validations)
 
     problems.install(app)
     _dependency_errors(app)
@@ -66,6 +71,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(tasks.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY, exempt=("/v1/files",))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost: a trickling body is cut off before any handler waits on it.
+    app.add_middleware(BodyTimeoutMiddleware, idle_seconds=settings.body_idle_timeout_seconds,
+                       total_seconds=settings.body_timeout_seconds,
+                       min_rate=settings.body_min_bytes_per_second,
+                       on_timeout=metrics.body_timeouts.inc)
 
     return app
 

@@ -1,6 +1,7 @@
 """Dependencies as ``Annotated`` aliases, one place (the FastAPI full-stack template's way).
 
-Routes take ``SettingsDep``, ``TasksDep``, ``DatabaseDep``, ``MetricsDep`` and one of
+Routes take ``SettingsDep``, ``TasksDep``, ``DatabaseDep``, ``MetricsDep``,
+``ValidationsDep`` and one of
 ``ViewerDep`` / ``OperatorDep`` / ``AdminDep`` (the caller, who must hold at least that
 role). Tests may swap any of them with ``app.dependency_overrides``.
 """
@@ -18,6 +19,7 @@ from longtask.api.kube import Tasks
 from longtask.api.metrics import Metrics
 from longtask.api.problems import ApiProblem
 from longtask.api.settings import ApiSettings
+from longtask.api.validation_pool import ValidationPool
 
 REALM = "longtask"
 
@@ -46,6 +48,12 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_validations(request: Request) -> ValidationPool:
+    """The app's pool of dry runs."""
+    pool: ValidationPool = request.app.state.validations
+    return pool
+
+
 def get_token_store(request: Request) -> TokenStore:
     """The configured bearer tokens."""
     store: TokenStore = request.app.state.tokens
@@ -57,6 +65,7 @@ TasksDep = Annotated[Tasks, Depends(get_tasks)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 TokenStoreDep = Annotated[TokenStore, Depends(get_token_store)]
+ValidationsDep = Annotated[ValidationPool, Depends(get_validations)]
 
 _bearer = HTTPBearer(auto_error=False, description="A token configured for the API (hashed)")
 

@@ -14,6 +14,12 @@ other columns' types, to warn about columns that look swapped or values that do 
 (a phone column shifted against its teams shows as phones that do not parse, or blanks,
 where a team has none); and a file whose encoding was detected, not checked, is named
 with its confidence (``encoding-detected``) so the user can look at its decoded lines.
+
+Everything is bounded (:class:`Budget`): rows are sampled up to a number of rows, of
+bytes and of seconds (the report's ``sampled`` says how many and which bound stopped
+it); each column keeps a few distinct short values and a bounded sample for the swap
+checks, never every value; the file's rows are counted up to a number of bytes and within
+the same seconds, and scaled from what was counted beyond (``rowsTotalEstimated``).
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import psycopg2.errors
 from longtask.api import db
@@ -35,6 +42,7 @@ from longtask.api.schemas import (
     DryRunWarning,
     FilePublic,
     RowErrorPublic,
+    SampleReport,
     TaskCreate,
     ValidationReport,
 )
@@ -42,7 +50,7 @@ from longtask.runner import rules
 from longtask.runner.rules import BaselineUpload, BulkTeamCreate, Export, RowError
 
 from longtask import filestore, tasktypes
-from longtask.csvsource import Header, Record
+from longtask.csvsource import CsvFile, Header, Record
 from longtask.errors import FileUnreadable, HeaderError, TaskFailed
 from longtask.settings import RunnerSettings
 from longtask.textencoding import label_of
@@ -61,6 +69,14 @@ log = logging.getLogger("longtask.api.dryrun")
 
 SAMPLES = 5
 SAMPLE_CHARS = 60
+# Per column, the values the swap checks try against the other columns' types: the first
+# KEPT_VALUES, each cut to KEPT_CHARS (a longer one counts as fitting no typed column).
+KEPT_VALUES = 500
+KEPT_CHARS = 256
+# Row errors listed in the report (all are counted), and their values' length.
+LISTED_ROW_ERRORS = 500
+ERROR_VALUE_CHARS = 200
+SAMPLE_BATCH_ROWS = 16  # records read at once: a few MiB at most, whatever the file holds
 # A column "fails" its type when fewer than half its values parse, and "fits" another
 # type when at least 80% do: far enough apart that a few bad cells do not raise a warning.
 FAILS_BELOW = 0.5
@@ -69,24 +85,51 @@ FITS_FROM = 0.8
 Parse = Callable[[str], Any]
 
 
+@dataclass(frozen=True)
+class Budget:
+    """The bounds of one dry run: data ``rows`` and ``bytes`` (after the header) sampled,
+    ``count_bytes`` of the file counted, ``seconds`` of wall time for all of it, and the
+    ``statement_timeout`` (seconds) of its queries."""
+
+    rows: int
+    bytes: int
+    count_bytes: int
+    seconds: float
+    statement_timeout: float
+
+
 @dataclass
 class _Column:
-    """What the dry run learns about one file column."""
+    """What the dry run learns about one file column, in bounded memory."""
 
     position: int  # 0-based
     header: str | None
     target: str | None = None
     type: str | None = None
     parse: Parse | None = None
-    values: list[str] = field(default_factory=list)
+    values: int = 0  # non-blank values seen
+    invalid_own: int = 0  # of them, not parsed by ``parse``
+    samples: list[str] = field(default_factory=list)  # distinct, cut to SAMPLE_CHARS
+    kept: list[str | None] = field(default_factory=list)  # None: longer than KEPT_CHARS
 
-    def invalid(self, parse: Parse) -> int:
-        return sum(1 for v in self.values if not _parses(parse, v))
+    def add(self, value: str) -> None:
+        self.values += 1
+        if self.parse is not None and not _parses(self.parse, value):
+            self.invalid_own += 1
+        if len(self.samples) < SAMPLES and (cut := _cut(value)) not in self.samples:
+            self.samples.append(cut)
+        if len(self.kept) < KEPT_VALUES:
+            self.kept.append(value if len(value) <= KEPT_CHARS else None)
+
+    def share_valid_own(self) -> float:
+        return 1.0 if not self.values else 1 - self.invalid_own / self.values
 
     def share_valid(self, parse: Parse) -> float:
-        if not self.values:
+        """The share of the kept values ``parse`` takes (1 when none were kept)."""
+        if not self.kept:
             return 1.0
-        return 1 - self.invalid(parse) / len(self.values)
+        bad = sum(1 for v in self.kept if v is None or not _parses(parse, v))
+        return 1 - bad / len(self.kept)
 
 
 def _parses(parse: Parse, value: str) -> bool:
@@ -111,15 +154,12 @@ class _Report:
         self.warnings.append(DryRunWarning(code=code, detail=detail, columns=columns or []))
 
 
-def run(conn: db.Connection, request: TaskCreate, *, rows: int, statement_timeout: float,
-        connect: rules.Connector | None = None) -> ValidationReport:
+def run(conn: db.Connection, request: TaskCreate, budget: Budget) -> ValidationReport:
     """The dry run of ``request`` on ``conn`` (autocommit; its settings are restored),
-    reading and parsing up to ``rows`` data rows.
-
-    ``connect`` opens a read connection on which a file's rows are counted beside the
-    checks (and the count given up when they end: ``rowsTotal`` is then null); without
-    it they are counted on ``conn`` first.
-    """
+    within ``budget``: sampling up to ``budget.rows`` data rows and ``budget.bytes``,
+    counting up to ``budget.count_bytes``, all within ``budget.seconds``."""
+    started = time.monotonic()
+    deadline = started + budget.seconds
     report = _Report()
     key = request.concurrency_key
     try:
@@ -153,22 +193,25 @@ def run(conn: db.Connection, request: TaskCreate, *, rows: int, statement_timeou
                           organization=request.organization, params=request.params,
                           name=request.name, namespace=None,
                           rate_limit=float(request.rate_limit) if request.rate_limit else None)
-    with _statement_timeout(conn, statement_timeout):
-        work = rules.build_work(task, "run", conn, rules.StopToken(), RunnerSettings(), connect)
+    timeout = max(0.1, min(budget.statement_timeout, deadline - time.monotonic()))
+    with _statement_timeout(conn, timeout):
+        # Checks only: no reading thread, no count of the whole file (read_ahead=False).
+        work = rules.build_work(task, "run", conn, rules.StopToken(), RunnerSettings(),
+                                read_ahead=False)
         try:
             result.rows_total = work.open(None)
         except (HeaderError, FileUnreadable) as exc:
             report.error(["params", "fileId"], str(exc))
         except psycopg2.errors.QueryCanceled:
             report.warn("count-timed-out", f"counting the rows took longer than "
-                        f"{statement_timeout:g} s; the task is large")
+                        f"{timeout:g} s; the task is large")
         except TaskFailed as exc:
             report.error(["params"], str(exc))
         finally:
             work.close()
     if not report.errors:
         if isinstance(work, BaselineUpload | BulkTeamCreate):
-            _sample_rows(conn, work, request.organization, rows, result, report)
+            _sample_rows(conn, work, request.organization, budget, started, result, report)
         elif isinstance(work, Export) and result.rows_total == 0:
             report.warn("empty-range", "no submission of the form falls in the date range")
     final = _result(request, key, report)
@@ -196,44 +239,105 @@ def _statement_timeout(conn: db.Connection, seconds: float) -> Iterator[None]:
 
 
 def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org: str,
-                 rows: int, result: ValidationReport, report: _Report) -> None:
-    """Parse the first ``rows`` records as the run would; fill columns, row errors, warnings."""
+                 budget: Budget, started: float, result: ValidationReport,
+                 report: _Report) -> None:
+    """Parse the first records as the run would, within ``budget``; fill columns, row
+    errors, warnings, what was sampled, and the file's row count."""
+    deadline = started + budget.seconds
     has_header = not isinstance(work, BulkTeamCreate) or work.params.has_header
-    _info, csv_file = rules.open_csv(conn, work.params.file_id, org, work.settings,
-                                      has_header=has_header)
+    info, csv_file = rules.open_csv(conn, work.params.file_id, org, work.settings,
+                                    has_header=has_header, delimiter=work.params.delimiter)
     header = csv_file.header()
     columns = (_baseline_columns(conn, work, header.names, org)
                if isinstance(work, BaselineUpload) else _team_columns(work, header))
     width = len(header.names) if has_header else None
     errors: list[RowError] = []
-    read = refused = 0
-    whole = True  # every data row of the file was read
-    for record in csv_file.records(header.end, width):
-        if read >= rows:
-            whole = False
+    read = refused = used = 0
+    stopped: Literal["end", "rows", "bytes", "seconds"] = "end"
+    first = None
+    for record in _records(csv_file, header, width):
+        if read >= budget.rows:
+            stopped = "rows"
+        elif record.end.offset - header.end.offset > budget.bytes and read:
+            stopped = "bytes"
+        elif time.monotonic() >= deadline:
+            stopped = "seconds"
+        if stopped != "end":
             break
         read += 1
+        used = record.end.offset - header.end.offset
         _observe(record, columns)
-        before = len(errors)
+        found: list[RowError] = []
         if record.fields is None:
-            errors.append(RowError(record.line, record.error or "unreadable row",
-                                   record.column))
+            found.append(RowError(record.line, record.error or "unreadable row",
+                                  record.column))
         else:
-            work.parse(record, errors)  # the runner's own row rules
-        refused += len(errors) > before
+            work.parse(record, found)  # the runner's own row rules
+        if found:
+            refused += 1
+            first = first or found[0]
+            result.row_errors_total += 1
+            room = LISTED_ROW_ERRORS - len(errors)
+            errors.extend(found[:max(0, room)])
     result.rows_read = read
+    result.sampled = SampleReport(rows=read, bytes=used, stopped_by=stopped,
+                                  seconds=round(time.monotonic() - started, 3))
     result.row_errors = [RowErrorPublic(line=e.line, column=e.column, reason=e.reason,
-                                        value=e.value) for e in errors]
+                                        value=None if e.value is None
+                                        else e.value[:ERROR_VALUE_CHARS])
+                         for e in errors]
     listed = sorted(columns.values(), key=lambda c: c.position)
     result.columns = [
         ColumnReport(position=c.position + 1, header=c.header, target=c.target, type=c.type,
-                     samples=[_cut(v) for v in c.values[:SAMPLES]], values=len(c.values),
-                     invalid=c.invalid(c.parse) if c.parse else 0)
+                     samples=c.samples, values=c.values, invalid=c.invalid_own)
         for c in listed
     ]
     _warn_swapped(listed, report)
-    if read and refused == read:
-        _nothing_written(errors[0], read, whole, report)
+    if read and refused == read and first is not None:
+        _nothing_written(first, read, stopped == "end", report)
+    if stopped == "end":
+        result.rows_total, result.count_bytes = read, used
+    else:
+        _count_rows(conn, info, csv_file, header, budget, deadline, result)
+
+
+def _records(csv_file: CsvFile, header: Header, width: int | None) -> Iterator[Record]:
+    """The data records, read a few at a time (a batch holds at most a few MiB)."""
+    for batch in csv_file.batches(header.end, width, SAMPLE_BATCH_ROWS):
+        for i in range(len(batch)):
+            yield batch.record(i)
+
+
+def _count_rows(conn: db.Connection, info: filestore.FileInfo, csv_file: CsvFile,
+                header: Header, budget: Budget, deadline: float,
+                result: ValidationReport) -> None:
+    """``rowsTotal``: the file's data records, counted up to ``budget.count_bytes`` and the
+    deadline, and scaled by the file's size when the count stopped short of its end."""
+    start = header.end.offset
+    body = max(0, info.size_bytes - start)
+    reached = start
+    cut = False
+
+    def bounded(offset: int) -> Iterator[bytes]:
+        nonlocal reached, cut
+        at = offset
+        for block in filestore.read_blocks(conn, info, offset):
+            if at - start >= budget.count_bytes or time.monotonic() >= deadline:
+                cut = True
+                return
+            at += len(block)
+            reached = max(reached, at)
+            yield block
+
+    counted = csv_file.count(header.end, source=bounded)
+    read = min(reached, info.size_bytes) - start
+    result.count_bytes = read
+    if not cut or read >= body:
+        result.rows_total = counted
+    elif read > 0:
+        # The last record counted may be cut short: count it as half, as describe() does.
+        result.rows_total = max(counted, round((counted - 0.5) * body / read))
+        result.rows_total_estimated = True
 
 
 def _nothing_written(first: RowError, read: int, whole: bool, report: _Report) -> None:
@@ -272,7 +376,7 @@ def _observe(record: Record, columns: dict[int, _Column]) -> None:
         if position < len(record.fields):
             value = record.fields[position].strip()
             if value:
-                column.values.append(value)
+                column.add(value)
 
 
 def _baseline_columns(conn: db.Connection, work: BaselineUpload, names: list[str],
@@ -352,7 +456,7 @@ def _partner(column: _Column, columns: list[_Column], taken: set[int]) -> _Colum
     fits = [o for o in columns if o is not column and o.values and o.position not in taken
             and o.share_valid(column.parse) >= FITS_FROM]
     mutual = [o for o in fits if o.parse is not None and o.type != str(FieldType.TEXT)
-              and o.share_valid(o.parse) < FAILS_BELOW and column.share_valid(o.parse) >= FITS_FROM]
+              and o.share_valid_own() < FAILS_BELOW and column.share_valid(o.parse) >= FITS_FROM]
     if len(mutual) == 1:
         return mutual[0]
     text = [o for o in fits if o.parse is None or o.type == str(FieldType.TEXT)]
@@ -373,17 +477,17 @@ def _warn_swapped(columns: list[_Column], report: _Report) -> None:
     reported: set[int] = set()
     for column in typed:
         assert column.parse is not None
-        if column.position in reported or column.share_valid(column.parse) >= FAILS_BELOW:
+        if column.position in reported or column.share_valid_own() >= FAILS_BELOW:
             continue
         partner = _partner(column, columns, reported)
-        bad = column.invalid(column.parse)
+        bad = column.invalid_own
         if partner is None:
             continue
         reported |= {column.position, partner.position}
         report.warn(
             "columns-swapped",
             f"columns {_label(column)!r} and {_label(partner)!r} look swapped: "
-            f"{bad} of {len(column.values)} values of {_label(column)!r} are not "
+            f"{bad} of {column.values} values of {_label(column)!r} are not "
             f"{column.type} values, while {_label(partner)!r} holds {column.type} values",
             [_label(column), _label(partner)],
         )
@@ -391,11 +495,11 @@ def _warn_swapped(columns: list[_Column], report: _Report) -> None:
         assert column.parse is not None
         if column.position in reported:
             continue
-        bad = column.invalid(column.parse)
+        bad = column.invalid_own
         if bad:
             report.warn(
                 "invalid-values",
-                f"{bad} of {len(column.values)} values in column {_label(column)!r} are not "
+                f"{bad} of {column.values} values in column {_label(column)!r} are not "
                 f"valid {column.type} values (target {column.target})",
                 [_label(column)],
             )

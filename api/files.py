@@ -103,7 +103,7 @@ def describe(conn: db.Connection, info: filestore.FileInfo) -> FilePublic:
 
 @router.post(
     "", status_code=201, response_model=FilePublic, openapi_extra=_UPLOAD_BODY,
-    responses=responses(400, 413, 415, 507),
+    responses=responses(400, 408, 413, 415, 507),
     summary="Upload a CSV file (multipart/form-data, part 'file')",
 )
 def upload_file(
@@ -162,13 +162,17 @@ def upload_file(
                                                 parameter="encoding")]) from None
     try:
         body.open()
-        with database.connection(autocommit=False) as conn:
-            info = filestore.store(
-                conn, io.BufferedReader(body, 1 << 16), organization=org,
-                filename=body.filename or "upload.csv", content_type=body.content_type,
-                created_by=principal.subject, max_bytes=limit, encoding=encoding,
-                quota_bytes=settings.storage_quota_bytes,
-                expires_in_seconds=settings.unused_file_retention_seconds)
+        # A block is read whole from the network before a pooled connection is taken to
+        # write it: a slow sender holds no connection and no transaction. The quota is
+        # checked under the organization's usage lock in the short transaction that
+        # completes the file.
+        info = filestore.store_in_blocks(
+            database.connection, io.BufferedReader(body, 1 << 16), organization=org,
+            filename=body.filename or "upload.csv", content_type=body.content_type,
+            created_by=principal.subject, max_bytes=limit, encoding=encoding,
+            quota_bytes=settings.storage_quota_bytes,
+            expires_in_seconds=settings.unused_file_retention_seconds)
+        with database.connection() as conn:
             described = describe(conn, info)
     except uploads.TooLarge:
         _drain(body)

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from longtask.api.auth import TokenStore
+    from longtask.api.validation_pool import ValidationPool
 
 log = logging.getLogger("longtask.api")
 
@@ -41,6 +42,16 @@ class Metrics:
         self.watches = Gauge(
             "longtask_api_watch_streams", "Server-Sent Event streams open now.",
             registry=self.registry)
+        self.body_timeouts = Counter(
+            "longtask_api_body_timeouts_total",
+            "Requests cut off because their body came too slowly (408).",
+            registry=self.registry)
+
+    def watch_validations(self, pool: ValidationPool) -> None:
+        """Export the dry runs in progress, read at each scrape."""
+        running = Gauge("longtask_api_validations", "Dry runs in progress now.",
+                        registry=self.registry)
+        running.set_function(lambda: pool.running)
 
     def watch_tokens(self, store: TokenStore) -> None:
         """Export the token store's state, read at each scrape."""

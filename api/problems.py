@@ -53,9 +53,11 @@ _DESCRIPTIONS = {
     400: "Malformed request", 401: "Missing or unknown bearer token",
     403: "The token's role or organizations do not allow it",
     404: "No such object (or one of an organization the token does not hold)",
-    409: "Refused in the object's current state", 413: "Content too large",
+    408: "The request body came too slowly", 409: "Refused in the object's current state",
     410: "Removed by the retention (when and why in the body)",
-    415: "Unsupported media type", 422: "The request breaks a rule (field paths in errors)",
+    413: "Content too large", 415: "Unsupported media type",
+    422: "The request breaks a rule (field paths in errors)",
+    429: "The caller holds its share of a bounded resource (see Retry-After)",
     507: "The organization's storage quota would be passed (the numbers in the body)",
     502: "Kubernetes refused a call the API makes", 503: "Kubernetes or the database unreachable",
 }

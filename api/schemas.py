@@ -23,12 +23,14 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from longtask import tasktypes
-from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
+from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP
 from longtask.model import Condition, LastAction, Progress, RollbackProgress
 from longtask.phases import DesiredState, OnTerminate, Phase
 from longtask.textencoding import EncodingSource
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# The label the API keeps a client's chosen task name under (task_common.LABEL_REQUESTED_NAME).
+REQUESTED_NAME_LABEL = f"{GROUP}/requested-name"
 CONCURRENCY_KEY = r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$"
 
 
@@ -55,7 +57,10 @@ class TaskCreate(_Request):
     params: dict[str, Any] = Field(description="The type's parameters, e.g. {form, fileId}")
     name: str | None = Field(
         default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
-        description="The LongTask's name; made up from the type and organization when absent",
+        description="Your name for the task, unique in its organization: the LongTask is "
+                    "named '<name>-<12 hex digits>' (the task's 'name' in answers and URLs), "
+                    "so organizations never meet on a name; made up from the type and "
+                    "organization when absent",
     )
     state: Literal[DesiredState.RUNNING, DesiredState.PAUSED] = Field(
         default=DesiredState.RUNNING, description="Paused creates the task without starting it")
@@ -125,7 +130,9 @@ class TerminateRequest(ControlRequest):
 class TaskPublic(_Wire):
     """A task as it now stands: its spec, the operator's status and the last request."""
 
-    name: str
+    name: str = Field(description="The LongTask's name, as the task's URLs take it")
+    requested_name: str | None = Field(
+        default=None, description="The name the creating request chose, if it chose one")
     namespace: str
     uid: str
     type: str
@@ -180,6 +187,7 @@ class TaskPublic(_Wire):
                 key = None
         return cls(
             name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+            requested_name=(meta.get("labels") or {}).get(REQUESTED_NAME_LABEL),
             type=spec["type"], organization=spec["organization"],
             params=spec.get("params") or {},
             state=DesiredState(spec.get("state") or DesiredState.RUNNING),
@@ -345,7 +353,8 @@ class ColumnReport(_Wire):
     header: str | None
     target: str | None = Field(description="Form field or team role it maps to; null if none")
     type: str | None = Field(description="The target's value type (text, integer, phone, ...)")
-    samples: list[str] = Field(description="The first non-blank values, cut to 60 characters")
+    samples: list[str] = Field(description="Up to 5 distinct non-blank values, in file order, "
+                                           "cut to 60 characters")
     values: int = Field(description="Non-blank values in the rows read")
     invalid: int = Field(description="Values that do not parse as the target's type")
 
@@ -357,6 +366,18 @@ class DryRunWarning(_Wire):
                                   "encoding-detected, count-timed-out, empty-range, ...")
     detail: str
     columns: list[str] = Field(default_factory=list)
+
+
+class SampleReport(_Wire):
+    """What the dry run read of the file, and which bound ended its reading."""
+
+    rows: int = Field(description="Data rows read and parsed")
+    bytes: int = Field(description="Bytes of the file after the header those rows took")
+    seconds: float = Field(description="Wall time of the dry run when reading stopped")
+    stopped_by: Literal["end", "rows", "bytes", "seconds"] = Field(
+        description="end: the whole file was read; rows, bytes, seconds: the bound "
+                    "(?rows, LONGTASK_API_VALIDATE_MAX_BYTES, "
+                    "LONGTASK_API_VALIDATE_BUDGET_SECONDS) that stopped it")
 
 
 class ValidationReport(_Wire):
@@ -374,8 +395,20 @@ class ValidationReport(_Wire):
     concurrency_key: str | None
     errors: list[dict[str, Any]]
     file: FilePublic | None = None
-    rows_total: int | None = Field(default=None, description="Rows the run would process")
+    rows_total: int | None = Field(default=None, description="Rows the run would process; "
+                                   "null when the count could not be made in the budget")
+    rows_total_estimated: bool = Field(
+        default=False, description="True when rowsTotal is scaled from the first countBytes "
+                                   "of the file (LONGTASK_API_VALIDATE_COUNT_BYTES) or from "
+                                   "the bytes counted before the time budget ran out")
+    count_bytes: int | None = Field(default=None,
+                                    description="Bytes of the file the row count read")
     rows_read: int = 0
+    sampled: SampleReport | None = Field(default=None,
+                                         description="What was read, and what stopped it")
     columns: list[ColumnReport] = Field(default_factory=list)
-    row_errors: list[RowErrorPublic] = Field(default_factory=list)
+    row_errors: list[RowErrorPublic] = Field(
+        default_factory=list, description="The first 500 bad rows among those read, values "
+                                          "cut to 200 characters")
+    row_errors_total: int = Field(default=0, description="Bad rows among those read")
     warnings: list[DryRunWarning] = Field(default_factory=list)

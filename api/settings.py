@@ -73,6 +73,24 @@ class ApiSettings(BaseSettings):
     validate_max_rows: int = Field(default=5000, ge=1, le=100_000)
     # Statement timeout of the dry run's queries (an export's row count), seconds.
     validate_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # One dry run's wall time, seconds: when it is up, reading stops and the report says
+    # so (``sampled.stoppedBy: seconds``).
+    validate_budget_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Bytes of the file the dry run samples rows from, and bytes its row count reads
+    # (beyond, ``rowsTotal`` is estimated from the bytes read: ``rowsTotalEstimated``).
+    validate_max_bytes: int = Field(default=8 << 20, ge=1 << 16, le=1 << 30)
+    validate_count_bytes: int = Field(default=64 << 20, ge=1 << 16, le=1 << 34)
+    # Dry runs (validate, and the one inside a create) at once, each in a worker thread
+    # of their own pool, and at most this many for one token's subject: beyond, 503 and
+    # 429 with Retry-After.
+    max_validations: int = Field(default=4, ge=1, le=256)
+    max_validations_per_subject: int = Field(default=2, ge=1, le=256)
+    # Request bodies: the next chunk must come within body_idle_timeout_seconds, and the
+    # whole body within body_timeout_seconds unless it keeps coming at
+    # body_min_bytes_per_second or more; else 408 and the connection is closed.
+    body_idle_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    body_min_bytes_per_second: int = Field(default=64 << 10, ge=1)
     # Server-Sent Events: a keep-alive comment this often (seconds), a stream lasts at most
     # watch_max_seconds, and at most max_watches streams are open at once (each holds a
     # worker thread while it waits for the Kubernetes watch).

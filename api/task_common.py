@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from longtask.api.problems import (
 )
 from longtask.api.schemas import (
     DNS_LABEL,
+    REQUESTED_NAME_LABEL,
 )
 
 from longtask.constants import GROUP
@@ -33,6 +35,10 @@ from longtask.phases import Phase
 # and the SHA-256 of the create request, to tell a retry from a different request.
 ANNOTATION_IDEMPOTENCY_KEY = f"{GROUP}/idempotency-key-sha256"
 ANNOTATION_REQUEST_DIGEST = f"{GROUP}/create-request-sha256"
+# The name a client chose for its task, kept as a label: the LongTask itself is named by
+# scoped_name(), so that no organization can learn another's task names.
+LABEL_REQUESTED_NAME = REQUESTED_NAME_LABEL
+SCOPE_DIGITS = 12  # hex digits of the organization's scope in a chosen name (48 bits)
 CONFLICT_RETRIES = 5
 # Every /v1/tasks module's router is made with these.
 ROUTER: dict[str, Any] = {"prefix": "/v1/tasks", "tags": ["tasks"],
@@ -53,6 +59,20 @@ def visible(tasks: Tasks, name: str, principal: Principal) -> dict[str, Any]:
     if body is None or not principal.may_use(str((body.get("spec") or {}).get("organization"))):
         raise not_found(f"task {name!r}")
     return body
+
+
+def scoped_name(organization: str, requested: str) -> str:
+    """The LongTask name of the task an organization's client names ``requested``:
+    ``<requested, cut to 50 characters>-<12 hex digits of SHA-256(organization, requested)>``
+    (a DNS label of at most 63 characters).
+
+    Two organizations choosing one name get two LongTasks, so a create never tells one
+    organization whether another holds a name; within one organization the name is
+    unique (409 when taken). The suffix is a function of the caller's own organization:
+    no client can make the API ask for a name derived for another organization.
+    """
+    digest = hashlib.sha256(f"{organization}\0{requested}".encode()).hexdigest()
+    return f"{requested[:63 - SCOPE_DIGITS - 1]}-{digest[:SCOPE_DIGITS]}"
 
 
 def phase_of(body: Mapping[str, Any]) -> Phase:

@@ -4,27 +4,33 @@ return the task it made."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Response
 from longtask.api import db, dryrun
 from longtask.api import storage as api_storage
+from longtask.api.auth import Principal
 from longtask.api.deps import (
     DatabaseDep,
     MetricsDep,
     OperatorDep,
     SettingsDep,
     TasksDep,
+    ValidationsDep,
     ViewerDep,
     organization_for,
 )
-from longtask.api.kube import Conflict, Invalid
+from longtask.api.kube import Conflict, Invalid, Tasks
+from longtask.api.metrics import Metrics
 from longtask.api.problems import (
     ApiProblem,
     FieldError,
     invalid,
+    responses,
 )
 from longtask.api.schemas import (
     TaskCreate,
@@ -35,9 +41,11 @@ from longtask.api.settings import ApiSettings
 from longtask.api.task_common import (
     ANNOTATION_IDEMPOTENCY_KEY,
     ANNOTATION_REQUEST_DIGEST,
+    LABEL_REQUESTED_NAME,
     PROBLEMS,
     ROUTER,
     invalid_from_server,
+    scoped_name,
 )
 
 from longtask.constants import (
@@ -46,28 +54,30 @@ from longtask.constants import (
     LABEL_ORGANIZATION,
     LABEL_VALUE_MAX,
 )
-from longtask.db import connect as connect_db
 
 log = logging.getLogger("longtask.api.tasks")
 router = APIRouter(**ROUTER)
 
 
-def _refuse_invalid(database: db.Database, settings: ApiSettings, create: TaskCreate) -> None:
+def _budget(settings: ApiSettings, rows: int | None) -> dryrun.Budget:
+    """The dry run's bounds from the settings; ``rows`` as asked (at most the settings')."""
+    return dryrun.Budget(
+        rows=min(rows or settings.validate_rows, settings.validate_max_rows),
+        bytes=settings.validate_max_bytes, count_bytes=settings.validate_count_bytes,
+        seconds=settings.validate_budget_seconds,
+        statement_timeout=settings.validate_statement_timeout_seconds)
+
+
+def _dry_run(database: db.Database, create: TaskCreate,
+             budget: dryrun.Budget) -> ValidationReport:
+    with database.connection() as conn:
+        return dryrun.run(conn, create, budget)
+
+
+def _refuse_invalid(report: ValidationReport) -> None:
     """422 with the dry run's errors (field paths) when the task would fail before writing
     anything: the very checks ``POST /v1/tasks/validate`` makes, so what it calls invalid
-    is never created. A file's rows are counted beside the checks, on a connection of
-    their own, and the count given up when they end (a create does not wait for it)."""
-    url = settings.database_url
-
-    def connect(purpose: str) -> db.Connection:
-        conn = connect_db(url, application_name=f"longtask-api-{purpose}")
-        conn.autocommit = True
-        return conn
-
-    limit = min(settings.validate_rows, settings.validate_max_rows)
-    with database.connection() as conn:
-        report = dryrun.run(conn, create, rows=limit, connect=connect,
-                            statement_timeout=settings.validate_statement_timeout_seconds)
+    is never created."""
     if report.valid:
         return
     errors = [FieldError.model_validate(e) for e in report.errors]
@@ -76,22 +86,24 @@ def _refuse_invalid(database: db.Database, settings: ApiSettings, create: TaskCr
 
 
 def _task_name(create: TaskCreate, key_digest: str | None) -> dict[str, str]:
-    """``{"name": ...}`` (given, or derived from the Idempotency-Key) or ``{"generateName"}``.
+    """``{"name": ...}`` (the chosen name scoped by the organization, see
+    :func:`~longtask.api.task_common.scoped_name`, or derived from the Idempotency-Key)
+    or ``{"generateName"}``.
 
     A key gives a deterministic name, so two racing retries cannot both create: the second
     gets AlreadyExists and finds the first.
     """
     if create.name:
-        return {"name": create.name}
+        return {"name": scoped_name(create.organization, create.name)}
     prefix = f"{create.type.lower()}-{create.organization}"[:40].rstrip("-")
     if key_digest is not None:
         return {"name": f"{prefix}-{key_digest[:16]}"}
     return {"generateName": f"{prefix}-"}
 
 
-@router.post("", status_code=201, response_model=TaskPublic, responses=PROBLEMS,
-             summary="Create a task")
-def create_task(
+@router.post("", status_code=201, response_model=TaskPublic,
+             responses={**PROBLEMS, **responses(408, 429)}, summary="Create a task")
+async def create_task(
     create: TaskCreate,
     response: Response,
     principal: OperatorDep,
@@ -99,6 +111,7 @@ def create_task(
     database: DatabaseDep,
     metrics: MetricsDep,
     settings: SettingsDep,
+    validations: ValidationsDep,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", min_length=1, max_length=255,
         description="Retries with the same key and body return the same task")] = None,
@@ -111,11 +124,25 @@ def create_task(
     422. 403 for an organization the token may not use; 422 for what the dry run
     (``/validate``) finds invalid, with its errors: params that do not fit the type, no
     such organization, form or file, a header the form refuses, a file without data rows
-    or whose every row is a row error; 409 for a name already taken.
+    or whose every row is a row error; 409 for a name the organization already uses (a
+    chosen ``name`` is scoped by the organization: the LongTask is named
+    ``<name>-<12 hex digits>``, the ``name`` of the answer and of its URLs); 503 or 429 when the
+    API's dry runs (or the caller's share of them) are all in use.
     """
     organization_for(principal, create.organization)
-    _refuse_invalid(database, settings, create)
-    api_storage.claim_input(database, create)
+    report = await validations.run(principal.subject, functools.partial(
+        _dry_run, database, create, _budget(settings, None)))
+    _refuse_invalid(report)
+    # The file is claimed (no expiry) before the task exists, so the retention cannot
+    # remove it in between.
+    await anyio.to_thread.run_sync(api_storage.claim_input, database, create)
+    return await anyio.to_thread.run_sync(functools.partial(
+        _create, create, response, principal, tasks, metrics, idempotency_key))
+
+
+def _create(create: TaskCreate, response: Response, principal: Principal, tasks: Tasks,
+            metrics: Metrics, idempotency_key: str | None) -> TaskPublic:
+    """The LongTask of a request its dry run found valid (blocking: a worker thread)."""
     digest = hashlib.sha256(create.model_dump_json(by_alias=True).encode()).hexdigest()
     key_digest = None
     annotations = {
@@ -129,6 +156,8 @@ def create_task(
         annotations[ANNOTATION_IDEMPOTENCY_KEY] = key_digest
     labels = ({LABEL_ORGANIZATION: create.organization}
               if len(create.organization) <= LABEL_VALUE_MAX else {})
+    if create.name:
+        labels[LABEL_REQUESTED_NAME] = create.name
     body = {"metadata": {**_task_name(create, key_digest), "annotations": annotations,
                          "labels": labels},
             "spec": create.spec()}
@@ -139,9 +168,11 @@ def create_task(
         if existing is None or key_digest is None or (
                 existing["metadata"].get("annotations") or {}
         ).get(ANNOTATION_IDEMPOTENCY_KEY) != key_digest:
+            # Only a name of the caller's own organization can be taken here (see
+            # scoped_name): the answer tells nothing of another organization's tasks.
             raise ApiProblem(409, "name-taken", "Conflict",
-                             f"a task named {body['metadata'].get('name')!r} already exists"
-                             ) from None
+                             f"organization {create.organization!r} already has a task named "
+                             f"{create.name or body['metadata'].get('name')!r}") from None
         if existing["metadata"]["annotations"].get(ANNOTATION_REQUEST_DIGEST) != digest:
             raise invalid("Idempotency-Key was used for a different request", [FieldError(
                 detail="this key already created a task from a different body",
@@ -162,23 +193,26 @@ def create_task(
     return TaskPublic.from_body(created)
 
 
-@router.post("/validate", response_model=ValidationReport, responses=PROBLEMS,
+@router.post("/validate", response_model=ValidationReport,
+             responses={**PROBLEMS, **responses(408, 429)},
              summary="Dry run: what creating this task would do")
-def validate_task(
+async def validate_task(
     create: TaskCreate,
     principal: ViewerDep,
     database: DatabaseDep,
     settings: SettingsDep,
+    validations: ValidationsDep,
     rows: Annotated[int | None, Query(ge=1, description="Data rows to read and parse")] = None,
 ) -> ValidationReport:
     """Check params, organization, form and file, map the header, parse the first rows.
 
     Nothing is created. ``valid: false`` with ``errors`` (field paths) when the run would
     fail before writing; ``rowErrors`` for the bad rows among the first ``rows``;
-    ``warnings`` for columns that look swapped or hold values of the wrong type.
+    ``warnings`` for columns that look swapped or hold values of the wrong type;
+    ``sampled`` for what was read and which bound (rows, bytes, seconds) stopped it.
+    503 or 429 with ``Retry-After`` when the API's dry runs (or the caller's share of
+    them) are all in use.
     """
     organization_for(principal, create.organization)
-    limit = min(rows or settings.validate_rows, settings.validate_max_rows)
-    with database.connection() as conn:
-        return dryrun.run(conn, create, rows=limit,
-                          statement_timeout=settings.validate_statement_timeout_seconds)
+    return await validations.run(principal.subject, functools.partial(
+        _dry_run, database, create, _budget(settings, rows)))

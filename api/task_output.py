@@ -145,15 +145,16 @@ def task_output(
 
 def _stream_parts(database: db.Database, uid: uuid.UUID,
                   parts: list[db.PartRow]) -> Iterator[bytes]:
-    with database.connection() as conn:
-        for part in parts:
-            try:
+    """Each part read on a pooled connection taken for it alone and given back before
+    the part is sent: a client that reads slowly holds one part's bytes, no connection."""
+    for part in parts:
+        try:
+            with database.connection() as conn:
                 data = db.export_part_data(conn, uid, part.part)
-            except LookupError:
-                log.warning("output_part_gone", extra={"task_uid": str(uid), "part": part.part})
-                return
-            if hashlib.sha256(data).hexdigest() != part.sha256:
-                log.error("output_part_mismatch", extra={"task_uid": str(uid),
-                                                         "part": part.part})
-                return
-            yield data
+        except LookupError:
+            log.warning("output_part_gone", extra={"task_uid": str(uid), "part": part.part})
+            return
+        if hashlib.sha256(data).hexdigest() != part.sha256:
+            log.error("output_part_mismatch", extra={"task_uid": str(uid), "part": part.part})
+            return
+        yield data

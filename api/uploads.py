@@ -1,10 +1,11 @@
 """Streaming ``multipart/form-data`` uploads (RFC 7578) into the file store.
 
 The request body is parsed as it arrives; the bytes of the part named ``file`` are handed
-to :func:`longtask.filestore.store` through a file-like object, so at most a few
-network chunks and one store block (1 MiB) are in memory, whatever the file's size. The
-size limit counts the file's bytes as they arrive: an oversized upload is refused as soon
-as it crosses the limit, and the store's transaction is rolled back.
+to :func:`longtask.filestore.store_in_blocks` through a file-like object, so at most a few
+network chunks and one store block (1 MiB) are in memory, whatever the file's size, and no
+database connection is held while the network is waited on. The size limit counts the
+file's bytes as they arrive: an oversized upload is refused as soon as it crosses the
+limit, and the blocks already written are deleted.
 
 The reading side runs in a worker thread (the store is blocking code); each chunk is
 pulled from the event loop with :func:`anyio.from_thread.run`.

@@ -18,21 +18,51 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import logging
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import psycopg2.extensions
 
 from longtask import storage
-from longtask.errors import FileUnreadable
+from longtask.errors import FileUnreadable, LongTaskError
 from longtask.textencoding import EncodingFacts, EncodingSniffer, facts_of
 
 BLOCK_SIZE = 1 << 20  # 1 MiB: large enough for fast COPY-free streaming, small in memory
 
 Connection = psycopg2.extensions.connection
+Cursor = psycopg2.extensions.cursor
+ConnectionSource = Callable[[], AbstractContextManager[Connection]]
+"""``connection()``: a context lending one connection for one statement (a pool's)."""
+
+log = logging.getLogger("longtask.filestore")
+
+
+class Queries:
+    """The statements that write the store."""
+
+    INSERT_FILE = (
+        "INSERT INTO longtask.files (id, organization, filename, content_type, block_size, "
+        "created_by) VALUES (%s, %s, %s, %s, %s, %s)"
+    )
+    INSERT_BLOCK = "INSERT INTO longtask.file_blocks (file_id, seq, data) VALUES (%s, %s, %s)"
+    COMPLETE_FILE = (
+        "UPDATE longtask.files SET size_bytes = %s, sha256 = %s, encoding = %s, "
+        "source_encoding = %s, complete = true WHERE id = %s"
+    )
+    SET_EXPIRY = (
+        "UPDATE longtask.files SET expires_at = now() + make_interval(secs => %s) WHERE id = %s"
+    )
+    DELETE_FILE = "DELETE FROM longtask.files WHERE id = %s AND NOT complete"
+    # Uploads cut off by a killed process; an honest upload of 1 GiB at the API's lowest
+    # accepted rate (64 KiB/s) takes under five hours.
+    DELETE_ABANDONED = (
+        "DELETE FROM longtask.files WHERE NOT complete AND created_at < now() - interval '1 day'"
+    )
 
 
 @dataclass(frozen=True)
@@ -108,6 +138,115 @@ def _read_head(stream: BinaryIO, size: int) -> bytes:
     return bytes(head)
 
 
+class _Sink(Protocol):
+    """Where :func:`_write` puts a file: its row, its blocks, its end (or its removal)."""
+
+    def begin(self, row: tuple[Any, ...]) -> None: ...
+    def block(self, file_id: uuid.UUID, seq: int, data: bytes) -> None: ...
+    def usage(self, organization: str, default_quota: int) -> storage.Usage: ...
+    def finish(self, completion: _Completion) -> None: ...
+    def abort(self, file_id: uuid.UUID) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """The last statements of a stored file, run in one transaction: the quota checked
+    under the organization's usage lock (``quota``: the default quota, None for none), the
+    file marked complete (``values`` for :attr:`Queries.COMPLETE_FILE`), its expiry set."""
+
+    organization: str
+    filename: str
+    size: int
+    values: tuple[Any, ...]
+    quota: int | None
+    expires_in_seconds: float | None
+
+    def run(self, cur: Cursor) -> None:
+        if self.quota is not None:
+            storage.check(cur, self.organization, self.size, self.quota,
+                          f"file {self.filename!r}")
+        cur.execute(Queries.COMPLETE_FILE, self.values)
+        if self.expires_in_seconds is not None:
+            cur.execute(Queries.SET_EXPIRY, (self.expires_in_seconds, self.values[-1]))
+
+
+class _OneTransaction:
+    """Everything in one transaction on ``conn``, committed at the end."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def begin(self, row: tuple[Any, ...]) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(Queries.INSERT_FILE, row)
+
+    def block(self, file_id: uuid.UUID, seq: int, data: bytes) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(Queries.INSERT_BLOCK, (file_id, seq, psycopg2.Binary(data)))
+
+    def usage(self, organization: str, default_quota: int) -> storage.Usage:
+        return storage.usage(self._conn, organization, default_quota)
+
+    def finish(self, completion: _Completion) -> None:
+        with self._conn.cursor() as cur:
+            completion.run(cur)
+        self._conn.commit()
+
+    def abort(self, file_id: uuid.UUID) -> None:
+        self._conn.rollback()
+
+
+class _BlockTransactions:
+    """Each statement in a short transaction of its own, on a connection taken for it
+    alone: nothing is held while the next block comes from the network. The file is
+    invisible (``complete`` false) until :meth:`finish`; :meth:`abort` deletes it."""
+
+    def __init__(self, connection: ConnectionSource) -> None:
+        self._connection = connection
+        self._begun = False
+
+    def _run(self, statement: str, args: tuple[Any, ...]) -> None:
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(statement, args)
+            if not conn.autocommit:
+                conn.commit()
+
+    def begin(self, row: tuple[Any, ...]) -> None:
+        self._run(Queries.DELETE_ABANDONED, ())
+        self._run(Queries.INSERT_FILE, row)
+        self._begun = True
+
+    def block(self, file_id: uuid.UUID, seq: int, data: bytes) -> None:
+        self._run(Queries.INSERT_BLOCK, (file_id, seq, psycopg2.Binary(data)))
+
+    def usage(self, organization: str, default_quota: int) -> storage.Usage:
+        with self._connection() as conn:
+            found = storage.usage(conn, organization, default_quota)
+            if not conn.autocommit:
+                conn.commit()
+        return found
+
+    def finish(self, completion: _Completion) -> None:
+        # One transaction: the usage lock is held from the quota's check to the commit.
+        with self._connection() as conn:
+            conn.autocommit = False
+            try:
+                with conn.cursor() as cur:
+                    completion.run(cur)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def abort(self, file_id: uuid.UUID) -> None:
+        if not self._begun:
+            return
+        try:
+            self._run(Queries.DELETE_FILE, (file_id,))
+        except (psycopg2.Error, LongTaskError) as exc:  # the sweep in begin() removes it
+            log.warning("file_abort_failed", extra={"file": str(file_id), "error": str(exc)})
+
+
 def store(
     conn: Connection,
     stream: BinaryIO,
@@ -135,10 +274,60 @@ def store(
     ``quota_bytes`` is the organization's default quota (:mod:`longtask.storage`): the
     file is refused with :class:`~longtask.storage.QuotaExceeded` as soon as it outgrows
     the room its organization had when it started, and checked again under the
-    organization's usage lock before it is completed, so two uploads racing cannot both
-    pass. ``expires_in_seconds``: the file is removed that long after its upload unless a
-    task uses it first (None: no expiry set).
+    organization's usage lock in the transaction that completes it, so two uploads racing
+    cannot both pass. ``expires_in_seconds``: the file is removed that long after its
+    upload unless a task uses it first (None: no expiry set).
     """
+    return _write(_OneTransaction(conn), stream, organization=organization,
+                  filename=filename, content_type=content_type, created_by=created_by,
+                  max_bytes=max_bytes, block_size=block_size, encoding=encoding,
+                  quota_bytes=quota_bytes, expires_in_seconds=expires_in_seconds)
+
+
+def store_in_blocks(
+    connection: ConnectionSource,
+    stream: BinaryIO,
+    *,
+    organization: str,
+    filename: str,
+    content_type: str | None = None,
+    created_by: str | None = None,
+    max_bytes: int | None = None,
+    block_size: int = BLOCK_SIZE,
+    encoding: str | None = None,
+    quota_bytes: int | None = None,
+    expires_in_seconds: float | None = None,
+) -> FileInfo:
+    """:func:`store` for a stream that waits on a slow sender (an upload): each block is
+    read whole from ``stream`` first, then written in a short transaction on a connection
+    ``connection()`` lends for it alone, so no connection or transaction is held while
+    the network is waited on.
+
+    The file stays invisible (``complete`` false: :func:`info` does not find it) until its
+    last statement marks it complete; a failure deletes what was written, and files left
+    incomplete for more than a day (a process killed mid-upload) are deleted when the next
+    upload begins. Same arguments and errors as :func:`store`.
+    """
+    return _write(_BlockTransactions(connection), stream, organization=organization,
+                  filename=filename, content_type=content_type, created_by=created_by,
+                  max_bytes=max_bytes, block_size=block_size, encoding=encoding,
+                  quota_bytes=quota_bytes, expires_in_seconds=expires_in_seconds)
+
+
+def _write(
+    sink: _Sink,
+    stream: BinaryIO,
+    *,
+    organization: str,
+    filename: str,
+    content_type: str | None,
+    created_by: str | None,
+    max_bytes: int | None,
+    block_size: int,
+    encoding: str | None,
+    quota_bytes: int | None,
+    expires_in_seconds: float | None,
+) -> FileInfo:
     file_id = uuid.uuid4()
     sniffer = EncodingSniffer(filename, encoding)
     head = _read_head(stream, EncodingSniffer.HEAD_BYTES)
@@ -148,62 +337,49 @@ def store(
 
     digest = hashlib.sha256()
     size = 0
+    begun = False
     try:
         if quota_bytes is not None:
-            pieces = _within_room(conn, pieces, organization, quota_bytes, filename)
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO longtask.files (id, organization, filename, content_type, "
-                "block_size, created_by) VALUES (%s, %s, %s, %s, %s, %s)",
-                (file_id, organization, filename, content_type, block_size, created_by),
-            )
-            for seq, block in enumerate(_rechunk(pieces, block_size)):
-                size += len(block)
-                if max_bytes is not None and size > max_bytes:
-                    raise FileUnreadable(
-                        f"file {filename!r} is larger than the limit of {max_bytes} bytes"
-                    )
-                digest.update(block)
-                sniffer.feed(block)
-                cur.execute(
-                    "INSERT INTO longtask.file_blocks (file_id, seq, data) VALUES (%s, %s, %s)",
-                    (file_id, seq, psycopg2.Binary(block)),
+            pieces = _within_room(sink, pieces, organization, quota_bytes, filename)
+        for seq, block in enumerate(_rechunk(pieces, block_size)):
+            size += len(block)
+            if max_bytes is not None and size > max_bytes:
+                raise FileUnreadable(
+                    f"file {filename!r} is larger than the limit of {max_bytes} bytes"
                 )
-            if size == 0:
-                raise FileUnreadable(f"file {filename!r} is empty")
-            decision = sniffer.finish()
-            if quota_bytes is not None:
-                storage.check(cur, organization, size, quota_bytes, f"file {filename!r}")
-            cur.execute(
-                "UPDATE longtask.files SET size_bytes = %s, sha256 = %s, encoding = %s, "
-                "source_encoding = %s, complete = true WHERE id = %s",
-                (size, digest.hexdigest(), decision.encoding, decision.source_encoding,
-                 file_id),
-            )
-            if expires_in_seconds is not None:
-                cur.execute(
-                    "UPDATE longtask.files SET expires_at = now() + make_interval(secs => %s) "
-                    "WHERE id = %s", (expires_in_seconds, file_id))
-        conn.commit()
+            if not begun:
+                sink.begin((file_id, organization, filename, content_type, block_size,
+                            created_by))
+                begun = True
+            digest.update(block)
+            sniffer.feed(block)
+            sink.block(file_id, seq, block)
+        if size == 0:
+            raise FileUnreadable(f"file {filename!r} is empty")
+        decision = sniffer.finish()
+        sink.finish(_Completion(
+            organization, filename, size,
+            (size, digest.hexdigest(), decision.encoding, decision.source_encoding, file_id),
+            quota_bytes, expires_in_seconds))
     except BaseException:
-        conn.rollback()
+        sink.abort(file_id)
         raise
     return FileInfo(file_id, organization, filename, size, digest.hexdigest(),
                     decision.encoding, decision.source_encoding, block_size)
 
 
-def _within_room(conn: Connection, pieces: Iterator[bytes], organization: str,
+def _within_room(sink: _Sink, pieces: Iterator[bytes], organization: str,
                  quota_bytes: int, filename: str) -> Iterator[bytes]:
     """``pieces``, refused with :class:`~longtask.storage.QuotaExceeded` (``partial``: the
     file is at least that large) as soon as more arrived than the organization has room
     for. The room is read without the usage lock, so a slow client holds no lock; it is
     read again when crossed, as other writers may have freed some."""
-    room = storage.usage(conn, organization, quota_bytes).room
+    room = sink.usage(organization, quota_bytes).room
     arrived = 0
     for piece in pieces:
         arrived += len(piece)
         if arrived > room:
-            now = storage.usage(conn, organization, quota_bytes)
+            now = sink.usage(organization, quota_bytes)
             if arrived > now.room:
                 raise storage.QuotaExceeded(organization, now.used, now.quota, arrived,
                                             f"file {filename!r}", partial=True)

@@ -97,3 +97,13 @@ def test_the_command_imports_nothing_of_longtask_but_itself():
     used = {m for path in (REPO / "cli").rglob("*.py") for m in _imports(path)
             if m == "longtask" or m.startswith("longtask.")}
     assert used and all(m.startswith("longtask.cli") for m in used), sorted(used)
+
+
+def test_test_modules_have_unique_names():
+    """The test folders are not packages, so pytest imports each test module under its
+    base name (rootdir-relative ``prepend`` import mode): two ``test_x.py`` in different
+    folders stop the whole suite at collection."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

@@ -35,9 +35,12 @@ def build_work(
     stop: StopToken,
     settings: RunnerSettings,
     connect: Connector | None = None,
+    *,
+    read_ahead: bool = True,
 ) -> Work:
     """The :class:`Work` doing ``mode`` for ``task``; ``connect`` opens more read
-    connections (see :class:`~longtask.runner.tasks.common.TaskWork`).
+    connections, ``read_ahead=False`` opens for the checks alone (see
+    :class:`~longtask.runner.tasks.common.TaskWork`).
 
     Raises :class:`TaskFailed` when the type is unknown or its params do not fit its schema.
     """
@@ -50,13 +53,16 @@ def build_work(
     if isinstance(params, tasktypes.BaselineUploadParams):
         from longtask.runner.tasks.baseline import BaselineUpload
 
-        return BaselineUpload(task, params, read_conn, stop, settings, connect=connect)
+        return BaselineUpload(task, params, read_conn, stop, settings, connect=connect,
+                              read_ahead=read_ahead)
     if isinstance(params, tasktypes.ExportParams):
         from longtask.runner.tasks.export import Export
 
-        return Export(task, params, read_conn, stop, settings, connect=connect)
+        return Export(task, params, read_conn, stop, settings, connect=connect,
+                      read_ahead=read_ahead)
     if isinstance(params, tasktypes.BulkTeamCreateParams):
         from longtask.runner.tasks.teams import BulkTeamCreate
 
-        return BulkTeamCreate(task, params, read_conn, stop, settings, connect=connect)
+        return BulkTeamCreate(task, params, read_conn, stop, settings, connect=connect,
+                              read_ahead=read_ahead)
     raise TaskFailed(f"task type {task.type!r} has no runner")

@@ -423,7 +423,9 @@ class TaskWork(Generic[P, Item]):
 
     ``P`` is the type's parameter model; ``Item`` what its reader parses a record into.
     ``connect`` opens more read connections, for a type that reads on several at once
-    (None: only ``read_conn``).
+    (None: only ``read_conn``). ``read_ahead=False`` makes :meth:`start_reading` check
+    only (the API's dry run, which reads its own bounded sample): no reading thread, no
+    count.
     """
 
     def __init__(
@@ -435,8 +437,10 @@ class TaskWork(Generic[P, Item]):
         settings: RunnerSettings,
         *,
         connect: Connector | None = None,
+        read_ahead: bool = True,
     ) -> None:
         self.task = task
+        self.read_ahead = read_ahead
         self.params = params
         self.read_conn = read_conn
         self.stop = stop
@@ -472,6 +476,11 @@ class TaskWork(Generic[P, Item]):
         connection (:meth:`total` gives it later), else at once (returned). On a resume,
         counts beside the chunks only if an earlier run stopped before its count ended.
         """
+        if not self.read_ahead:
+            # Checks only: a first start's "no data rows", from one record at most.
+            if cursor is None and next(csv_file.batches(header.end, width, 1), None) is None:
+                raise FileUnreadable(f"{csv_file.filename} has no data rows")
+            return None
         # read_conn serves one thread at a time: what the main thread reads on it comes
         # before the reading thread starts.
         total = None

@@ -18,6 +18,13 @@ from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 
+@pytest.fixture
+def api_settings(api_settings: ApiSettings) -> ApiSettings:
+    """Four dry runs of one subject at once: the racing retries below are one caller's."""
+    return api_settings.model_copy(update={"max_validations": 8,
+                                           "max_validations_per_subject": 4})
+
+
 def longtasks(custom_objects: Any, namespace: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = custom_objects.list_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL)["items"]
@@ -55,7 +62,9 @@ def test_create_can_start_paused_with_a_name_and_a_rate_limit(operator: httpx.Cl
     task = create_baseline(operator, name="census-2024", state="Paused", rateLimit=500,
                            concurrencyKey="BaselineUpload/acme", onTerminate="Keep")
 
-    assert (task["name"], task["state"], task["rateLimit"]) == ("census-2024", "Paused", 500)
+    assert (task["requestedName"], task["state"], task["rateLimit"]) == (
+        "census-2024", "Paused", 500)
+    assert task["name"].startswith("census-2024-"), "the name, scoped by the organization"
     assert (task["concurrencyKey"], task["onTerminate"]) == ("BaselineUpload/acme", "Keep")
 
 
@@ -194,6 +203,39 @@ def test_an_idempotency_key_reused_for_another_request_is_422(operator: httpx.Cl
                                  headers={"Idempotency-Key": "k-1"}), 422)
 
     assert body["errors"][0]["parameter"] == "Idempotency-Key"
+
+
+def test_a_name_another_organization_holds_is_free_and_tells_nothing(
+        operator: httpx.Client, other: httpx.Client, custom_objects: Any,
+        api_namespace: str) -> None:
+    ours = create_baseline(operator, name="census")
+    theirs_file = upload(other, b"head_name\nAwa\n", organization="globex").json()["id"]
+
+    def globex_creates(name: str) -> httpx.Response:
+        return other.post("/v1/tasks", json={
+            "type": "BaselineUpload", "organization": "globex", "name": name,
+            "params": {"form": "Households", "fileId": theirs_file, "keyColumn": "head_name"}})
+
+    held, free = globex_creates("census"), globex_creates("nobody-has-this")
+
+    assert (held.status_code, free.status_code) == (201, 201), (held.text, free.text)
+    assert held.json().keys() == free.json().keys()
+    assert held.json()["requestedName"] == "census"
+    assert held.json()["name"] != ours["name"]
+    assert other.get(f"/v1/tasks/{ours['name']}").status_code == 404
+    assert operator.get(f"/v1/tasks/{held.json()['name']}").status_code == 404
+    names = {t["metadata"]["name"] for t in longtasks(custom_objects, api_namespace)}
+    assert {ours["name"], held.json()["name"]} <= names
+
+
+def test_a_chosen_name_with_an_idempotency_key_replays(operator: httpx.Client) -> None:
+    request = baseline_request(file_id(operator), name="nightly")
+    first = operator.post("/v1/tasks", json=request, headers={"Idempotency-Key": "n-1"})
+    again = operator.post("/v1/tasks", json=request, headers={"Idempotency-Key": "n-1"})
+
+    assert (first.status_code, again.status_code) == (201, 201), (first.text, again.text)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["uid"] == first.json()["uid"]
 
 
 def test_a_name_already_taken_is_409(operator: httpx.Client) -> None:

@@ -68,7 +68,7 @@ def test_the_api_labels_tasks_with_their_organization_and_lists_by_it(
         operator: httpx.Client, custom_objects: Any, api_namespace: str) -> None:
     created = create_baseline(operator, name="labelled")
     stored = custom_objects.get_namespaced_custom_object(
-        constants.GROUP, constants.VERSION, api_namespace, constants.PLURAL, "labelled")
+        constants.GROUP, constants.VERSION, api_namespace, constants.PLURAL, created["name"])
     # Made with kubectl: no label; one of acme's, one of globex's.
     for name, org in (("by-hand", "acme"), ("theirs-by-hand", "globex")):
         custom_objects.create_namespaced_custom_object(
@@ -80,7 +80,8 @@ def test_the_api_labels_tasks_with_their_organization_and_lists_by_it(
 
     listed = operator.get("/v1/tasks", params={"limit": 50}).json()["items"]
 
-    assert stored["metadata"]["labels"] == {constants.LABEL_ORGANIZATION: "acme"}
+    assert stored["metadata"]["labels"] == {constants.LABEL_ORGANIZATION: "acme",
+                                            f"{constants.GROUP}/requested-name": "labelled"}
     assert sorted(t["name"] for t in listed) == ["by-hand", created["name"]]
 
 

@@ -188,7 +188,7 @@ def test_two_uploads_racing_cannot_both_pass_the_quota(
         quota_url: str, db: psycopg2.extensions.connection) -> None:
     """Both start with room for either, and both have sent half their file before either
     completes: exactly one is stored. (That the usage row's lock is what keeps them apart,
-    whatever the timing, is shown in tests/runner/test_storage.py.)"""
+    whatever the timing, is shown in tests/runner/test_storage_quota.py.)"""
     from api_support import token_of
     size = 2500
     # The organization's usage row exists already, as it does after its first upload: the
