@@ -225,6 +225,7 @@ def doc_sql(roles: DatabaseRoles | None = None) -> str:
     lines = []
     for component in COMPONENTS:
         lines.append(f"CREATE ROLE {roles.of(component)} NOLOGIN;")
+    lines.append("REVOKE ALL ON SCHEMA collect, longtask FROM PUBLIC;")
     for g in GRANTS:
         for obj in g.objects:
             target = "DATABASE <database>" if obj == "DATABASE" else obj

@@ -27,6 +27,8 @@ from longtask.db.roles import (
     COMPONENTS,
     GRANTS,
     DatabaseRoles,
+    doc_sql,
+    doc_table,
     table_privileges,
 )
 
@@ -305,3 +307,14 @@ def test_the_migration_runs_again_and_as_an_owner_who_may_not_create_roles(pg_se
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+# --------------------------------------------------------------------------------- docs
+
+
+def test_the_chart_readme_prints_the_grants_of_the_table():
+    readme = (REPO / "charts" / "longtask" / "README.md").read_text(encoding="utf-8")
+    assert doc_sql() in readme, "charts/longtask/README.md: paste longtask.db.roles.doc_sql()"
+
+
+def test_the_architecture_doc_prints_the_grants_of_the_table():
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert doc_table() in doc, "docs/architecture.md: paste longtask.db.roles.doc_table()"
