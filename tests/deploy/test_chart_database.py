@@ -93,6 +93,16 @@ def test_an_existing_server_names_one_secret_per_component() -> None:
     assert find(objects, "Secret") == [], "the Secrets are given, none is made"
 
 
+def test_the_ci_values_of_an_existing_server_with_roles_use_four_secrets() -> None:
+    objects = render([CHART / "ci" / "existing-database-roles-values.yaml"])
+
+    operator = _deployment_env(objects, "lt-longtask-operator")
+    refs = {_url_secret(operator["migrate"]), _url_secret(operator["operator"]),
+            _url_secret(_deployment_env(objects, "lt-longtask-api")["api"]),
+            operator["operator"]["LONGTASK_OPERATOR_DATABASE_SECRET_NAME"] + "/url"}
+    assert refs == {f"collect-database-{c}/url" for c in ("owner", "operator", "api", "runner")}
+
+
 @pytest.mark.timeout(120)
 def test_the_bootstrap_script_makes_roles_the_migration_and_each_component_use() -> None:
     objects = render()
