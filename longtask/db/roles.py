@@ -20,6 +20,10 @@ chart README and ``docs/architecture.md`` print it (``tests/db/test_roles.py`` c
 match), and a migration that adds a table adds rows with its own revision in ``since`` and
 calls :func:`grant_sql` for that revision (and :func:`revoke_sql` in its downgrade). A table
 in either schema that no row names is reachable by no component; the tests say so.
+No ``ALTER DEFAULT PRIVILEGES``: it would grant every future table to a role whether its
+code uses it or not; here a new table is reachable only through rows someone wrote for
+it, which ``tests/db/test_roles.py`` compares with the server's privileges and the
+components' suites prove sufficient.
 
 Privileges follow PostgreSQL's rules (documentation, "Privileges" and "GRANT"): an
 ``INSERT ... ON CONFLICT DO UPDATE`` needs UPDATE on the columns it sets; a ``SELECT ... FOR

@@ -18,6 +18,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 import pytest
+from pydantic import ValidationError
 
 from devcluster import postgres
 from longtask import filestore, taskrecord
@@ -31,6 +32,7 @@ from longtask.db.roles import (
     doc_table,
     table_privileges,
 )
+from longtask.settings import MigrateSettings
 
 REPO = Path(__file__).resolve().parent.parent.parent
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -318,3 +320,42 @@ def test_the_chart_readme_prints_the_grants_of_the_table():
 def test_the_architecture_doc_prints_the_grants_of_the_table():
     doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert doc_table() in doc, "docs/architecture.md: paste longtask.db.roles.doc_table()"
+
+
+def test_the_group_roles_can_have_other_names(pg_server_url, migrated_template):
+    names = DatabaseRoles(api="longtask_test_other_api", operator="longtask_test_other_op",
+                          runner="longtask_test_other_runner")
+    name = f"t_names_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(pg_server_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        url = pg_server_url.rpartition("/")[0] + f"/{name}"
+        upgrade(url, roles=names)
+        conn = psycopg2.connect(url)
+        with conn.cursor() as cur:
+            cur.execute("SELECT has_table_privilege(%s, 'longtask.chunks', 'INSERT'), "
+                        "has_table_privilege('longtask_runner', 'longtask.chunks', 'INSERT'), "
+                        "has_column_privilege(%s, 'longtask.tasks', 'hold', 'UPDATE')",
+                        (names.runner, names.operator))
+            assert cur.fetchone() == (True, False, True)
+        conn.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def test_a_role_name_that_is_not_a_plain_identifier_is_refused(monkeypatch):
+    monkeypatch.setenv("LONGTASK_DATABASE_ROLE_RUNNER", "runner; DROP TABLE x")
+    with pytest.raises(ValidationError, match="runner"):
+        DatabaseRoles()
+
+
+def test_migrations_read_the_owners_url_before_the_shared_one(monkeypatch):
+    monkeypatch.delenv("LONGTASK_MIGRATE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LONGTASK_DATABASE_URL", "postgresql://shared@db/collect")
+    assert MigrateSettings().database_url == "postgresql://shared@db/collect"
+    monkeypatch.setenv("LONGTASK_MIGRATE_DATABASE_URL", "postgresql://owner@db/collect")
+    assert MigrateSettings().database_url == "postgresql://owner@db/collect"
