@@ -100,7 +100,7 @@ LOGIN_ROLES: dict[str, str] = {"api": "longtask_api", "operator": "longtask_oper
 def make_login_roles(admin_url: str, prefix: str = "longtask_dev") -> dict[str, str]:
     """Login roles ``<prefix>_api``, ``_operator``, ``_runner`` on the server of
     ``admin_url`` (a superuser's), each a member of its component's group role only, with a
-    new random password: component -> ``(role, password)`` as ``role:password``.
+    new random password; returns component -> ``"role:password"``.
 
     The group roles must exist (migration 0003 makes them). Re-runnable: an existing login
     role gets the new password.
