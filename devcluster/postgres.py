@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,51 @@ class PostgresServer:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pidfile.read_text().splitlines()[0]), signal.SIGKILL)
         shutil.rmtree(self.datadir.parent, ignore_errors=True)
+
+
+def with_user(url: str, user: str, password: str | None = None) -> str:
+    """``url`` (a libpq URL) logging in as ``user`` (with ``password``) instead."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    login = urllib.parse.quote(user, safe="")
+    if password is not None:
+        login += ":" + urllib.parse.quote(password, safe="")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{login}@{host}"))
+
+
+LOGIN_ROLES: dict[str, str] = {"api": "longtask_api", "operator": "longtask_operator",
+                               "runner": "longtask_runner"}
+"""Component -> the group role (longtask/db/roles.py's defaults) its login role joins."""
+
+
+def make_login_roles(admin_url: str, prefix: str = "longtask_dev") -> dict[str, str]:
+    """Login roles ``<prefix>_api``, ``_operator``, ``_runner`` on the server of
+    ``admin_url`` (a superuser's), each a member of its component's group role only, with a
+    new random password; returns component -> ``"role:password"``.
+
+    The group roles must exist (migration 0003 makes them). Re-runnable: an existing login
+    role gets the new password.
+    """
+    import secrets
+
+    import psycopg2
+
+    made: dict[str, str] = {}
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for component, group in LOGIN_ROLES.items():
+                role, password = f"{prefix}_{component}", secrets.token_hex(16)
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(f"{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                            "PASSWORD %s", (password,))
+                cur.execute(f"GRANT {group} TO {role}")
+                made[component] = f"{role}:{password}"
+    finally:
+        conn.close()
+    return made
 
 
 def _run(cmd: list[str], user: str | None) -> None:

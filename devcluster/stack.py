@@ -2,7 +2,9 @@
 
 :func:`start` brings up, on loopback ports it picks:
 
-- a throwaway PostgreSQL cluster with the migrations applied;
+- a throwaway PostgreSQL cluster with the migrations applied and a login role per component
+  (the operator, the API and the runner Jobs each connect with their own; ``db_url`` is the
+  migration owner's);
 - the local Kubernetes control plane (:mod:`devcluster.kube`) with the CRDs from ``crds/``,
   a namespace, the database Secret the runner Jobs read and the runner's ServiceAccount;
 - the operator (``python -m longtask.operator``) watching that namespace;
@@ -60,9 +62,12 @@ class Stack:
     api_url: str
     operator_port: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # component (api, operator, runner) -> the URL of its own database role
+    role_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_url(self) -> str:
+        """The migration owner's URL (the server's superuser here): for setup and checks."""
         return self.pg.url
 
     def example_env(self) -> dict[str, str]:
@@ -158,6 +163,7 @@ def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
     pg = postgres.start()
     try:
         upgrade(pg.url)
+        logins = postgres.make_login_roles(pg.url, "longtask_stack")
         conn = connect(pg.url)
         with conn.cursor() as cur:
             for slug in organizations:
@@ -174,13 +180,15 @@ def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
     tokens = {org: secrets.token_urlsafe(24) for org in organizations}
     stack = Stack(workdir=workdir, pg=pg, cluster=cluster, namespace=namespace, tokens=tokens,
                   api_url=f"http://127.0.0.1:{kube.free_port()}",
-                  operator_port=kube.free_port())
+                  operator_port=kube.free_port(),
+                  role_urls={c: postgres.with_user(pg.url, *login.split(":", 1))
+                             for c, login in logins.items()})
     try:
-        _prepare_namespace(cluster, namespace, pg.url)
-        base_env = {**os.environ, **cluster.env(), "LONGTASK_DATABASE_URL": pg.url,
-                    "PYTHONUNBUFFERED": "1"}
+        _prepare_namespace(cluster, namespace, stack.role_urls["runner"])
+        base_env = {**os.environ, **cluster.env(), "PYTHONUNBUFFERED": "1"}
         operator_env = {
             **base_env,
+            "LONGTASK_DATABASE_URL": stack.role_urls["operator"],
             "LONGTASK_OPERATOR_RUNNER_IMAGE": cluster.runner_image,
             "LONGTASK_OPERATOR_IMAGE_PULL_POLICY": "Never",  # imported, never pulled
             "LONGTASK_OPERATOR_WATCH_NAMESPACES": namespace,
@@ -199,6 +207,7 @@ def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
                    for org, token in tokens.items()]
         api_env = {
             **base_env,
+            "LONGTASK_DATABASE_URL": stack.role_urls["api"],
             "LONGTASK_API_HOST": "127.0.0.1",
             "LONGTASK_API_PORT": stack.api_url.rsplit(":", 1)[1],
             "LONGTASK_API_NAMESPACE": namespace,

@@ -6,7 +6,7 @@ used, :class:`RunnerSettings` in the runner.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from longtask import storage
@@ -18,6 +18,18 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LONGTASK_", extra="ignore")
 
     database_url: str = Field(min_length=1)
+
+
+class MigrateSettings(BaseSettings):
+    """``longtask-migrate``'s URL: the migration owner's, ``LONGTASK_MIGRATE_DATABASE_URL``,
+    else the shared ``LONGTASK_DATABASE_URL`` (one URL for everything in development)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("LONGTASK_MIGRATE_DATABASE_URL", "LONGTASK_DATABASE_URL"),
+    )
 
 
 class RunnerSettings(BaseSettings):

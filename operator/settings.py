@@ -57,7 +57,8 @@ class OperatorSettings(BaseSettings):
 
     runner_image: str = Field(min_length=1, description="Image of the runner, e.g. repo/runner:1.2")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    # The Secret holding LONGTASK_DATABASE_URL for the runner pods, in the task's namespace.
+    # The Secret holding LONGTASK_DATABASE_URL for the runner pods, in the task's namespace:
+    # the runner's own database role (longtask/db/roles.py), not the operator's.
     database_secret_name: str = Field(default="longtask-database", pattern=_DNS_LABEL)
     database_secret_key: str = Field(default="url", min_length=1)
     # The runner needs no Kubernetes credentials: its own ServiceAccount, token not mounted.

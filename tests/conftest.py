@@ -1,8 +1,10 @@
 """Fixtures shared by the whole suite.
 
 Every test runs against real servers: a throwaway PostgreSQL cluster (or the one named by
-``LONGTASK_TEST_DATABASE_URL``) and, for the control-plane tests, the local Kubernetes
-control plane from :mod:`devcluster.kube`.
+``LONGTASK_TEST_DATABASE_URL``, a superuser's) and, for the control-plane tests, the local
+Kubernetes control plane from :mod:`devcluster.kube`. ``db_url`` is the migration owner's;
+``api_db_url``, ``operator_db_url`` and ``runner_db_url`` log in as the components' own
+roles, and the tests run each component with its own.
 """
 
 from __future__ import annotations
@@ -72,6 +74,36 @@ def db_url(pg_server_url: str, migrated_template: str) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def db_login_roles(pg_server_url: str, migrated_template: str) -> dict[str, str]:
+    """Login roles of the API, the operator and the runner, each a member of its group role
+    only (migration 0003), made once per server: component -> ``role:password``."""
+    return postgres.make_login_roles(pg_server_url, "longtask_test")
+
+
+def _role_url(db_url: str, login: str) -> str:
+    role, _, password = login.partition(":")
+    return postgres.with_user(db_url, role, password)
+
+
+@pytest.fixture
+def api_db_url(db_url: str, db_login_roles: dict[str, str]) -> str:
+    """The test's database as the API's login role (``longtask_api``'s grants only)."""
+    return _role_url(db_url, db_login_roles["api"])
+
+
+@pytest.fixture
+def operator_db_url(db_url: str, db_login_roles: dict[str, str]) -> str:
+    """The test's database as the operator's login role (``longtask_operator``'s grants)."""
+    return _role_url(db_url, db_login_roles["operator"])
+
+
+@pytest.fixture
+def runner_db_url(db_url: str, db_login_roles: dict[str, str]) -> str:
+    """The test's database as the runner's login role (``longtask_runner``'s grants)."""
+    return _role_url(db_url, db_login_roles["runner"])
 
 
 @pytest.fixture

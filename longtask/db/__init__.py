@@ -2,7 +2,8 @@
 
 Two schemas: ``collect`` holds the slice of Atlan Collect the tasks work on; ``longtask``
 holds the engine's own tables (task records, checkpoints, row errors, undo journal, file
-store, export output). The statements on the task records are :mod:`longtask.taskrecord`'s.
+store, export output). The statements on the task records are :mod:`longtask.taskrecord`'s;
+who may run which statements, one database role per component, is :mod:`longtask.db.roles`.
 """
 
 from __future__ import annotations

@@ -62,11 +62,11 @@ def seeded(db: psycopg2.extensions.connection) -> dict[str, int]:
 
 
 @pytest.fixture
-def api_settings(db_url: str, api_namespace: str, kube_cluster: kube.KubeCluster,
+def api_settings(api_db_url: str, api_namespace: str, kube_cluster: kube.KubeCluster,
                  token_file: Path, seeded: dict[str, int]) -> ApiSettings:
     """Production settings (placeholders refused) with a small upload limit."""
     return ApiSettings(
-        environment="production", database_url=db_url, namespace=api_namespace,
+        environment="production", database_url=api_db_url, namespace=api_namespace,
         kubeconfig=kube_cluster.kubeconfig, tokens_file=token_file,
         max_upload_bytes=UPLOAD_LIMIT, watch_heartbeat_seconds=1, db_pool_size=8,
         page_size=2,

@@ -30,12 +30,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 SMALL_CHUNKS = RunnerSettings(chunk_initial_rows=40, chunk_min_rows=40, chunk_max_rows=40)
 
 
-def run_as_job(db_url: str, task: dict[str, Any]) -> int:
+def run_as_job(runner_db_url: str, task: dict[str, Any]) -> int:
     """Run the real runner for the LongTask ``task`` (its uid, type and params)."""
     definition = runner_support.task(task["type"], task["params"],
                                      organization=task["organization"],
                                      uid=uuid.UUID(task["uid"]))
-    return runner_support.run_inline(db_url, definition, settings=SMALL_CHUNKS)
+    return runner_support.run_inline(runner_db_url, definition, settings=SMALL_CHUNKS)
 
 
 # --------------------------------------------------------------------------------- list
@@ -158,7 +158,7 @@ def test_a_missing_or_bad_token_is_401_on_every_task_route(
 
 
 def test_row_errors_come_from_the_runners_record_in_pages(
-        operator: httpx.Client, other: httpx.Client, db_url: str) -> None:
+        operator: httpx.Client, other: httpx.Client, runner_db_url: str) -> None:
     data = (b"household_id,head_name,members\n"
             b"H-1,Awa Diop,4\nH-2,Moussa Fall,many\nH-3,,2\nH-4,Fatou Sow,1.5\nH-5,Ndeye,3\n")
     file_id = upload(operator, data).json()["id"]
@@ -167,7 +167,7 @@ def test_row_errors_come_from_the_runners_record_in_pages(
         "params": {"form": "Households", "fileId": file_id, "keyColumn": "household_id"},
     }).json()
     assert operator.get(f"/v1/tasks/{task['name']}/errors").json()["total"] == 0
-    assert run_as_job(db_url, task) == constants.EXIT_DONE
+    assert run_as_job(runner_db_url, task) == constants.EXIT_DONE
 
     first = operator.get(f"/v1/tasks/{task['name']}/errors", params={"limit": 2}).json()
     rest = operator.get(f"/v1/tasks/{task['name']}/errors",
@@ -187,7 +187,7 @@ def test_row_errors_come_from_the_runners_record_in_pages(
 
 @pytest.fixture
 def export_task(operator: httpx.Client, db: psycopg2.extensions.connection,
-                seeded: dict[str, int], db_url: str) -> dict[str, Any]:
+                seeded: dict[str, int], runner_db_url: str) -> dict[str, Any]:
     """An Export of 300 submissions, run to completion by the real runner in 40-row parts."""
     form = seed.submission_form(db, seeded["acme"])
     seed.submissions(db, seeded["acme"], form, 300, dt.datetime(2017, 8, 1, tzinfo=dt.UTC),
@@ -197,7 +197,7 @@ def export_task(operator: httpx.Client, db: psycopg2.extensions.connection,
         "params": {"form": "household-survey", "from": "2017-08-01", "to": "2017-08-31"}})
     assert response.status_code == 201, response.text
     task: dict[str, Any] = response.json()
-    assert run_as_job(db_url, task) == constants.EXIT_DONE
+    assert run_as_job(runner_db_url, task) == constants.EXIT_DONE
     return task
 
 
@@ -268,20 +268,20 @@ def test_history_lists_each_request_with_who_and_why(
 
 def test_conflicts_list_the_rows_a_rollback_left_page_by_page(
         operator: httpx.Client, other: httpx.Client, db: psycopg2.extensions.connection,
-        db_url: str, seeded: dict[str, int]) -> None:
+        runner_db_url: str, seeded: dict[str, int]) -> None:
     file_id = upload(operator, b"team,manager_phone,member_phones\n"
                                b"North,9876543210,9876543211\nSouth,9876543220,\n").json()["id"]
     response = operator.post("/v1/tasks", json={
         "type": "BulkTeamCreate", "organization": "acme", "params": {"fileId": file_id}})
     assert response.status_code == 201, response.text
     task = response.json()
-    assert run_as_job(db_url, task) == constants.EXIT_DONE
+    assert run_as_job(runner_db_url, task) == constants.EXIT_DONE
     empty = operator.get(f"/v1/tasks/{task['name']}/conflicts").json()
     with db.cursor() as cur:
         cur.execute("UPDATE collect.teams SET name = 'North (renamed)' WHERE name = 'North'")
     definition = runner_support.task(task["type"], task["params"], organization="acme",
                                      uid=uuid.UUID(task["uid"]))
-    assert runner_support.run_inline(db_url, definition, "rollback") == constants.EXIT_DONE
+    assert runner_support.run_inline(runner_db_url, definition, "rollback") == constants.EXIT_DONE
 
     pages = [operator.get(f"/v1/tasks/{task['name']}/conflicts", params={"limit": 2}).json()]
     while pages[-1]["next"] and len(pages) < 5:

@@ -69,7 +69,7 @@ def test_the_defaults_render_the_whole_trial_install() -> None:
 
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == sorted({"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding",
-                            "Secret", "Service", "StatefulSet", "Deployment", "Pod",
+                            "Secret", "ConfigMap", "Service", "StatefulSet", "Deployment", "Pod",
                             "PodDisruptionBudget", "NetworkPolicy",
                             "ValidatingAdmissionPolicy",
                             "ValidatingAdmissionPolicyBinding"}), kinds

@@ -49,14 +49,16 @@ def refusals(log: str) -> list[str]:
 def test_the_operator_image_runs_as_its_service_account_and_drives_a_task_the_api_controls(
         built_images: Images, containers: Containers, kube_cluster: KubeCluster,
         kube_api: Any, core_v1: Any, chart_release: Release, db_url: str,
-        db: psycopg2.extensions.connection, real_data: Path, tmp_path: Path) -> None:
+        operator_db_url: str, runner_db_url: str, db: psycopg2.extensions.connection,
+        real_data: Path, tmp_path: Path) -> None:
     """Liveness and the Lease under the chart's rules, a task's whole life, then SIGTERM."""
     ns = chart_release.namespace
-    # The database Secret the runner pods read (the chart's would name the bundled server).
+    # The database Secret the runner pods read, with the runner's own role (the chart's
+    # would name the bundled server).
     core_v1.create_namespaced_secret(ns, {
         "metadata": {"name": chart_release.container_env("operator")[
             "LONGTASK_OPERATOR_DATABASE_SECRET_NAME"]},
-        "stringData": {"url": db_url}})
+        "stringData": {"url": runner_db_url}})
     kubeconfig = token_kubeconfig(kube_cluster, core_v1, ns,
                                   chart_release.service_account("operator"),
                                   tmp_path / "operator.kubeconfig")
@@ -66,7 +68,7 @@ def test_the_operator_image_runs_as_its_service_account_and_drives_a_task_the_ap
     # The runner image the local node has imported (built from the checkout, as the
     # chart's would be pushed): the node pulls nothing.
     env = {**chart_release.container_env("operator"),
-           "KUBECONFIG": "/etc/longtask/kubeconfig", "LONGTASK_DATABASE_URL": db_url,
+           "KUBECONFIG": "/etc/longtask/kubeconfig", "LONGTASK_DATABASE_URL": operator_db_url,
            "LONGTASK_OPERATOR_LIVENESS_ENDPOINT": health,
            "LONGTASK_OPERATOR_RUNNER_IMAGE": kube_cluster.runner_image,
            "LONGTASK_OPERATOR_IMAGE_PULL_POLICY": "Never"}

@@ -2,7 +2,8 @@
 
 Per test: a fresh namespace holding the runner's database Secret and ServiceAccount, a fresh
 migrated database with one organization, and the operator as a real process watching that
-namespace. The cluster (and the CRDs) are the session's.
+namespace; the operator and the runner pods log in with their own database
+roles. The cluster (and the CRDs) are the session's.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from devcluster.kube import KubeCluster
 
 
 @pytest.fixture
-def namespace(kube_namespace: str, core_v1: Any, db_url: str,
+def namespace(kube_namespace: str, core_v1: Any, runner_db_url: str,
               project_crds: list[str]) -> str:
-    """The test's namespace, with the runner's database Secret and ServiceAccount (the
-    chart makes both in a real install)."""
+    """The test's namespace, with the runner's database Secret (its own role's URL) and
+    ServiceAccount (the chart makes both in a real install)."""
     core_v1.create_namespaced_secret(kube_namespace, {
-        "metadata": {"name": "longtask-database"}, "stringData": {"url": db_url}})
+        "metadata": {"name": "longtask-database"}, "stringData": {"url": runner_db_url}})
     core_v1.create_namespaced_service_account(kube_namespace, {
         "metadata": {"name": "longtask-runner"}, "automountServiceAccountToken": False})
     return kube_namespace
@@ -70,11 +71,12 @@ def tasks(kube_cluster: KubeCluster, custom_objects: Any, core_v1: Any, batch_v1
 
 
 @pytest.fixture
-def operator_process(kube_cluster: KubeCluster, namespace: str, db_url: str,
+def operator_process(kube_cluster: KubeCluster, namespace: str, operator_db_url: str,
                      tasks: s.Tasks, tmp_path: Path) -> Iterator[s.OperatorProcess]:
-    """The operator, started and ready (liveness probe answering); stopped afterwards,
-    before the finalizers are stripped."""
-    proc = s.OperatorProcess(kube_cluster, namespace, db_url, tmp_path / "operator.log")
+    """The operator as its own database role, started and ready (liveness probe
+    answering); stopped afterwards, before the finalizers are stripped."""
+    proc = s.OperatorProcess(kube_cluster, namespace, operator_db_url,
+                             tmp_path / "operator.log")
     proc.start()
     try:
         yield proc

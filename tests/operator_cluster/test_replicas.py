@@ -39,8 +39,8 @@ Start = Callable[..., list[s.OperatorProcess]]
 
 
 @pytest.fixture
-def replicas(kube_cluster: KubeCluster, namespace: str, db_url: str, tasks: s.Tasks,
-             tmp_path: Path) -> Iterator[Start]:
+def replicas(kube_cluster: KubeCluster, namespace: str, operator_db_url: str,
+             tasks: s.Tasks, tmp_path: Path) -> Iterator[Start]:
     """``start(n, **env) -> [replica]``: n elected operators, started one after another
     (each answering its probe); all stopped afterwards, before the finalizers are
     stripped."""
@@ -49,7 +49,8 @@ def replicas(kube_cluster: KubeCluster, namespace: str, db_url: str, tasks: s.Ta
     def start(n: int, **env: str) -> list[s.OperatorProcess]:
         for _ in range(n):
             op = s.OperatorProcess(
-                kube_cluster, namespace, db_url, tmp_path / f"operator-{len(started)}.log",
+                kube_cluster, namespace, operator_db_url,
+                tmp_path / f"operator-{len(started)}.log",
                 extra_env={"LONGTASK_OPERATOR_STANDALONE": "false",
                            "LONGTASK_OPERATOR_LEASE_NAMESPACE": namespace,
                            "LONGTASK_OPERATOR_LEASE_NAME": LEASE, **env})

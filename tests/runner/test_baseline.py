@@ -36,12 +36,13 @@ def karnataka(db, real_data: Path):  # type: ignore[no-untyped-def]
     return raw
 
 
-def test_real_village_file_loads_with_duplicate_codes_as_row_errors(db, db_url, karnataka):
+def test_real_village_file_loads_with_duplicate_codes_as_row_errors(
+        runner_db_url, db, db_url, karnataka):
     file_id = s.store_bytes(db_url, karnataka, filename=KARNATAKA)
     task = s.task("BaselineUpload", {"form": "villages", "fileId": file_id,
                                      "keyColumn": "Village Code"})
 
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
 
     rec = s.record(db, task.uid)
     assert (rec["run_status"], rec["total"], rec["done"]) == ("succeeded", 14859, 14859)
@@ -64,15 +65,15 @@ def test_real_village_file_loads_with_duplicate_codes_as_row_errors(db, db_url, 
     assert block == 5895
 
 
-def test_rollback_after_completion_leaves_tables_as_before(db, db_url, karnataka):
+def test_rollback_after_completion_leaves_tables_as_before(runner_db_url, db, db_url, karnataka):
     before = s.snapshot(db)
     file_id = s.store_bytes(db_url, karnataka, filename=KARNATAKA)
     task = s.task("BaselineUpload", {"form": "villages", "fileId": file_id,
                                      "keyColumn": "Village Code"})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     assert s.snapshot(db) != before
 
-    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, "rollback") == constants.EXIT_DONE
 
     assert s.snapshot(db) == before
     rec = s.record(db, task.uid)
@@ -80,13 +81,13 @@ def test_rollback_after_completion_leaves_tables_as_before(db, db_url, karnataka
     assert rec["rollback_conflicts"] == 0
 
 
-def test_run_refuses_to_start_once_rollback_began(db, db_url, karnataka):
+def test_run_refuses_to_start_once_rollback_began(runner_db_url, db, db_url, karnataka):
     file_id = s.store_bytes(db_url, karnataka, filename=KARNATAKA)
     task = s.task("BaselineUpload", {"form": "villages", "fileId": file_id,
                                      "keyColumn": "Village Code"})
-    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, "rollback") == constants.EXIT_DONE
 
-    assert s.run_inline(db_url, task) == constants.EXIT_FENCED
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_FENCED
     with db.cursor() as cur:
         cur.execute("SELECT count(*) FROM collect.baseline_records")
         assert cur.fetchone()[0] == 0
@@ -116,38 +117,38 @@ def people_rows(db) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-
         return dict(cur.fetchall())
 
 
-def test_upsert_updates_existing_rows_and_rollback_restores_them(db, db_url, people):
+def test_upsert_updates_existing_rows_and_rollback_restores_them(runner_db_url, db, db_url, people):
     seed_people(db, people, {"A1": {"name": "Old Asha", "age": 30}, "Z9": {"name": "Zed"}})
     before = s.snapshot(db)
     file_id = s.store_bytes(db_url, b"id,name,age\nA1,Asha,31\nB2,Binta,25\n")
     task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id",
                                      "mode": "upsert"})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     assert people_rows(db) == {"A1": {"name": "Asha", "age": 31}, "B2": {"name": "Binta",
                                                                          "age": 25},
                                "Z9": {"name": "Zed"}}
 
-    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, "rollback") == constants.EXIT_DONE
     assert s.snapshot(db) == before
     assert people_rows(db)["A1"] == {"name": "Old Asha", "age": 30}
 
 
-def test_insert_mode_leaves_existing_ids_alone_as_row_errors(db, db_url, people):
+def test_insert_mode_leaves_existing_ids_alone_as_row_errors(runner_db_url, db, db_url, people):
     seed_people(db, people, {"A1": {"name": "Old Asha"}})
     file_id = s.store_bytes(db_url, b"id,name\nA1,Asha\nB2,Binta\n")
     task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     assert people_rows(db)["A1"] == {"name": "Old Asha"}
     [(line, column, reason)] = s.row_errors(db, task.uid)
     assert (line, column) == (2, "id") and "already exists" in reason
 
 
-def test_rollback_leaves_rows_changed_by_others_and_reports_them(db, db_url, people):
+def test_rollback_leaves_rows_changed_by_others_and_reports_them(runner_db_url, db, db_url, people):
     seed_people(db, people, {"A1": {"name": "Old Asha"}})
     file_id = s.store_bytes(db_url, b"id,name\nA1,Asha\nB2,Binta\nC3,Chen\n")
     task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id",
                                      "mode": "upsert"})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     with db.cursor() as cur:
         cur.execute("UPDATE collect.baseline_records SET data = '{\"name\": \"Asha K\"}' "
                     "WHERE external_id = 'A1'")
@@ -155,7 +156,7 @@ def test_rollback_leaves_rows_changed_by_others_and_reports_them(db, db_url, peo
                     "WHERE external_id = 'B2' RETURNING id")
         b2 = cur.fetchone()[0]
 
-    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, "rollback") == constants.EXIT_DONE
 
     assert people_rows(db) == {"A1": {"name": "Asha K"}, "B2": {"name": "Binta D"}}
     with db.cursor() as cur:
@@ -169,7 +170,8 @@ def test_rollback_leaves_rows_changed_by_others_and_reports_them(db, db_url, peo
 
 
 @pytest.mark.timeout(180)
-def test_rollback_after_a_stop_mid_run_and_a_crash_mid_rollback(db, db_url, people, tmp_path):
+def test_rollback_after_a_stop_mid_run_and_a_crash_mid_rollback(
+        runner_db_url, db, db_url, people, tmp_path):
     seed_people(db, people, {f"E{i}": {"name": f"Existing {i}"} for i in range(300)})
     before = s.snapshot(db)
     body = "".join(f"E{i},Updated {i},{i}\n" for i in range(300))
@@ -177,7 +179,7 @@ def test_rollback_after_a_stop_mid_run_and_a_crash_mid_rollback(db, db_url, peop
     file_id = s.store_bytes(db_url, ("id,name,age\n" + body).encode())
     task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id",
                                      "mode": "upsert"}, rate_limit=4000)
-    run = s.spawn(db_url, task, log=tmp_path / "run.log")
+    run = s.spawn(runner_db_url, task, log=tmp_path / "run.log")
     deadline = time.monotonic() + 60
     while (s.record_or_none(db, task.uid, "done") or 0) < 2000:
         assert time.monotonic() < deadline and run.poll() is None, "no progress"
@@ -187,7 +189,7 @@ def test_rollback_after_a_stop_mid_run_and_a_crash_mid_rollback(db, db_url, peop
     assert s.snapshot(db) != before
 
     slow = dataclasses.replace(task, rate_limit=None)
-    rollback = s.spawn(db_url, slow, "rollback", log=tmp_path / "rollback.log",
+    rollback = s.spawn(runner_db_url, slow, "rollback", log=tmp_path / "rollback.log",
                        env={"LONGTASK_RUNNER_CHUNK_MAX_ROWS": "100",
                             "LONGTASK_RUNNER_CHUNK_INITIAL_ROWS": "100"})
     while (s.record_or_none(db, task.uid, "rollback_done") or 0) < 300:
@@ -197,14 +199,14 @@ def test_rollback_after_a_stop_mid_run_and_a_crash_mid_rollback(db, db_url, peop
     rollback.wait(timeout=30)
     assert s.record(db, task.uid)["rollback_status"] == "running"
 
-    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, "rollback") == constants.EXIT_DONE
     assert s.snapshot(db) == before
-    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE, "idempotent"
+    assert s.run_inline(runner_db_url, task, "rollback") == constants.EXIT_DONE, "idempotent"
     assert s.snapshot(db) == before
 
 
 @pytest.mark.timeout(120)
-def test_the_total_is_counted_beside_the_chunks_and_again_after_a_stop_before_it(
+def test_the_total_is_counted_beside_the_chunks_and_again_after_a_stop_before_it(runner_db_url,
         db, db_url, people, tmp_path):
     rows = 20_000
     body = "".join(f"N{i},New {i},{i % 90}\n" for i in range(rows))
@@ -222,21 +224,22 @@ def test_the_total_is_counted_beside_the_chunks_and_again_after_a_stop_before_it
             assert time.monotonic() < deadline and proc.poll() is None, "no total"
             time.sleep(0.02)
 
-    run = s.spawn(db_url, task, log=tmp_path / "run.log")
+    run = s.spawn(runner_db_url, task, log=tmp_path / "run.log")
     assert total_while_running(run) == rows
     run.send_signal(signal.SIGTERM)
     assert run.wait(timeout=30) == constants.EXIT_STOPPED
     # As a run stopped before its count ended leaves it: the next run counts again.
     with db.cursor() as cur:
         cur.execute("UPDATE longtask.tasks SET total = NULL WHERE uid = %s", (task.uid,))
-    resumed = s.spawn(db_url, task, log=tmp_path / "resumed.log")
+    resumed = s.spawn(runner_db_url, task, log=tmp_path / "resumed.log")
     assert total_while_running(resumed) == rows
     resumed.send_signal(signal.SIGTERM)
     assert resumed.wait(timeout=30) == constants.EXIT_STOPPED
 
 
 @pytest.mark.timeout(60)
-def test_a_statement_held_past_the_timeout_ends_the_run_as_a_crash(db, db_url, people):
+def test_a_statement_held_past_the_timeout_ends_the_run_as_a_crash(
+        runner_db_url, db, db_url, people):
     file_id = s.store_bytes(db_url, b"id,name,age\nA1,Asha,31\n")
     task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"})
     blocker = connect(db_url)
@@ -244,12 +247,13 @@ def test_a_statement_held_past_the_timeout_ends_the_run_as_a_crash(db, db_url, p
         with blocker.cursor() as cur:
             cur.execute("LOCK TABLE collect.baseline_records IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(psycopg2.errors.QueryCanceled, match="statement timeout"):
-            s.run_inline(db_url, task, settings=RunnerSettings(statement_timeout_seconds=0.5))
+            s.run_inline(runner_db_url, task,
+                         settings=RunnerSettings(statement_timeout_seconds=0.5))
     finally:
         blocker.rollback()
         blocker.close()
     assert (s.record(db, task.uid)["done"], people_rows(db)) == (0, {})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE, "the next start loads the file"
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE, "the next start loads the file"
     assert set(people_rows(db)) == {"A1"}
 
 
@@ -266,7 +270,7 @@ ST_LOUIS_TYPES = {
 }
 
 
-def test_real_field_export_with_line_breaks_in_cells_loads_and_flags_bad_phones(
+def test_real_field_export_with_line_breaks_in_cells_loads_and_flags_bad_phones(runner_db_url,
         db, db_url, real_data):
     raw = (real_data / ST_LOUIS).read_bytes()
     header = next(__import__("csv").reader([raw.split(b"\n", 1)[0].decode()]))
@@ -277,7 +281,7 @@ def test_real_field_export_with_line_breaks_in_cells_loads_and_flags_bad_phones(
     task = s.task("BaselineUpload", {"form": "facilities", "fileId": file_id,
                                      "keyColumn": "UUID"})
 
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
 
     rec = s.record(db, task.uid)
     assert (rec["total"], rec["done"]) == (104, 104)
@@ -302,7 +306,7 @@ def test_real_field_export_with_line_breaks_in_cells_loads_and_flags_bad_phones(
         assert cur.fetchone()[0] == 1, "a bare Senegalese number gets its country code"
 
 
-def test_spreadsheet_mangled_phones_and_other_date_formats_load(db, db_url):
+def test_spreadsheet_mangled_phones_and_other_date_formats_load(runner_db_url, db, db_url):
     org = s.create_org(db)
     s.create_form(db, org, "people", [("name", "text", True), ("phone", "phone", False),
                                       ("born", "date", False, {"dayfirst": True})])
@@ -314,7 +318,7 @@ def test_spreadsheet_mangled_phones_and_other_date_formats_load(db, db_url):
             "A5,Emeka,919876543212.0,19900718\n")      # float artefact, YYYYMMDD
     file_id = s.store_bytes(db_url, text.encode())
     task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     with db.cursor() as cur:
         cur.execute("SELECT external_id, data->>'phone', data->>'born' "
                     "FROM collect.baseline_records ORDER BY 1")
@@ -327,24 +331,26 @@ def test_spreadsheet_mangled_phones_and_other_date_formats_load(db, db_url):
     assert (line, column) == (5, "phone") and "rounded" in reason
 
 
-def test_a_record_first_made_by_a_hold_still_gets_the_runners_settings(db, db_url, people):
+def test_a_record_first_made_by_a_hold_still_gets_the_runners_settings(
+        runner_db_url, operator_db_url, db, db_url, people):
     file_id = s.store_bytes(db_url, b"id,name\nA1,Asha\n")
     task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"},
                   rate_limit=123)
-    conn = s.connect(db_url)
+    conn = s.connect(operator_db_url)  # the hold, as the operator (or the API) makes it
     try:
         for hold in ("Paused", None):  # paused before its pod ever started, then resumed
             named = dataclasses.replace(task, name="t", namespace="default")
             assert taskrecord.hold(conn, named, hold)
     finally:
         conn.close()
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     rec = s.record(db, task.uid)
     assert (rec["rate_limit"], rec["hold"], rec["run_status"]) == (123, None, "succeeded")
 
 
 @pytest.mark.timeout(60)
-def test_the_rate_of_a_throttled_task_is_its_rate_from_the_first_report(db, db_url, people,
+def test_the_rate_of_a_throttled_task_is_its_rate_from_the_first_report(
+        runner_db_url, db, db_url, people,
                                                                        tmp_path):
     # 2 rows a second: the runner writes a row, then waits; its first chunks are written
     # at once, which an estimate from one chunk would report as a rate far above 2.
@@ -352,7 +358,7 @@ def test_the_rate_of_a_throttled_task_is_its_rate_from_the_first_report(db, db_u
         f"R{i},Rated {i},{i}\n" for i in range(12))).encode())
     task = s.task("BaselineUpload", {"form": "people", "fileId": file_id, "keyColumn": "id"},
                   rate_limit=2)
-    run = s.spawn(db_url, task, log=tmp_path / "run.log")
+    run = s.spawn(runner_db_url, task, log=tmp_path / "run.log")
     seen: list[tuple[int, float | None]] = []
     deadline = time.monotonic() + 40
     while run.poll() is None:

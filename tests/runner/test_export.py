@@ -47,9 +47,9 @@ def rows_of(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8"))))
 
 
-def test_export_matches_a_direct_count_and_carries_a_header(db, db_url, survey):
+def test_export_matches_a_direct_count_and_carries_a_header(runner_db_url, db, db_url, survey):
     task = export(**{"from": "2017-08-01", "to": "2018-12-31"})
-    assert s.run_inline(db_url, task, settings=SMALL_CHUNKS) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, settings=SMALL_CHUNKS) == constants.EXIT_DONE
 
     rows = rows_of(read_output(db, task.uid))
     expected = sql_count(db, survey[1], "2017-08-01T00:00:00Z", "2019-01-01T00:00:00Z")
@@ -64,7 +64,7 @@ def test_export_matches_a_direct_count_and_carries_a_header(db, db_url, survey):
     assert times == sorted(times)
 
 
-def test_dates_are_inclusive_in_the_declared_time_zone(db, db_url, survey):
+def test_dates_are_inclusive_in_the_declared_time_zone(runner_db_url, db, db_url, survey):
     org, form = survey
     with db.cursor() as cur:
         cur.execute("DELETE FROM collect.submissions")
@@ -75,7 +75,7 @@ def test_dates_are_inclusive_in_the_declared_time_zone(db, db_url, survey):
             cur.execute("INSERT INTO collect.submissions (organization_id, form_id, "
                         "submitted_at, data) VALUES (%s, %s, %s, '{}')", (org, form, instant))
     task = export(**{"from": "2017-08-01", "to": "2017-08-02", "timeZone": "Asia/Kolkata"})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     rows = rows_of(read_output(db, task.uid))
     assert [r[1] for r in rows[1:]] == ["2017-08-01T00:00:00.000000+05:30",
                                         "2017-08-02T23:59:59.000000+05:30"]
@@ -86,35 +86,36 @@ def test_dates_are_inclusive_in_the_declared_time_zone(db, db_url, survey):
     ({"from": "2017-02-30", "to": "2018-01-01"}, "from"),
     ({"from": "2017-01-01", "to": "2018-01-01", "timeZone": "Mars/Olympus"}, "time zone"),
 ])
-def test_impossible_ranges_are_refused_before_anything_runs(db, db_url, survey, params, words):
+def test_impossible_ranges_are_refused_before_anything_runs(
+        runner_db_url, db, db_url, survey, params, words):
     task = export(**params)
-    assert s.run_inline(db_url, task) == constants.EXIT_FAILED
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_FAILED
     assert words in s.record(db, task.uid)["message"]
     assert read_output(db, task.uid) == b""
 
 
-def test_unknown_column_is_refused_naming_the_fields(db, db_url, survey):
+def test_unknown_column_is_refused_naming_the_fields(runner_db_url, db, db_url, survey):
     task = export(**{"from": "2017-01-01", "to": "2017-12-31", "columns": ["respondent", "age"]})
-    assert s.run_inline(db_url, task) == constants.EXIT_FAILED
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_FAILED
     assert "'age'" in s.record(db, task.uid)["message"]
 
 
-def test_selected_columns_only(db, db_url, survey):
+def test_selected_columns_only(runner_db_url, db, db_url, survey):
     task = export(**{"from": "2016-01-01", "to": "2016-01-31", "columns": ["phone"]})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     rows = rows_of(read_output(db, task.uid))
     assert rows[0] == ["submission_id", "submitted_at", "phone"]
     assert all(r[2].startswith("+9198") for r in rows[1:])
 
 
 @pytest.mark.timeout(180)
-def test_stopped_export_resumes_to_the_same_bytes(db, db_url, survey, tmp_path):
+def test_stopped_export_resumes_to_the_same_bytes(runner_db_url, db, db_url, survey, tmp_path):
     params = {"from": "2015-08-01", "to": "2018-12-31"}
     reference = export(**params)
-    assert s.run_inline(db_url, reference, settings=SMALL_CHUNKS) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, reference, settings=SMALL_CHUNKS) == constants.EXIT_DONE
 
     task = s.task("Export", {"form": "household-survey", **params}, rate_limit=2000)
-    proc = s.spawn(db_url, task, log=tmp_path / "export.log")
+    proc = s.spawn(runner_db_url, task, log=tmp_path / "export.log")
     deadline = time.monotonic() + 60
     while not s.record_or_none(db, task.uid, "done"):
         assert time.monotonic() < deadline and proc.poll() is None, "no progress"
@@ -124,19 +125,19 @@ def test_stopped_export_resumes_to_the_same_bytes(db, db_url, survey, tmp_path):
     partial = s.record(db, task.uid)["done"]
     assert 0 < partial < s.record(db, task.uid)["total"]
 
-    assert s.run_inline(db_url, task, settings=SMALL_CHUNKS) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, settings=SMALL_CHUNKS) == constants.EXIT_DONE
     assert read_output(db, task.uid) == read_output(db, reference.uid)
 
 
 @pytest.mark.parametrize("connections", [1, 3])
-def test_pieces_read_on_several_connections_are_stored_in_order(db, db_url, survey,
+def test_pieces_read_on_several_connections_are_stored_in_order(runner_db_url, db, db_url, survey,
                                                                connections):
     params = {"from": "2015-08-01", "to": "2018-12-31"}
     reference = export(**params)  # the default: two copiers
-    assert s.run_inline(db_url, reference, settings=SMALL_CHUNKS) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, reference, settings=SMALL_CHUNKS) == constants.EXIT_DONE
     task = export(**params)
     settings = SMALL_CHUNKS.model_copy(update={"export_read_connections": connections})
-    assert s.run_inline(db_url, task, settings=settings) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, settings=settings) == constants.EXIT_DONE
     assert read_output(db, task.uid) == read_output(db, reference.uid)
     with db.cursor() as cur:
         cur.execute("SELECT task_uid = %s, count(*), sum(rows) FROM longtask.export_parts "
@@ -147,13 +148,14 @@ def test_pieces_read_on_several_connections_are_stored_in_order(db, db_url, surv
 
 
 @pytest.mark.timeout(60)
-def test_a_stopped_export_cancels_its_reads_and_closes_their_connections(db, db_url, survey):
+def test_a_stopped_export_cancels_its_reads_and_closes_their_connections(db, runner_db_url,
+                                                                         survey):
     task = s.task("Export", {"form": "household-survey", "from": "2015-01-01",
                              "to": "2018-12-31"}, rate_limit=1000)
     stop = StopToken()
     codes: list[int] = []
     runner = threading.Thread(target=lambda: codes.append(
-        execute(task, "run", db_url, stop, SMALL_CHUNKS)))
+        execute(task, "run", runner_db_url, stop, SMALL_CHUNKS)))
     runner.start()
     deadline = time.monotonic() + 30
     while not s.record_or_none(db, task.uid, "done"):
@@ -175,11 +177,12 @@ def test_a_stopped_export_cancels_its_reads_and_closes_their_connections(db, db_
         time.sleep(0.05)
 
 
-def test_rollback_removes_every_part(db, db_url, survey):
+def test_rollback_removes_every_part(runner_db_url, db, db_url, survey):
     task = export(**{"from": "2015-08-01", "to": "2018-12-31"})
-    assert s.run_inline(db_url, task, settings=SMALL_CHUNKS) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, settings=SMALL_CHUNKS) == constants.EXIT_DONE
     assert read_output(db, task.uid) != b""
-    assert s.run_inline(db_url, task, "rollback", settings=SMALL_CHUNKS) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, "rollback",
+                        settings=SMALL_CHUNKS) == constants.EXIT_DONE
     assert read_output(db, task.uid) == b""
     assert s.record(db, task.uid)["rollback_status"] == "succeeded"
 
@@ -199,7 +202,7 @@ FORMULA_ANSWERS = {
 
 
 @pytest.mark.parametrize("formula_cells", ["escape", "keep"])
-def test_cells_a_spreadsheet_would_run_are_escaped_unless_kept(db, db_url, survey,
+def test_cells_a_spreadsheet_would_run_are_escaped_unless_kept(runner_db_url, db, db_url, survey,
                                                                 formula_cells):
     with db.cursor() as cur:
         for i, answer in enumerate(FORMULA_ANSWERS):
@@ -211,7 +214,7 @@ def test_cells_a_spreadsheet_would_run_are_escaped_unless_kept(db, db_url, surve
     if formula_cells == "keep":
         params["formulaCells"] = "keep"
     task = export(**params)
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
 
     rows = rows_of(read_output(db, task.uid))[1:]
     got = [r[2] for r in rows]

@@ -35,14 +35,15 @@ def members(db, team: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-
         return list(cur.fetchall())
 
 
-def test_real_practice_list_creates_one_team_per_named_practice(db, db_url, org, real_data):
+def test_real_practice_list_creates_one_team_per_named_practice(
+        runner_db_url, db, db_url, org, real_data):
     file_id = s.store_bytes(db_url, (real_data / "epraccur.csv").read_bytes(),
                             filename="epraccur.csv")
     task = s.task("BulkTeamCreate", {"fileId": file_id, "defaultRegion": "GB",
                                      "hasHeader": False, "teamColumn": "#2",
                                      "managerPhoneColumn": "#18", "memberPhonesColumn": None,
                                      "maxRowErrors": 5000})
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
 
     rec = s.record(db, task.uid)
     teams = count(db, "teams")
@@ -58,18 +59,18 @@ def test_real_practice_list_creates_one_team_per_named_practice(db, db_url, org,
     assert users < teams, "practices sharing a phone number share one user"
 
 
-def test_users_are_reused_and_the_manager_is_not_also_a_member(db, db_url, org):
+def test_users_are_reused_and_the_manager_is_not_also_a_member(runner_db_url, db, db_url, org):
     text = HEADER + ("North,98765 43210,+919876543210;9812345678|09898989898\n"
                      "South,9812345678,98765-43210\n")
     task = teams_task(db_url, text)
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     assert members(db, "North") == [("+919876543210", "manager"), ("+919812345678", "member"),
                                     ("+919898989898", "member")]
     assert members(db, "South") == [("+919812345678", "manager"), ("+919876543210", "member")]
     assert count(db, "field_users") == 3
 
 
-def test_bad_phones_existing_and_repeated_teams_are_row_errors(db, db_url, org):
+def test_bad_phones_existing_and_repeated_teams_are_row_errors(runner_db_url, db, db_url, org):
     with db.cursor() as cur:
         cur.execute("INSERT INTO collect.teams (organization_id, name) VALUES (%s, 'East')",
                     (org,))
@@ -80,7 +81,7 @@ def test_bad_phones_existing_and_repeated_teams_are_row_errors(db, db_url, org):
                      "South,9812345678,\n"
                      ",9812345678,\n")
     task = teams_task(db_url, text)
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     errors = s.row_errors(db, task.uid)
     assert [(line, column) for line, column, _r in errors] == [
         (2, "manager_phone"), (3, "team"), (4, "member_phones"), (6, "team"), (7, "team")]
@@ -91,7 +92,8 @@ def test_bad_phones_existing_and_repeated_teams_are_row_errors(db, db_url, org):
         assert [r[0] for r in cur.fetchall()] == ["South"]
 
 
-def test_rollback_removes_what_the_task_created_and_keeps_what_others_touched(db, db_url, org):
+def test_rollback_removes_what_the_task_created_and_keeps_what_others_touched(
+        runner_db_url, db, db_url, org):
     with db.cursor() as cur:
         cur.execute("INSERT INTO collect.field_users (organization_id, phone_e164, name) "
                     "VALUES (%s, '+919812345678', 'Existing user') RETURNING id", (org,))
@@ -100,7 +102,7 @@ def test_rollback_removes_what_the_task_created_and_keeps_what_others_touched(db
                      "South,9811111111,9822222222\n"
                      "West,9833333333,\n")
     task = teams_task(db_url, text)
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     with db.cursor() as cur:
         # Someone else adds a member to South, and puts a user the task made in their team.
         cur.execute("INSERT INTO collect.teams (organization_id, name) VALUES (%s, 'Others') "
@@ -118,7 +120,7 @@ def test_rollback_removes_what_the_task_created_and_keeps_what_others_touched(db
         # And renames West.
         cur.execute("UPDATE collect.teams SET name = 'West (renamed)' WHERE name = 'West'")
 
-    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, "rollback") == constants.EXIT_DONE
 
     with db.cursor() as cur:
         cur.execute("SELECT name FROM collect.teams ORDER BY name")
@@ -150,31 +152,32 @@ def test_rollback_removes_what_the_task_created_and_keeps_what_others_touched(db
     assert before["field_users"][0] == 1
 
 
-def test_rollback_after_completion_restores_every_table(db, db_url, org):
+def test_rollback_after_completion_restores_every_table(runner_db_url, db, db_url, org):
     before = s.snapshot(db)
     text = HEADER + "".join(f"Team {i},98{i:08d},97{i:08d};96{i:08d}\n" for i in range(500))
     task = teams_task(db_url, text)
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
     assert count(db, "teams") == 500 and count(db, "field_users") == 1500
-    assert s.run_inline(db_url, task, "rollback") == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task, "rollback") == constants.EXIT_DONE
     assert s.snapshot(db) == before
 
 
-def test_a_file_without_a_member_column_makes_teams_with_managers_only(db, db_url, org):
+def test_a_file_without_a_member_column_makes_teams_with_managers_only(
+        runner_db_url, db, db_url, org):
     # memberPhonesColumn left at its default (member_phones), which this file lacks.
     task = teams_task(db_url, "team,manager_phone\nNorth,9876543210\nSouth,9876543211\n")
 
-    assert s.run_inline(db_url, task) == constants.EXIT_DONE
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_DONE
 
     assert count(db, "teams") == 2
     assert members(db, "North") == [("+919876543210", "manager")]
 
 
-def test_a_member_column_the_task_names_must_be_in_the_file(db, db_url, org):
+def test_a_member_column_the_task_names_must_be_in_the_file(runner_db_url, db, db_url, org):
     task = teams_task(db_url, "team,manager_phone\nNorth,9876543210\n",
                       memberPhonesColumn="member_phones")
 
-    assert s.run_inline(db_url, task) == constants.EXIT_FAILED
+    assert s.run_inline(runner_db_url, task) == constants.EXIT_FAILED
 
     rec = s.record(db, task.uid)
     assert "no column named 'member_phones' for the member phones" in rec["message"], rec

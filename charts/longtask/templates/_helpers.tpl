@@ -92,53 +92,106 @@ Returned as a comma-separated string (templates split it).
 {{- end -}}
 
 {{/*
-The database Secret: its name and key, and whether the chart makes it.
-The chart makes it for the bundled PostgreSQL and for database.url; otherwise it is
-database.existingSecret.
+The database Secrets: one per component ("owner" for the migrations, "api", "operator",
+"runner"), each holding a libpq URL. Called with (list $ "<component>").
+- bundled PostgreSQL: the chart makes `<fullname>-database` (the owner's URL) and
+  `<fullname>-database-<component>`, each component logging in with its own role;
+- database.url: one URL for everything (the development shape), in `<fullname>-database`;
+- database.existingSecret: `database.<component>.existingSecret`, else the owner's Secret.
 */}}
 {{- define "longtask.databaseSecretCreated" -}}
 {{- if or .Values.postgresql.enabled .Values.database.url -}}true{{- end -}}
 {{- end -}}
 {{- define "longtask.databaseSecretName" -}}
-{{- if include "longtask.databaseSecretCreated" . -}}
-{{- include "longtask.componentName" (list . "database") -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- if $root.Values.postgresql.enabled -}}
+{{- include "longtask.componentName" (list $root (ternary "database" (printf "database-%s" $component) (eq $component "owner"))) -}}
+{{- else if $root.Values.database.url -}}
+{{- include "longtask.componentName" (list $root "database") -}}
+{{- else if and (ne $component "owner") (index $root.Values.database $component).existingSecret -}}
+{{- (index $root.Values.database $component).existingSecret -}}
 {{- else -}}
-{{- .Values.database.existingSecret -}}
+{{- $root.Values.database.existingSecret -}}
 {{- end -}}
 {{- end -}}
 {{- define "longtask.databaseSecretKey" -}}
-{{- if include "longtask.databaseSecretCreated" . -}}url{{- else -}}{{ .Values.database.existingSecretKey }}{{- end -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- if include "longtask.databaseSecretCreated" $root -}}url
+{{- else if and (ne $component "owner") (index $root.Values.database $component).existingSecret -}}
+{{- (index $root.Values.database $component).existingSecretKey -}}
+{{- else -}}
+{{- $root.Values.database.existingSecretKey -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
-The bundled PostgreSQL's password: given, else the one stored at install (upgrades keep it),
-else a new random one. Stored back into .Values so that every template of one render (the
-PostgreSQL Secret and the URL in the database Secret) sees the same password.
+The bundled PostgreSQL's login roles: (list $ "<component>") -> its role name. The owner
+is postgresql.username; the others are `<username>_<component>_user`, members of the group
+roles of migration 0003 (longtask/db/roles.py), which the bootstrap script makes.
 */}}
+{{- define "longtask.postgresqlRole" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- if eq $component "owner" -}}{{ $root.Values.postgresql.username }}{{- else -}}{{ printf "%s_%s_user" $root.Values.postgresql.username $component }}{{- end -}}
+{{- end -}}
+
+{{/*
+A password of the bundled PostgreSQL: (list $ "<key>"), key one of password (the owner's,
+or postgresql.password when given), superuser-password, api-password, operator-password,
+runner-password. The one stored at install (upgrades keep it), else a new random one;
+remembered for the rest of the render so every template sees the same.
+*/}}
+{{- define "longtask.postgresqlSecretValue" -}}
+{{- $root := index . 0 -}}
+{{- $key := index . 1 -}}
+{{- $memo := $root.Values.postgresql -}}
+{{- if and (eq $key "password") $memo.password -}}
+{{- $memo.password -}}
+{{- else -}}
+{{- $cache := default (dict) (get $memo "_generated") -}}
+{{- if not (hasKey $cache $key) -}}
+{{- $secret := lookup "v1" "Secret" $root.Release.Namespace (include "longtask.componentName" (list $root "postgresql")) -}}
+{{- if and $secret $secret.data (index $secret.data $key) -}}
+{{- $_ := set $cache $key (index $secret.data $key | b64dec) -}}
+{{- else -}}
+{{- $_ := set $cache $key (randAlphaNum 32) -}}
+{{- end -}}
+{{- $_ := set $memo "_generated" $cache -}}
+{{- end -}}
+{{- index $cache $key -}}
+{{- end -}}
+{{- end -}}
 {{- define "longtask.postgresqlPassword" -}}
-{{- if not .Values.postgresql.password -}}
-{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "longtask.componentName" (list . "postgresql")) -}}
-{{- if and $secret $secret.data (index $secret.data "password") -}}
-{{- $_ := set .Values.postgresql "password" (index $secret.data "password" | b64dec) -}}
-{{- else -}}
-{{- $_ := set .Values.postgresql "password" (randAlphaNum 32) -}}
-{{- end -}}
-{{- end -}}
-{{- .Values.postgresql.password -}}
+{{- include "longtask.postgresqlSecretValue" (list . "password") -}}
 {{- end -}}
 
-{{/* The database URL when the chart makes the Secret. */}}
+{{/* The database URL of (list $ "<component>") when the chart makes the Secret. */}}
 {{- define "longtask.databaseUrl" -}}
-{{- if .Values.postgresql.enabled -}}
-{{- $pg := .Values.postgresql -}}
-{{- $host := printf "%s.%s.svc" (include "longtask.componentName" (list . "postgresql")) .Release.Namespace -}}
-{{- printf "postgresql://%s:%s@%s:5432/%s" $pg.username (include "longtask.postgresqlPassword" . | urlquery) $host $pg.database -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- if $root.Values.postgresql.enabled -}}
+{{- $pg := $root.Values.postgresql -}}
+{{- $host := printf "%s.%s.svc" (include "longtask.componentName" (list $root "postgresql")) $root.Release.Namespace -}}
+{{- $password := include "longtask.postgresqlSecretValue" (list $root (ternary "password" (printf "%s-password" $component) (eq $component "owner"))) -}}
+{{- printf "postgresql://%s:%s@%s:5432/%s" (include "longtask.postgresqlRole" (list $root $component)) ($password | urlquery) $host $pg.database -}}
 {{- else -}}
-{{- .Values.database.url -}}
+{{- $root.Values.database.url -}}
 {{- end -}}
 {{- end -}}
 
-{{/* The env entry that hands the database URL to a container. */}}
+{{/* A checksum of every URL the chart makes: a new password restarts the pods. */}}
+{{- define "longtask.databaseChecksum" -}}
+{{- $root := . -}}
+{{- $urls := list -}}
+{{- range $c := list "owner" "api" "operator" "runner" -}}
+{{- $urls = append $urls (include "longtask.databaseUrl" (list $root $c)) -}}
+{{- end -}}
+{{- join "\n" $urls | sha256sum | trunc 16 -}}
+{{- end -}}
+
+{{/* The env entry that hands (list $ "<component>")'s database URL to a container. */}}
 {{- define "longtask.databaseEnv" -}}
 - name: LONGTASK_DATABASE_URL
   valueFrom:

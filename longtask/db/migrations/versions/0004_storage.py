@@ -13,9 +13,11 @@
   and ``output_removed_at`` for its output.
 - ``longtask.storage_removals``: the audit of every removal (what, organization, bytes,
   when, why).
+- The grants of :data:`longtask.db.roles.GRANTS` made by this revision (the components'
+  roles of migration 0003); the usage's functions run as the owner (SECURITY DEFINER).
 
 Revision ID: 0004
-Revises: 0002 (re-chained after 0003 at merge)
+Revises: 0003
 Create Date: 2026-12-04
 """
 
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 from alembic import op
 
+from longtask.db import roles as _roles
+
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -129,6 +133,15 @@ END $$;
 CREATE TRIGGER tasks_usage AFTER DELETE ON longtask.tasks
     FOR EACH ROW EXECUTE FUNCTION longtask.tasks_usage();
 
+-- The usage is written by these functions alone, as the migration owner: a component's
+-- role fires them (its writes to files, export_parts, tasks) but may not call
+-- storage_charge itself nor write longtask.storage_usage's bytes (longtask/db/roles.py).
+ALTER FUNCTION longtask.storage_charge(text, bigint) SECURITY DEFINER SET search_path = pg_catalog;
+ALTER FUNCTION longtask.files_usage() SECURITY DEFINER SET search_path = pg_catalog;
+ALTER FUNCTION longtask.export_parts_usage() SECURITY DEFINER SET search_path = pg_catalog;
+ALTER FUNCTION longtask.tasks_usage() SECURITY DEFINER SET search_path = pg_catalog;
+REVOKE EXECUTE ON FUNCTION longtask.storage_charge(text, bigint) FROM PUBLIC;
+
 -- What is stored already.
 UPDATE longtask.tasks t SET output_bytes = p.bytes
     FROM (SELECT task_uid, sum(octet_length(data)) AS bytes FROM longtask.export_parts
@@ -160,9 +173,18 @@ DROP TABLE longtask.storage_usage;
 """
 
 
+def _names() -> _roles.DatabaseRoles:
+    config = op.get_context().config
+    return _roles.configured(config.attributes if config is not None else {})
+
+
 def upgrade() -> None:
     op.execute(UPGRADE)
+    for statement in _roles.grant_sql(_names(), revision):
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    for statement in _roles.revoke_sql(_names(), revision):
+        op.execute(statement)
     op.execute(DOWNGRADE)
