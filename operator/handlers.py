@@ -47,6 +47,7 @@ from longtask.operator.observed import Observed
 from longtask.operator.records import Records, RecordStore
 from longtask.operator.retention import Retention
 from longtask.operator.settings import OperatorSettings
+from longtask.operator.webhooks import Sender, Webhooks, phase_changed
 
 from longtask.constants import FINALIZER, GROUP, LABEL_TASK_UID, PLURAL, VERSION
 from longtask.db import DatabaseUnavailable, Pool
@@ -132,6 +133,7 @@ class Operator:
     kube: Cluster
     records: RecordStore
     locks: KeyLocks = field(default_factory=KeyLocks)
+    webhooks: Webhooks | None = None
 
 
 def _operator(memo: Any) -> Operator:
@@ -201,6 +203,14 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo.retention = Retention(ours, kube, Pool(DatabaseSettings().database_url,  # type: ignore[call-arg]
                                                 1, application_name="longtask-retention"))
     memo.retention.start()
+    # The webhooks (none unless a file names their endpoints): written by the handlers,
+    # sent by a thread of their own, here too in the Lease's holder only.
+    if ours.webhooks_file is not None:
+        webhooks = Webhooks(ours, Pool(DatabaseSettings().database_url,  # type: ignore[call-arg]
+                                       2, application_name="longtask-webhooks"))
+        memo.operator.webhooks = webhooks
+        memo.sender = Sender(webhooks)
+        memo.sender.start()
     log.info(
         "operator_started",
         extra={"namespaces": list(ours.namespaces) or "*", "standalone": ours.standalone},
@@ -212,6 +222,10 @@ def close(memo: Any, **_: Any) -> None:
     retention: Retention | None = getattr(memo, "retention", None)
     if retention is not None:
         retention.stop()
+    sender: Sender | None = getattr(memo, "sender", None)
+    if sender is not None:
+        sender.stop()
+        sender.webhooks.pool.close()
     operator: Operator | None = getattr(memo, "operator", None)
     if operator is not None and isinstance(operator.records, Records):
         operator.records.close()
@@ -288,6 +302,10 @@ def reconcile(op: Operator, namespace: str, name: str) -> None:
                     event.reason,
                 ),
             )
+        # The webhook's notification too, for the same reason: written again after a crash,
+        # under the same id, it is refused as already there.
+        if decision.status.phase is not status.phase and decision.status.phase is not None:
+            _notify(op, task, fresh, status, decision.status)
         patch = status_patch(status, decision.status)
         if patch:
             op.kube.patch_status(task.namespace, task.name, patch)
@@ -307,6 +325,30 @@ def reconcile(op: Operator, namespace: str, name: str) -> None:
         _carry_out(
             op, task, fresh, tuple(a for a in decision.actions if not isinstance(a, PostEvent))
         )
+
+
+def _notify(op: Operator, task: Task, body: Mapping[str, Any], before: TaskStatus,
+            after: TaskStatus) -> None:
+    """Write the webhook notification of the change from ``before`` to ``after`` to the
+    outbox, if the task's organization wants it (``webhooks.py``). Raises
+    ``kopf.TemporaryError`` when the database cannot be written."""
+    webhooks = op.webhooks
+    assert after.phase is not None
+    if webhooks is None or not webhooks.wants(task.spec.organization, after.phase):
+        return
+    condition = after.conditions[0] if after.conditions else None
+    notification = phase_changed(
+        event_id=event_name(task.uid, before.phase, before.phase_since, after.phase),
+        body=body, organization=task.spec.organization, task_type=task.spec.type,
+        previous=before.phase, phase=after.phase,
+        reason=condition.reason if condition else None, message=after.message,
+        progress=after.progress.model_dump(by_alias=True, mode="json")
+        if after.progress else None,
+        at=after.phase_since or dt.datetime.now(dt.UTC))
+    try:
+        webhooks.enqueue(notification)
+    except (psycopg2.Error, DatabaseUnavailable) as exc:
+        raise kopf.TemporaryError(f"webhook outbox unwritable: {exc}", delay=10) from exc
 
 
 def _namespaced(namespace: str | None) -> str:

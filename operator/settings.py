@@ -2,12 +2,14 @@
 
 One pydantic-settings class for the process: what the Jobs it makes look like (runner image,
 database Secret, grace period, resources, the runner's own settings), how it watches
-(namespaces, refresh interval) and how replicas elect the active one (the Lease).
+(namespaces, refresh interval), how replicas elect the active one (the Lease) and where
+the webhooks go.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -112,6 +114,21 @@ class OperatorSettings(BaseSettings):
     retention_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
     retention_claim_grace_seconds: float = Field(
         default=storage.CLAIM_GRACE_SECONDS, ge=0, le=3600)
+    # The webhooks (webhooks.py), sent by the leader: the YAML file of each organization's
+    # endpoint and secret (the chart mounts it from a Secret; none: no webhooks), re-read
+    # when it changes. Every webhook_interval_seconds the sender takes the oldest unsent
+    # notification of each task, at most webhook_per_organization of one organization a
+    # pass, on webhook_workers threads, each attempt cut off after webhook_timeout_seconds;
+    # a refused attempt is retried after an exponential backoff with full jitter (1 s,
+    # doubling, at most webhook_retry_cap_seconds) up to webhook_max_attempts in all (about
+    # an hour with the defaults), then given up and logged (webhook_failed).
+    webhooks_file: Path | None = None
+    webhook_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_workers: int = Field(default=4, ge=1, le=64)
+    webhook_per_organization: int = Field(default=2, ge=1, le=100)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_retry_cap_seconds: float = Field(default=600.0, ge=1, le=86_400)
     # Comma-separated namespaces to watch; empty means every namespace (cluster-wide).
     watch_namespaces: str = ""
     # One active replica: every replica is a candidate for a coordination.k8s.io/v1 Lease

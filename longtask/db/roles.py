@@ -14,6 +14,7 @@ the component's privileges (:data:`GRANTS`):
 - ``longtask_operator``: reads the task record and writes its ``hold``; the retention
   (migration 0004): marks files and export outputs removed, deletes their blocks and
   parts, writes the removals' audit.
+  The webhooks (migration 0007): writes the notifications' outbox and their attempts.
 
 All three make and lock their organization's usage row for the storage quota; its bytes
 are written only by migration 0004's SECURITY DEFINER trigger functions.
@@ -197,6 +198,13 @@ GRANTS: tuple[Grant, ...] = (
           "the retention removes an output's parts (never reads their data)"),
     Grant("operator", ("SELECT", "INSERT"), ("TABLE longtask.storage_removals",), "0004",
           "the retention's audit, one row a removal"),
+    # ------------------------------------------------------------- 0007: webhooks' outbox
+    Grant("operator", ("SELECT", "INSERT (event_id, organization, task_uid, attributes, data)",
+                       "UPDATE (attempts, next_attempt_at, last_error, delivered_at, "
+                       "failed_at)", "DELETE"),
+          ("TABLE longtask.notifications",), "0007",
+          "the webhooks: a phase change's notification, its attempts, its pruning "
+          "(operator/webhooks.py)"),
 )
 
 
