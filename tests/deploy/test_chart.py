@@ -272,6 +272,22 @@ def test_no_runner_settings_means_no_variable() -> None:
         assert "LONGTASK_OPERATOR_RUNNER_SETTINGS" not in env, (sets, env)
 
 
+def test_the_webhooks_secret_is_mounted_read_only_and_named_to_the_operator() -> None:
+    assert "LONGTASK_OPERATOR_WEBHOOKS_FILE" not in _operator_env(render()), "off by default"
+    objects = render(sets=["operator.webhooks.existingSecret=lt-hooks",
+                           "operator.webhooks.existingSecretKey=hooks.yaml"])
+    deployment = find(objects, "Deployment", "lt-longtask-operator")[0]
+    container = containers(deployment)[-1]
+    path = env_of(container)["LONGTASK_OPERATOR_WEBHOOKS_FILE"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "webhooks")
+    assert (mount["mountPath"], mount["readOnly"]) == ("/etc/longtask/webhooks", True)
+    assert path == "/etc/longtask/webhooks/webhooks.yaml"
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "webhooks")
+    assert volume["secret"] == {"secretName": "lt-hooks",
+                                "items": [{"key": "hooks.yaml", "path": "webhooks.yaml"}]}
+
+
 def test_the_schema_refuses_an_unknown_runner_setting_and_a_number() -> None:
     unknown = helm(*template_args(), "--set-string", "runner.settings.chunk_size=100",
                    check=False)
