@@ -145,6 +145,16 @@ def login(ctx: Context, token_stdin: bool) -> int:
     return OK
 
 
+@command(cli)
+def logout(ctx: Context) -> int:
+    """Remove the config file's token (the file goes; the environment is not touched)."""
+    path = config.config_path()
+    removed = config.remove_file(path)
+    ctx.emit({"configFile": str(path), "removed": removed},
+             [f"removed {path}" if removed else f"no {path}: nothing to remove"])
+    return OK
+
+
 # ------------------------------------------------------------------------------ files
 
 
@@ -334,6 +344,55 @@ def terminate(ctx: Context, name: str, reason: str | None, rollback: bool | None
     if rollback is not None:
         body["rollback"] = rollback
     return _control(ctx, name, "terminate", body)
+
+
+@command(cli)
+@click.argument("name")
+@reason_option
+@click.option("--keep-writes", is_flag=True,
+              help="Delete a task that may still run or has rows a rollback could undo, "
+                   "knowing those rows stay (the API refuses it otherwise).")
+def delete(ctx: Context, name: str, reason: str | None, keep_writes: bool) -> int:
+    """Delete a task. Deleting is not undoing: what it wrote stays; to remove that,
+    terminate it and delete it once it is RolledBack."""
+    params: dict[str, Any] = {"keepWrites": "true"} if keep_writes else {}
+    if reason:
+        params["reason"] = reason
+    with ctx.api() as api:
+        response = api.request("DELETE", f"/v1/tasks/{name}", params=params)
+    if response.status_code == 204:
+        ctx.emit({"name": name, "deleted": True}, [f"{name}: deleted"])
+    else:
+        task = response.json()
+        ctx.emit(task, [f"{name}: delete requested ({task.get('phase')}); it is gone once "
+                        f"the operator has stopped what runs of it"])
+    return OK
+
+
+@command(cli)
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Show at most this many rows (pages followed).")
+def conflicts(ctx: Context, name: str, limit: int) -> int:
+    """Show the rows a rollback left in place, and why (changed by someone else since,
+    or kept with a row that stays)."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    with ctx.api() as api:
+        while True:
+            params: dict[str, Any] = {"limit": max(1, min(limit - len(items), 500))}
+            if cursor:
+                params["cursor"] = cursor
+            page = api.json("GET", f"/v1/tasks/{name}/conflicts", params=params)
+            items += page["items"]
+            cursor = page.get("next")
+            if not cursor or len(items) >= limit:
+                break
+    body = {"total": page["total"], "items": items[:limit], "next": cursor}
+    ctx.emit(body, [*(f"{c['table']} {c['id']}: {c['reason']}" for c in items[:limit]),
+                    f"{page['total']:,} rows left by the rollback, "
+                    f"{len(items[:limit]):,} shown"])
+    return OK
 
 
 # ------------------------------------------------------------------------ watch, wait

@@ -94,3 +94,12 @@ def write_file(path: Path, api_url: str, token: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def remove_file(path: Path) -> bool:
+    """Remove the config file; False when there was none."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

@@ -97,6 +97,19 @@ def test_login_writes_a_0600_config_file_and_the_environment_wins_over_it(
     assert refused.stderr.startswith("error: ") and "HTTP 401" in refused.stderr, refused.stderr
 
 
+def test_logout_removes_the_stored_token(
+        longtask_cli: Run, live: stack.Stack, cli_env: dict[str, str]) -> None:
+    ok(longtask_cli("login", "--api-url", live.api_url, "--token-stdin", org=None,
+                    stdin=live.tokens[ORG] + "\n"))
+    path = Path(cli_env["XDG_CONFIG_HOME"]) / "longtask" / "config.toml"
+    assert path.exists()
+
+    assert f"removed {path}" in ok(longtask_cli("logout", org=None))
+    assert not path.exists()
+    ok(longtask_cli("list", org=None), 2)  # no token any more
+    assert as_json(longtask_cli("logout", "--json", org=None))["removed"] is False
+
+
 def test_login_with_a_token_the_api_refuses_writes_nothing(
         longtask_cli: Run, live: stack.Stack, cli_env: dict[str, str]) -> None:
     done = longtask_cli("login", "--api-url", live.api_url, "--token-stdin", org=None,
@@ -160,6 +173,9 @@ def test_upload_validate_start_watch_wait_pause_resume_terminate(
 
     ok(longtask_cli("resume", name, "--reason", "the phones are right"))
     ok(longtask_cli("wait", name, "--for", "Running", "--timeout", "90"))
+    refused = longtask_cli("delete", name, "--reason", "tidy up")
+    ok(refused, 1)
+    assert "HTTP 409" in refused.stderr and "keepWrites" in refused.stderr, refused.stderr
     ok(longtask_cli("terminate", name, "--reason", "columns swapped", "--rollback"))
     ended = longtask_cli("wait", name, "--for", "Succeeded", "--timeout", "120", "--json")
     final = as_json(ended, 3)
@@ -172,6 +188,17 @@ def test_upload_validate_start_watch_wait_pause_resume_terminate(
               .splitlines()]
     assert [e["event"] for e in events] == ["task", "end"], events
     assert events[0]["data"]["phase"] == events[1]["data"]["phase"] == "RolledBack"
+
+    left = as_json(longtask_cli("conflicts", name, "--json"))
+    assert (left["total"], left["items"], left["next"]) == (0, [], None), left
+    assert "0 rows left by the rollback" in ok(longtask_cli("conflicts", name))
+    deleted = ok(longtask_cli("delete", name, "--reason", "rolled back, done"))
+    assert deleted.startswith(f"{name}: delete"), deleted
+    deadline = time.monotonic() + 30  # the operator's finalizer lets it go
+    while (got := longtask_cli("get", name)).returncode == 0:
+        assert time.monotonic() < deadline, got.stdout
+        time.sleep(0.5)
+    assert got.returncode == 1 and "HTTP 404" in got.stderr, got.stderr
 
 
 def test_start_from_a_yaml_file_and_row_errors_listed(longtask_cli: Run,
