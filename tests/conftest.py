@@ -22,7 +22,7 @@ from devcluster import postgres, realdata
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
-pytest_plugins = ["devcluster.pytest_fixtures"]
+pytest_plugins = ["devcluster.pytest_fixtures", "api_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 _TEMPLATE = "longtask_template"
