@@ -164,7 +164,8 @@ def main() -> int:
               f"{'met' if ratio <= TARGET_P99_RATIO else 'NOT met'})")
         print(f"   {answered}/{len(load.probe_statuses)} answered 200; watch answers "
               f"{ {s: load.watch_statuses.count(s) for s in sorted(set(load.watch_statuses))} }"
-              f", at most {load.most_watches_seen:.0f} streams open (bound 16), "
+              f", at most {load.most_watches_seen:.0f} streams open (bounds: 16, 4 per "
+              f"token), "
               f"{load.watches_after:.0f} left after")
 
         memory_settings = base.model_copy(update={

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 ACME_TOKEN = token_of("operator")  # an operator of acme
 GLOBEX_TOKEN = token_of("other")  # an operator of globex only
 
-MAX_WATCHES = 16
+MAX_WATCHES, PER_SUBJECT = 16, 4
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def api_settings(api_settings: ApiSettings) -> ApiSettings:
     return api_settings.model_copy(update={
         "db_pool_size": 3, "body_idle_timeout_seconds": 60, "body_timeout_seconds": 60,
         "body_min_bytes_per_second": 1, "max_watches": MAX_WATCHES,
-        "max_watches_per_subject": 4, "watch_heartbeat_seconds": 1})
+        "max_watches_per_subject": PER_SUBJECT, "watch_heartbeat_seconds": 1})
 
 
 def test_slow_clients_and_watch_cycles_leave_another_client_answered(
@@ -50,9 +50,8 @@ def test_slow_clients_and_watch_cycles_leave_another_client_answered(
 
     assert result.probe_statuses == [200] * 400, sorted(set(result.probe_statuses))
     assert len(result.watch_statuses) == 200
-    assert set(result.watch_statuses) <= {200, 429, 503}, sorted(set(result.watch_statuses))
-    assert 200 in result.watch_statuses
-    assert result.most_watches_seen <= MAX_WATCHES
+    assert set(result.watch_statuses) == {200, 503}, sorted(set(result.watch_statuses))
+    assert 0 < result.most_watches_seen <= PER_SUBJECT, "acme's cycles hold its share only"
     assert result.watches_after == 0, "every watch stream given back"
     with httpx.Client(base_url=api_process.url, timeout=30,
                       headers=abuse.bearer(GLOBEX_TOKEN)) as after:
