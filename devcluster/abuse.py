@@ -589,10 +589,11 @@ def slow_clients(url: str, token: str, export: str, count: int) -> Iterator[list
             sock.close()
 
 
-def _timed_gets(client: httpx.Client, path: str, count: int,
-                statuses: list[int]) -> list[float]:
-    times = []
-    for _ in range(count):
+def _timed_gets(client: httpx.Client, path: str, count: int, statuses: list[int],
+                until: threading.Event | None = None) -> list[float]:
+    """``count`` sequential GETs of ``path`` (and more until ``until`` is set); seconds each."""
+    times: list[float] = []
+    while len(times) < count or (until is not None and not until.is_set()):
         started = time.perf_counter()
         response = client.get(path)
         times.append(time.perf_counter() - started)
@@ -600,52 +601,66 @@ def _timed_gets(client: httpx.Client, path: str, count: int,
     return times
 
 
+def _settled(url: str, timeout: float) -> float:
+    """The open watch streams once they are 0, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (value := gauge(url, "longtask_api_watch_streams")) > 0:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return value
+
+
 def slow_load(url: str, *, victim: Victim, acme_token: str, other_token: str, other_task: str,
-              slow: int = 20, cycles: int = 200, probes: int = 300,
+              slow: int = 20, cycles: int = 200, probes: int = 300, rounds: int = 2,
               settle_seconds: float = 30.0) -> LoadResult:
-    """The other client (``other_token``) reads ``other_task`` ``probes`` times alone, then
-    as many times while ``slow`` slow clients (acme's) hold connections and a thread runs
-    ``cycles`` watch open/close cycles on acme's task. Waits (at most ``settle_seconds``)
-    for the watch streams to end after."""
+    """The other client (``other_token``) reads ``other_task`` alone, then under load, in
+    ``rounds`` alternations (so that what else the machine does weighs on both alike):
+    ``probes / rounds`` reads alone, then at least as many while ``slow`` slow clients
+    (acme's) hold connections and acme runs ``cycles / rounds`` watch open/close cycles
+    on its task, reading until the cycles end. After each round the slow clients close and
+    the watch streams are waited for (at most ``settle_seconds``)."""
     result = LoadResult(slow_clients=slow)
     path = f"/v1/tasks/{other_task}"
-    with httpx.Client(base_url=url, headers=bearer(other_token), timeout=HTTP_TIMEOUT) as other:
-        _timed_gets(other, path, 20, [])  # warm up
-        result.idle = _timed_gets(other, path, probes, result.probe_statuses)
-        watching = threading.Event()
+    per_round = max(1, probes // rounds)
 
-        def watch_cycles() -> None:
+    def watch_cycles(count: int, done: threading.Event) -> None:
+        try:
             with httpx.Client(base_url=url, headers=bearer(acme_token),
                               timeout=HTTP_TIMEOUT) as acme:
-                for _ in range(cycles):
+                for _ in range(count):
                     with acme.stream("GET", f"/v1/tasks/{victim.task}/watch",
                                      params={"timeout": 30}) as response:
                         if response.status_code == 200:
                             next(response.iter_lines())
                         result.watch_statuses.append(response.status_code)
-            watching.set()
+        finally:
+            done.set()
 
-        def watch_gauge() -> None:
-            while not watching.is_set():
-                result.most_watches_seen = max(result.most_watches_seen,
-                                               gauge(url, "longtask_api_watch_streams"))
-                time.sleep(0.1)
+    def watch_gauge(done: threading.Event) -> None:
+        while not done.wait(0.25):
+            result.most_watches_seen = max(result.most_watches_seen,
+                                           gauge(url, "longtask_api_watch_streams"))
 
-        with slow_clients(url, acme_token, victim.export, slow):
-            time.sleep(1)  # let the server take them up
-            threads = [threading.Thread(target=watch_cycles, name="watch-cycles", daemon=True),
-                       threading.Thread(target=watch_gauge, name="watch-gauge", daemon=True)]
-            for thread in threads:
-                thread.start()
-            result.loaded = _timed_gets(other, path, probes, result.probe_statuses)
-            for thread in threads:
-                thread.join(timeout=settle_seconds + HTTP_TIMEOUT)
-        deadline = time.monotonic() + settle_seconds
-        while (value := gauge(url, "longtask_api_watch_streams")) > 0:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        result.watches_after = value
+    with httpx.Client(base_url=url, headers=bearer(other_token), timeout=HTTP_TIMEOUT) as other:
+        _timed_gets(other, path, 20, [])  # warm up
+        for number in range(rounds):
+            result.idle += _timed_gets(other, path, per_round, result.probe_statuses)
+            done = threading.Event()
+            count = cycles // rounds + (number < cycles % rounds)
+            with slow_clients(url, acme_token, victim.export, slow):
+                time.sleep(1)  # let the server take them up
+                threads = [threading.Thread(target=watch_cycles, args=(count, done),
+                                            name="watch-cycles", daemon=True),
+                           threading.Thread(target=watch_gauge, args=(done,),
+                                            name="watch-gauge", daemon=True)]
+                for thread in threads:
+                    thread.start()
+                result.loaded += _timed_gets(other, path, per_round, result.probe_statuses,
+                                             until=done)
+                for thread in threads:
+                    thread.join(timeout=settle_seconds + HTTP_TIMEOUT)
+            result.watches_after = _settled(url, settle_seconds)
     return result
 
 
