@@ -208,7 +208,9 @@ def plant(acme: httpx.Client, conn: Any, organization_id: int, runner_db_url: st
           export_rows: int = 300) -> Victim:
     """Give acme (its operator's client ``acme``) a pending BaselineUpload, one run with
     row errors, an Export of ``export_rows`` submissions run to its output, and a
-    BulkTeamCreate rolled back with conflicts; all run by the real runner in this process."""
+    BulkTeamCreate rolled back with conflicts; all run by the real runner in this process.
+    ``conn`` is an autocommit connection of the migration owner (``organization_id`` is
+    acme's); ``runner_db_url`` logs in as the runner's role."""
     households = (f"household_id,head_name,members,phone\n"
                   f"H-1,{SECRET} Awa,4,+221339612727\nH-2,{SECRET} Moussa,many,\n").encode()
     pending_file = _upload(acme, households)
@@ -556,6 +558,7 @@ def slow_clients(url: str, token: str, export: str, count: int) -> Iterator[list
     socks: list[socket.socket] = []
     stop = threading.Event()
     trickling: list[socket.socket] = []
+    thread: threading.Thread | None = None
 
     def trickle() -> None:
         while not stop.wait(0.5):
@@ -585,6 +588,8 @@ def slow_clients(url: str, token: str, export: str, count: int) -> Iterator[list
         yield socks
     finally:
         stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
         for sock in socks:
             sock.close()
 
