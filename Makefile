@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 export PYTHONSAFEPATH := 1
 
 .PHONY: setup system-deps node-deps kube tools venv lint test images lock lock-upgrade \
-        bench bench-operator bench-e2e demo clean
+        bench bench-operator bench-e2e bench-security demo clean
 
 # What the tests need; the demo needs all of it but the chart tools.
 setup: system-deps node-deps kube tools venv
@@ -75,6 +75,11 @@ bench-operator: system-deps node-deps kube venv
 
 bench-e2e: system-deps node-deps kube venv
 	$(PY) bench/e2e_bench.py
+
+# The abuse suite's figures (tests/security's scenarios): cross-organization attempts, the
+# fuzz, hostile cells, another client's p99 beside slow clients, the API's memory.
+bench-security: system-deps node-deps kube venv
+	$(PY) bench/security_bench.py
 
 demo: system-deps node-deps kube venv
 	$(PY) -m demo

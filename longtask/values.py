@@ -60,10 +60,15 @@ Rules, per field type (``collect.form_fields.type``):
   ``{"name": ..., "label": ...}`` (a label may be a ``{language: text}`` mapping). A cell
   matches a name exactly, else a name or label compared with :func:`normalize_header`
   folding (case, spaces, Unicode compatibility forms). Without choices, any value is kept.
+  A cell longer than any cell that could match a choice (four times the longest name or
+  label, plus 32 characters: folding drops invisible characters, joins runs of spaces and
+  composes letters written apart) is refused at once, before any folding or lookup.
 * ``select_multiple``: ``list`` of choice names, from a cell whose names are separated by
   spaces (as KoBo and ODK export them), commas or semicolons; duplicates dropped; in the
   order of the choice list (the order of the cell when there are no choices). A cell that
-  is one whole name or label counts as that single choice.
+  is one whole name or label counts as that single choice. A cell longer than the longest
+  list of choices could be (each choice once, at the bound of ``select_one``) is refused at
+  once, before it is split.
 * ``geopoint``: ``{"lat": float, "lon": float}`` from ``lat lon`` or ``lat,lon``, plus
   ``"alt"`` and ``"accuracy"`` (metres) when given as ODK does (``lat lon alt accuracy``).
   Decimal degrees, WGS 84; latitude within ±90, longitude within ±180.
@@ -817,6 +822,16 @@ def normalize_header(name: str) -> str:
 _AMBIGUOUS = ""  # marks a folded key that two choices share
 _MULTI_SPLIT = re.compile(r"[\s,;]+")
 _MAX_LISTED = 12
+# How much longer than a choice's own name or label a cell that matches it can be: folding
+# removes BOMs and zero-width spaces, joins runs of spaces and composes letters written
+# apart (an accent after its letter, three Hangul jamo for one syllable), never more.
+_FOLD_FACTOR = 4
+_FOLD_SLACK = 32
+
+
+def _match_bound(length: int) -> int:
+    """The longest cell that can fold to a text of ``length`` characters, in characters."""
+    return _FOLD_FACTOR * length + _FOLD_SLACK
 
 
 def _labels(label: object) -> list[str]:
@@ -853,10 +868,19 @@ def _choices(options: Mapping[str, Any]) -> tuple[list[str], list[list[str]]] | 
 
 
 class _Choices:
-    """Looks a cell up among a field's choices: exact name, then folded name or label."""
+    """Looks a cell up among a field's choices: exact name, then folded name or label.
+
+    ``longest_one`` is the longest cell that can match one choice and ``longest_list`` the
+    longest list of them (each choice once), in characters; parsers refuse longer cells
+    before any lookup, so reading a hostile cell costs no more than reading a real one.
+    """
 
     def __init__(self, names: list[str], labels: list[list[str]]) -> None:
         self.names = names
+        bounds = [_match_bound(max([len(name), *(len(label.strip()) for label in item_labels)]))
+                  for name, item_labels in zip(names, labels, strict=True)]
+        self.longest_one = max(bounds)
+        self.longest_list = sum(bounds)
         self.order = {name: position for position, name in enumerate(names)}
         self.exact: dict[str, str] = {}
         self.folded: dict[str, str] = {}
@@ -882,6 +906,12 @@ class _Choices:
             raise InvalidValue(f"{_show(value)} matches more than one choice ({self.listing})")
         return found
 
+    def refuse_longer(self, s: str, bound: int, what: str) -> None:
+        """Raise :class:`InvalidValue` when ``s`` is longer than ``bound`` characters."""
+        if len(s) > bound:
+            raise InvalidValue(f"too long for {what} ({len(s):,} characters, at most "
+                               f"{bound:,}): {_show(s)}")
+
     def get(self, value: str, cell: str) -> str:
         found = self.find(value)
         if found is None:
@@ -896,7 +926,11 @@ def _select_one_parser(options: Mapping[str, Any]) -> Parser:
         return _text
     choices = _Choices(*listed)
 
+    bound = choices.longest_one
+    refuse_longer = choices.refuse_longer
+
     def parse_select_one(s: str) -> JSONValue:
+        refuse_longer(s, bound, "one of this field's choices")
         return choices.get(s, s)
 
     return parse_select_one
@@ -914,8 +948,11 @@ def _select_multiple_parser(options: Mapping[str, Any]) -> Parser:
     choices = _Choices(*listed)
     exact = choices.exact.get
     position = choices.order.__getitem__
+    bound = choices.longest_list
+    refuse_longer = choices.refuse_longer
 
     def parse_select_multiple(s: str) -> JSONValue:
+        refuse_longer(s, bound, "a list of this field's choices")
         whole = exact(s)
         if whole is not None:
             return [whole]
@@ -966,7 +1003,8 @@ def _geopoint(s: str) -> dict[str, JSONValue]:
 # The longest cell each typed field reads, checked on the stripped cell before any pattern
 # sees it: a pattern searched over a long run of spaces or digits can take time quadratic
 # in the cell's length (a datetime cell of 40,000 spaces took 22 s), and no real value of
-# these types comes near the bound. Text and select cells are read by linear scans only.
+# these types comes near the bound. Text cells are read by linear scans only; a select
+# cell is bounded by its field's choices (``_Choices``) before any folding or lookup.
 MAX_CELL_LENGTH: Mapping[FieldType, int] = {
     FieldType.INTEGER: _MAX_NUMBER_LEN,
     FieldType.DECIMAL: _MAX_NUMBER_LEN,

@@ -4,7 +4,8 @@ Every test runs against real servers: a throwaway PostgreSQL cluster (or the one
 ``LONGTASK_TEST_DATABASE_URL``, a superuser's) and, for the control-plane tests, the local
 Kubernetes control plane from :mod:`devcluster.kube`. ``db_url`` is the migration owner's;
 ``api_db_url``, ``operator_db_url`` and ``runner_db_url`` log in as the components' own
-roles, and the tests run each component with its own.
+roles, and the tests run each component with its own. The API's server, tokens and seeded
+organizations are the plugin ``tests/api_fixtures.py``'s (tests/api and tests/security).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from devcluster import postgres, realdata
 from longtask.db import connect
 from longtask.db.migrate import upgrade
 
-pytest_plugins = ["devcluster.pytest_fixtures"]
+pytest_plugins = ["devcluster.pytest_fixtures", "api_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 _TEMPLATE = "longtask_template"

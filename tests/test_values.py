@@ -806,6 +806,23 @@ def test_select_multiple_takes_a_whole_label_as_one_choice() -> None:
     assert parser(FieldType.SELECT_MULTIPLE, options)("Poste de santé") == ["health_post"]
 
 
+def test_a_select_cell_longer_than_any_match_is_refused_before_any_folding() -> None:
+    one = parser(FieldType.SELECT_ONE, {"choices": ["Yes", {"name": "no", "label": "Non"}]})
+    many = parser(FieldType.SELECT_MULTIPLE, DAYS)
+    longest_one = 4 * 3 + 32  # four characters per character of "Yes", plus 32
+    longest_list = 7 * (4 * 2 + 32)  # each of the seven days once
+
+    too_long = reason_of(one, "y" + " " * longest_one + "es")
+    assert too_long.startswith(f"too long for one of this field's choices ({longest_one + 3:,} "
+                               f"characters, at most {longest_one}): 'y "), too_long
+    assert one("\ufeff" * 20 + "yes") == "Yes", "a cell within the bound is folded as before"
+    assert many(" ".join(["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"] * 10)) == [
+        "Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"]
+    assert reason_of(many, "Mo " * longest_list).startswith(  # stripped: one space less
+        f"too long for a list of this field's choices ({3 * longest_list - 1:,} characters, "
+        f"at most {longest_list:,})")
+
+
 def test_select_multiple_without_choices_keeps_the_items_in_cell_order() -> None:
     parse = parser(FieldType.SELECT_MULTIPLE)
     assert parse("doctor pharmacy birthing_center doctor") == [

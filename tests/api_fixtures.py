@@ -1,6 +1,7 @@
 """The API under test: a real uvicorn server on a loopback port, in a thread of the test.
 
-Each test gets its own server, configured with the test's fresh PostgreSQL database, a
+A plugin (``pytest_plugins`` of tests/conftest.py), so tests/api and tests/security share
+it. Each test gets its own server, configured with the test's fresh PostgreSQL database, a
 fresh namespace of the session's local Kubernetes control plane (the LongTask CRD
 applied), and a token file holding the hashes of the tokens below. Clients speak HTTP to it
 with httpx; nothing of the API is replaced.
@@ -27,7 +28,7 @@ from longtask.api.settings import ApiSettings
 
 from devcluster import kube
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runner"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "runner"))
 import runner_support
 from api_support import TOKENS, UPLOAD_LIMIT, token_of
 
