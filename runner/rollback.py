@@ -6,6 +6,7 @@ A rollback is a list of steps run in order; its cursor is ``{"step": i, "after":
   before-image only while its ``row_version`` is still the one the task left.
 - :class:`DeleteInserted` deletes the rows a task inserted (``task_uid``), oldest first, only
   while ``row_version`` is still 1 and, where given, nothing else refers to them.
+- :class:`RestoreDeleted` inserts the rows a task deleted back from the journal.
 - :class:`DeleteOwned` deletes rows that belong to the task alone (export output).
 
 A row someone else changed or referenced since is left alone, with the rows of the task
@@ -163,6 +164,54 @@ class DeleteInserted:
             cur, task_uid, self.table, sorted(with_parent),
             f"kept with its row in {parents}, which stays (changed or referenced by others)")
         return len(rows), conflicts, ids[-1], len(rows) < limit
+
+
+@dataclass(frozen=True)
+class RestoreDeleted:
+    """Insert ``table``'s rows the task deleted back from their before-images in the undo
+    journal, newest first, each with its own id (``OVERRIDING SYSTEM VALUE``: the ids are
+    identity columns). A row whose id exists again is left alone and reported.
+
+    ``columns`` are every column of the row (the before-image holds them all).
+    """
+
+    table: str
+    columns: tuple[str, ...]
+
+    def count(self, cur: Cursor, task_uid: uuid.UUID) -> int:
+        cur.execute(
+            "SELECT count(*) FROM longtask.undo_journal WHERE task_uid = %s "
+            "AND table_name = %s AND after_version = 0", (task_uid, self.table))
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+    def chunk(
+        self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
+    ) -> tuple[int, int, Any, bool]:
+        cur.execute(
+            "SELECT seq, row_id FROM longtask.undo_journal WHERE task_uid = %s "
+            "AND table_name = %s AND after_version = 0 AND (%s::bigint IS NULL OR seq < %s) "
+            "ORDER BY seq DESC LIMIT %s",
+            (task_uid, self.table, after, after, limit),
+        )
+        entries = cur.fetchall()
+        if not entries:
+            return 0, 0, after, True
+        seqs = [e[0] for e in entries]
+        columns = ", ".join(self.columns)
+        values = ", ".join(f"r.{c}" for c in self.columns)
+        cur.execute(
+            f"INSERT INTO collect.{self.table} ({columns}) OVERRIDING SYSTEM VALUE "
+            f"SELECT {values} FROM longtask.undo_journal j, "
+            f"LATERAL jsonb_populate_record(NULL::collect.{self.table}, j.before_image) r "
+            "WHERE j.task_uid = %s AND j.seq = ANY(%s) ON CONFLICT (id) DO NOTHING "
+            "RETURNING id",
+            (task_uid, seqs),
+        )
+        restored = {row[0] for row in cur.fetchall()}
+        taken = [e[1] for e in entries if e[1] not in restored]
+        conflicts = _record_conflicts(cur, task_uid, self.table, taken,
+                                      "its id was taken again after the task deleted it")
+        return len(entries), conflicts, seqs[-1], len(entries) < limit
 
 
 @dataclass(frozen=True)
