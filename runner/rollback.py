@@ -38,6 +38,9 @@ class Step(Protocol):
         ...
 
 
+_LAST_SEQ = 2**63 - 1  # above every journal seq (a bigint): "from the newest"
+
+
 def _record_conflicts(cur: Cursor, task_uid: uuid.UUID, table: str, ids: Sequence[int],
                       reason: str) -> int:
     if not ids:
@@ -172,7 +175,11 @@ class RestoreDeleted:
     journal, newest first, each with its own id (``OVERRIDING SYSTEM VALUE``: the ids are
     identity columns). A row whose id exists again is left alone and reported.
 
-    ``columns`` are every column of the row (the before-image holds them all).
+    ``columns`` are every column of the row (the before-image holds them all). One
+    statement a chunk walks the journal's primary key backwards from the cursor (its
+    ``seq``), so a chunk costs what it restores, not the size of the journal: a list of
+    seqs (``= ANY``) let the planner scan every entry of the task for each chunk while the
+    journal's statistics were still those of an empty table.
     """
 
     table: str
@@ -187,31 +194,31 @@ class RestoreDeleted:
     def chunk(
         self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
     ) -> tuple[int, int, Any, bool]:
-        cur.execute(
-            "SELECT seq, row_id FROM longtask.undo_journal WHERE task_uid = %s "
-            "AND table_name = %s AND after_version = 0 AND (%s::bigint IS NULL OR seq < %s) "
-            "ORDER BY seq DESC LIMIT %s",
-            (task_uid, self.table, after, after, limit),
-        )
-        entries = cur.fetchall()
-        if not entries:
-            return 0, 0, after, True
-        seqs = [e[0] for e in entries]
         columns = ", ".join(self.columns)
         values = ", ".join(f"r.{c}" for c in self.columns)
         cur.execute(
-            f"INSERT INTO collect.{self.table} ({columns}) OVERRIDING SYSTEM VALUE "
-            f"SELECT {values} FROM longtask.undo_journal j, "
-            f"LATERAL jsonb_populate_record(NULL::collect.{self.table}, j.before_image) r "
-            "WHERE j.task_uid = %s AND j.seq = ANY(%s) ON CONFLICT (id) DO NOTHING "
-            "RETURNING id",
-            (task_uid, seqs),
+            "WITH batch AS (SELECT seq, row_id, table_name, after_version, before_image "
+            "  FROM longtask.undo_journal WHERE task_uid = %(task)s AND seq < %(after)s "
+            "  ORDER BY task_uid DESC, seq DESC LIMIT %(limit)s), "
+            "wanted AS (SELECT * FROM batch WHERE table_name = %(table)s "
+            "  AND after_version = 0), "
+            f"restored AS (INSERT INTO collect.{self.table} ({columns}) OVERRIDING SYSTEM VALUE "
+            f"  SELECT {values} FROM wanted w, "
+            f"  LATERAL jsonb_populate_record(NULL::collect.{self.table}, w.before_image) r "
+            "  ON CONFLICT (id) DO NOTHING RETURNING id) "
+            "SELECT (SELECT count(*) FROM batch), (SELECT min(seq) FROM batch), "
+            "  (SELECT count(*) FROM wanted), "
+            "  ARRAY(SELECT row_id FROM wanted WHERE row_id NOT IN (SELECT id FROM restored) "
+            "        ORDER BY row_id)",
+            {"task": task_uid, "after": _LAST_SEQ if after is None else after,
+             "limit": limit, "table": self.table},
         )
-        restored = {row[0] for row in cur.fetchall()}
-        taken = [e[1] for e in entries if e[1] not in restored]
+        scanned, lowest, units, taken = cur.fetchone()  # type: ignore[misc]
+        if not scanned:
+            return 0, 0, after, True
         conflicts = _record_conflicts(cur, task_uid, self.table, taken,
                                       "its id was taken again after the task deleted it")
-        return len(entries), conflicts, seqs[-1], len(entries) < limit
+        return int(units), conflicts, int(lowest), scanned < limit
 
 
 @dataclass(frozen=True)
