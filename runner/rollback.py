@@ -73,30 +73,31 @@ class RestoreJournal:
     def chunk(
         self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
     ) -> tuple[int, int, Any, bool]:
-        cur.execute(
-            "SELECT seq, row_id, after_version FROM longtask.undo_journal "
-            "WHERE task_uid = %s AND table_name = %s AND (%s::bigint IS NULL OR seq < %s) "
-            "ORDER BY seq DESC LIMIT %s",
-            (task_uid, self.table, after, after, limit),
-        )
-        entries = cur.fetchall()
-        if not entries:
-            return 0, 0, after, True
-        seqs = [e[0] for e in entries]
+        # One statement walking the journal's primary key backwards from the cursor, as
+        # RestoreDeleted does (a list of seqs let the planner scan the task's whole journal
+        # for each chunk).
         sets = ", ".join(f"{c} = r.{c}" for c in self.columns)
         cur.execute(
-            f"UPDATE collect.{self.table} t SET {sets} "
-            "FROM longtask.undo_journal j, "
-            f"LATERAL jsonb_populate_record(NULL::collect.{self.table}, j.before_image) r "
-            "WHERE j.task_uid = %s AND j.seq = ANY(%s) AND t.id = j.row_id "
-            "AND t.row_version = j.after_version RETURNING j.seq",
-            (task_uid, seqs),
+            "WITH batch AS (SELECT seq, row_id, table_name, after_version, before_image "
+            "  FROM longtask.undo_journal WHERE task_uid = %(task)s AND seq < %(after)s "
+            "  ORDER BY task_uid DESC, seq DESC LIMIT %(limit)s), "
+            "wanted AS (SELECT * FROM batch WHERE table_name = %(table)s), "
+            f"restored AS (UPDATE collect.{self.table} t SET {sets} FROM wanted j, "
+            f"  LATERAL jsonb_populate_record(NULL::collect.{self.table}, j.before_image) r "
+            "  WHERE t.id = j.row_id AND t.row_version = j.after_version RETURNING j.seq) "
+            "SELECT (SELECT count(*) FROM batch), (SELECT min(seq) FROM batch), "
+            "  (SELECT count(*) FROM wanted), "
+            "  ARRAY(SELECT row_id FROM wanted WHERE seq NOT IN (SELECT seq FROM restored) "
+            "        ORDER BY seq DESC)",
+            {"task": task_uid, "after": _LAST_SEQ if after is None else after,
+             "limit": limit, "table": self.table},
         )
-        restored = {row[0] for row in cur.fetchall()}
-        changed = [e[1] for e in entries if e[0] not in restored]
+        scanned, lowest, units, changed = cur.fetchone()  # type: ignore[misc]
+        if not scanned:
+            return 0, 0, after, True
         conflicts = _record_conflicts(cur, task_uid, self.table, changed,
                                       "changed by someone else after the task updated it")
-        return len(entries), conflicts, seqs[-1], len(entries) < limit
+        return int(units), conflicts, int(lowest), scanned < limit
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,7 @@ def test_sigterms_and_sigkills_anywhere_delete_each_row_once_and_restore_all(
         doomed = cur.fetchone()[0]
     db.commit()
     task = s.task("BulkSubmissionDelete", {"form": "household-survey", **RANGE},
-                  rate_limit=3000)
+                  rate_limit=1500)
     rng = random.Random(20261204)
     terms = kills = 0
     deadline = time.monotonic() + 300
