@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 export PYTHONSAFEPATH := 1
 
 .PHONY: setup system-deps node-deps kube tools venv lint test images lock lock-upgrade \
-        bench bench-operator bench-e2e bench-security demo clean
+        bench bench-operator bench-e2e bench-security bench-delete demo clean
 
 # What the tests need; the demo needs all of it but the chart tools.
 setup: system-deps node-deps kube tools venv
@@ -69,6 +69,9 @@ images: system-deps
 
 bench: system-deps venv
 	$(PY) bench/runner_bench.py
+
+bench-delete: system-deps venv
+	$(PY) bench/delete_bench.py
 
 bench-operator: system-deps node-deps kube venv
 	$(PY) bench/operator_bench.py

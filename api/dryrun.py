@@ -47,7 +47,13 @@ from longtask.api.schemas import (
     ValidationReport,
 )
 from longtask.runner import rules
-from longtask.runner.rules import BaselineUpload, BulkTeamCreate, Export, RowError
+from longtask.runner.rules import (
+    BaselineUpload,
+    BulkSubmissionDelete,
+    BulkTeamCreate,
+    Export,
+    RowError,
+)
 
 from longtask import filestore, tasktypes
 from longtask.csvsource import CsvFile, Header, Record
@@ -212,8 +218,13 @@ def run(conn: db.Connection, request: TaskCreate, budget: Budget) -> ValidationR
     if not report.errors:
         if isinstance(work, BaselineUpload | BulkTeamCreate):
             _sample_rows(conn, work, request.organization, budget, started, result, report)
-        elif isinstance(work, Export) and result.rows_total == 0:
-            report.warn("empty-range", "no submission of the form falls in the date range")
+        elif isinstance(work, Export | BulkSubmissionDelete) and result.rows_total == 0:
+            report.warn("empty-range", "no submission of the form falls in the date range"
+                        + (" and matches every where entry"
+                           if isinstance(work, BulkSubmissionDelete) else ""))
+        elif isinstance(work, BulkSubmissionDelete) and result.rows_total:
+            report.warn("deletes-rows", f"{result.rows_total:,} submissions match and would "
+                        "be deleted; a terminate with rollback restores them")
     final = _result(request, key, report)
     return result.model_copy(update={
         "valid": final.valid, "errors": final.errors, "warnings": final.warnings})

@@ -363,7 +363,8 @@ class DryRunWarning(_Wire):
     """Something that will not fail the task but is probably wrong, and why."""
 
     code: str = Field(description="columns-swapped, invalid-values, no-rows-written, "
-                                  "encoding-detected, count-timed-out, empty-range, ...")
+                                  "encoding-detected, count-timed-out, empty-range, "
+                                  "deletes-rows, ...")
     detail: str
     columns: list[str] = Field(default_factory=list)
 

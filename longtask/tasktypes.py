@@ -120,23 +120,14 @@ def parse_date(value: Any) -> dt.date:
     return dt.date(year, month, day)
 
 
-class ExportParams(_Params):
-    """Export a form's submissions whose ``submitted_at`` falls in ``[from, to]``.
-
-    Both dates are inclusive, written ``YYYY-MM-DD`` and read in ``timeZone`` (an IANA
-    name, default UTC).
-    """
+class _FormDateRange(_Params):
+    """A form's submissions whose ``submitted_at`` falls in ``[from, to]``: both dates
+    inclusive, written ``YYYY-MM-DD`` and read in ``timeZone`` (an IANA name, default UTC)."""
 
     form: str = Field(min_length=1, max_length=200)
     from_date: dt.date = Field(alias="from", description="First day, YYYY-MM-DD")
     to_date: dt.date = Field(alias="to", description="Last day (included), YYYY-MM-DD")
     time_zone: str = "UTC"
-    columns: list[str] | None = Field(default=None, min_length=1)
-    # What a cell a spreadsheet would run as a formula (=SUM(...), +HYPERLINK(...)) becomes:
-    # escaped with a leading ' (the default: exports are opened in spreadsheets, and their
-    # text was typed by people outside the organization), or kept as it is, byte for byte,
-    # for programs that read the CSV.
-    formula_cells: Literal["escape", "keep"] = "escape"
 
     @field_validator("from_date", "to_date", mode="before")
     @classmethod
@@ -155,7 +146,7 @@ class ExportParams(_Params):
         return value
 
     @model_validator(mode="after")
-    def _ordered(self) -> ExportParams:
+    def _ordered(self) -> _FormDateRange:
         if self.from_date > self.to_date:
             raise ValueError(f"'from' ({self.from_date}) is after 'to' ({self.to_date})")
         return self
@@ -166,6 +157,36 @@ class ExportParams(_Params):
         start = dt.datetime.combine(self.from_date, dt.time(), tzinfo=zone)
         end = dt.datetime.combine(self.to_date + dt.timedelta(days=1), dt.time(), tzinfo=zone)
         return start, end
+
+
+class ExportParams(_FormDateRange):
+    """Export a form's submissions whose ``submitted_at`` falls in ``[from, to]``.
+
+    Both dates are inclusive, written ``YYYY-MM-DD`` and read in ``timeZone`` (an IANA
+    name, default UTC).
+    """
+
+    columns: list[str] | None = Field(default=None, min_length=1)
+    # What a cell a spreadsheet would run as a formula (=SUM(...), +HYPERLINK(...)) becomes:
+    # escaped with a leading ' (the default: exports are opened in spreadsheets, and their
+    # text was typed by people outside the organization), or kept as it is, byte for byte,
+    # for programs that read the CSV.
+    formula_cells: Literal["escape", "keep"] = "escape"
+
+
+class BulkSubmissionDeleteParams(_FormDateRange):
+    """Delete a form's submissions whose ``submitted_at`` falls in ``[from, to]`` (as for
+    an Export) and whose answers equal every ``where`` entry (field name to its exact text).
+
+    Every deleted row leaves its before-image in the undo journal in the transaction that
+    deletes it, so a rollback restores it exactly. ``maxRows`` refuses the start when more
+    submissions match: a guard against a filter wider than meant.
+    """
+
+    where: dict[str, str] = Field(default_factory=dict, max_length=16,
+                                  description="Field name to the exact text of its answer")
+    max_rows: int | None = Field(default=None, ge=1,
+                                 description="Refuse to start when more submissions match")
 
 
 class BulkTeamCreateParams(_Params):
@@ -318,4 +339,13 @@ BULK_TEAM_CREATE = register(
     )
 )
 
-TaskTypeName = Literal["BaselineUpload", "Export", "BulkTeamCreate"]
+BULK_SUBMISSION_DELETE = register(
+    TaskType(
+        name="BulkSubmissionDelete",
+        params_model=BulkSubmissionDeleteParams,
+        default_concurrency_key=lambda org, p: f"BulkSubmissionDelete/{org}/{p.get('form', '')}",
+        description="Delete a form's submissions in a date range, every one restorable",
+    )
+)
+
+TaskTypeName = Literal["BaselineUpload", "Export", "BulkTeamCreate", "BulkSubmissionDelete"]

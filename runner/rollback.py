@@ -6,6 +6,7 @@ A rollback is a list of steps run in order; its cursor is ``{"step": i, "after":
   before-image only while its ``row_version`` is still the one the task left.
 - :class:`DeleteInserted` deletes the rows a task inserted (``task_uid``), oldest first, only
   while ``row_version`` is still 1 and, where given, nothing else refers to them.
+- :class:`RestoreDeleted` inserts the rows a task deleted back from the journal.
 - :class:`DeleteOwned` deletes rows that belong to the task alone (export output).
 
 A row someone else changed or referenced since is left alone, with the rows of the task
@@ -35,6 +36,9 @@ class Step(Protocol):
     ) -> tuple[int, int, Any, bool]:
         """Do up to ``limit`` units after key ``after``: (units, conflicts, new key, done)."""
         ...
+
+
+_LAST_SEQ = 2**63 - 1  # above every journal seq (a bigint): "from the newest"
 
 
 def _record_conflicts(cur: Cursor, task_uid: uuid.UUID, table: str, ids: Sequence[int],
@@ -69,30 +73,31 @@ class RestoreJournal:
     def chunk(
         self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
     ) -> tuple[int, int, Any, bool]:
-        cur.execute(
-            "SELECT seq, row_id, after_version FROM longtask.undo_journal "
-            "WHERE task_uid = %s AND table_name = %s AND (%s::bigint IS NULL OR seq < %s) "
-            "ORDER BY seq DESC LIMIT %s",
-            (task_uid, self.table, after, after, limit),
-        )
-        entries = cur.fetchall()
-        if not entries:
-            return 0, 0, after, True
-        seqs = [e[0] for e in entries]
+        # One statement walking the journal's primary key backwards from the cursor, as
+        # RestoreDeleted does (a list of seqs let the planner scan the task's whole journal
+        # for each chunk).
         sets = ", ".join(f"{c} = r.{c}" for c in self.columns)
         cur.execute(
-            f"UPDATE collect.{self.table} t SET {sets} "
-            "FROM longtask.undo_journal j, "
-            f"LATERAL jsonb_populate_record(NULL::collect.{self.table}, j.before_image) r "
-            "WHERE j.task_uid = %s AND j.seq = ANY(%s) AND t.id = j.row_id "
-            "AND t.row_version = j.after_version RETURNING j.seq",
-            (task_uid, seqs),
+            "WITH batch AS (SELECT seq, row_id, table_name, after_version, before_image "
+            "  FROM longtask.undo_journal WHERE task_uid = %(task)s AND seq < %(after)s "
+            "  ORDER BY task_uid DESC, seq DESC LIMIT %(limit)s), "
+            "wanted AS (SELECT * FROM batch WHERE table_name = %(table)s), "
+            f"restored AS (UPDATE collect.{self.table} t SET {sets} FROM wanted j, "
+            f"  LATERAL jsonb_populate_record(NULL::collect.{self.table}, j.before_image) r "
+            "  WHERE t.id = j.row_id AND t.row_version = j.after_version RETURNING j.seq) "
+            "SELECT (SELECT count(*) FROM batch), (SELECT min(seq) FROM batch), "
+            "  (SELECT count(*) FROM wanted), "
+            "  ARRAY(SELECT row_id FROM wanted WHERE seq NOT IN (SELECT seq FROM restored) "
+            "        ORDER BY seq DESC)",
+            {"task": task_uid, "after": _LAST_SEQ if after is None else after,
+             "limit": limit, "table": self.table},
         )
-        restored = {row[0] for row in cur.fetchall()}
-        changed = [e[1] for e in entries if e[0] not in restored]
+        scanned, lowest, units, changed = cur.fetchone()  # type: ignore[misc]
+        if not scanned:
+            return 0, 0, after, True
         conflicts = _record_conflicts(cur, task_uid, self.table, changed,
                                       "changed by someone else after the task updated it")
-        return len(entries), conflicts, seqs[-1], len(entries) < limit
+        return int(units), conflicts, int(lowest), scanned < limit
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,58 @@ class DeleteInserted:
             cur, task_uid, self.table, sorted(with_parent),
             f"kept with its row in {parents}, which stays (changed or referenced by others)")
         return len(rows), conflicts, ids[-1], len(rows) < limit
+
+
+@dataclass(frozen=True)
+class RestoreDeleted:
+    """Insert ``table``'s rows the task deleted back from their before-images in the undo
+    journal, newest first, each with its own id (``OVERRIDING SYSTEM VALUE``: the ids are
+    identity columns). A row whose id exists again is left alone and reported.
+
+    ``columns`` are every column of the row (the before-image holds them all). One
+    statement a chunk walks the journal's primary key backwards from the cursor (its
+    ``seq``), so a chunk costs what it restores, not the size of the journal: a list of
+    seqs (``= ANY``) let the planner scan every entry of the task for each chunk while the
+    journal's statistics were still those of an empty table.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+
+    def count(self, cur: Cursor, task_uid: uuid.UUID) -> int:
+        cur.execute(
+            "SELECT count(*) FROM longtask.undo_journal WHERE task_uid = %s "
+            "AND table_name = %s AND after_version = 0", (task_uid, self.table))
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+    def chunk(
+        self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
+    ) -> tuple[int, int, Any, bool]:
+        columns = ", ".join(self.columns)
+        values = ", ".join(f"r.{c}" for c in self.columns)
+        cur.execute(
+            "WITH batch AS (SELECT seq, row_id, table_name, after_version, before_image "
+            "  FROM longtask.undo_journal WHERE task_uid = %(task)s AND seq < %(after)s "
+            "  ORDER BY task_uid DESC, seq DESC LIMIT %(limit)s), "
+            "wanted AS (SELECT * FROM batch WHERE table_name = %(table)s "
+            "  AND after_version = 0), "
+            f"restored AS (INSERT INTO collect.{self.table} ({columns}) OVERRIDING SYSTEM VALUE "
+            f"  SELECT {values} FROM wanted w, "
+            f"  LATERAL jsonb_populate_record(NULL::collect.{self.table}, w.before_image) r "
+            "  ON CONFLICT (id) DO NOTHING RETURNING id) "
+            "SELECT (SELECT count(*) FROM batch), (SELECT min(seq) FROM batch), "
+            "  (SELECT count(*) FROM wanted), "
+            "  ARRAY(SELECT row_id FROM wanted WHERE row_id NOT IN (SELECT id FROM restored) "
+            "        ORDER BY row_id)",
+            {"task": task_uid, "after": _LAST_SEQ if after is None else after,
+             "limit": limit, "table": self.table},
+        )
+        scanned, lowest, units, taken = cur.fetchone()  # type: ignore[misc]
+        if not scanned:
+            return 0, 0, after, True
+        conflicts = _record_conflicts(cur, task_uid, self.table, taken,
+                                      "its id was taken again after the task deleted it")
+        return int(units), conflicts, int(lowest), scanned < limit
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,13 @@ from longtask.runner.tasks.common import (
     open_csv,
     organization_id,
 )
+from longtask.runner.tasks.deletes import BulkSubmissionDelete
 from longtask.runner.tasks.export import Export
 from longtask.runner.tasks.teams import BulkTeamCreate, member_phones_ref
 
 __all__ = [
     "BaselineUpload",
+    "BulkSubmissionDelete",
     "BulkTeamCreate",
     "Connector",
     "Export",

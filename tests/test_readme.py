@@ -18,7 +18,7 @@ def documented_default(field: FieldInfo) -> str:
     """How the README writes a field's default: ``required`` or the default as JSON."""
     if field.is_required():
         return "required"
-    default = field.get_default()
+    default = field.get_default(call_default_factory=True)
     return f"`{json.dumps(getattr(default, 'value', default))}`"
 
 

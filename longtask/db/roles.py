@@ -6,8 +6,9 @@ runner each log in with a role of their own, a member of one NOLOGIN group role 
 the component's privileges (:data:`GRANTS`):
 
 - ``longtask_runner``: reads the Collect reference tables, writes the rows its task types
-  insert, update and delete (each table its rollback undoes), and the task record's run and
-  rollback columns; never ``hold``, never DDL (a temporary table is all it creates).
+  insert, update and delete (each table its rollback undoes; submissions only since
+  migration 0008, for BulkSubmissionDelete), and the task record's run and rollback
+  columns; never ``hold``, never DDL (a temporary table is all it creates).
 - ``longtask_api``: reads the Collect reference tables (a submission's form and time only,
   for an export's count), writes the file store and the task record's ``hold``, reads row
   errors, rollback conflicts and export output.
@@ -51,7 +52,7 @@ Component = Literal["api", "operator", "runner"]
 COMPONENTS: tuple[Component, ...] = ("api", "operator", "runner")
 
 _IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"  # an unquoted PostgreSQL name, 63 bytes at most
-_PRIVILEGE = re.compile(r"^(SELECT|INSERT|UPDATE|DELETE|USAGE|CONNECT|TEMPORARY)"
+_PRIVILEGE = re.compile(r"^(SELECT|INSERT|UPDATE|DELETE|USAGE|CONNECT|TEMPORARY|EXECUTE)"
                         r"( \([a-z_][a-z0-9_]*(, [a-z_][a-z0-9_]*)*\))?$")
 
 
@@ -112,6 +113,9 @@ _RUNNER_TASK_COLUMNS = (
 )
 # SELECT ... FOR UPDATE needs an UPDATE privilege on some column: the one no statement sets.
 _USAGE_LOCK = "UPDATE (updated_at)"
+# Migration 0008's function: the submissions a BulkSubmissionDelete's filter matches.
+COUNT_MATCHING = ("FUNCTION longtask.count_matching_submissions(bigint, timestamptz, "
+                  "timestamptz, jsonb)")
 _REFERENCE = ("TABLE collect.organizations", "TABLE collect.forms", "TABLE collect.form_fields")
 
 GRANTS: tuple[Grant, ...] = (
@@ -198,6 +202,17 @@ GRANTS: tuple[Grant, ...] = (
           "the retention removes an output's parts (never reads their data)"),
     Grant("operator", ("SELECT", "INSERT"), ("TABLE longtask.storage_removals",), "0004",
           "the retention's audit, one row a removal"),
+    # ------------------------------------------------ 0008: BulkSubmissionDelete
+    Grant("runner", ("INSERT (id, organization_id, form_id, submitted_at, submitted_by, data)",
+                     "DELETE"), ("TABLE collect.submissions",), "0008",
+          "BulkSubmissionDelete deletes submissions; its rollback inserts them back with "
+          "their ids"),
+    Grant("api", ("EXECUTE",), (COUNT_MATCHING,), "0008",
+          "the dry run of a BulkSubmissionDelete counts what its filter matches, through "
+          "the owner's function: the API still reads no answer"),
+    Grant("runner", ("EXECUTE",), (COUNT_MATCHING,), "0008",
+          "a BulkSubmissionDelete counts what its filter matches (the progress total), as "
+          "the dry run does"),
     # ------------------------------------------------------------- 0007: webhooks' outbox
     Grant("operator", ("SELECT", "INSERT (event_id, organization, task_uid, attributes, data)",
                        "UPDATE (attempts, next_attempt_at, last_error, delivered_at, "

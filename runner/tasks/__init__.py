@@ -6,7 +6,14 @@ from typing import Any
 
 from longtask.runner.engine import Mode, StopToken, TaskDefinition, Work
 from longtask.runner.errors import TaskFailed
-from longtask.runner.rollback import DeleteInserted, DeleteOwned, RestoreJournal, Rollback, Step
+from longtask.runner.rollback import (
+    DeleteInserted,
+    DeleteOwned,
+    RestoreDeleted,
+    RestoreJournal,
+    Rollback,
+    Step,
+)
 from longtask.runner.tasks.common import Connector
 
 from longtask import tasktypes
@@ -24,6 +31,10 @@ ROLLBACK_STEPS: dict[str, tuple[Step, ...]] = {
         DeleteInserted("team_memberships", kept_with=(("team_id", "teams"),)),
         DeleteInserted("teams", referenced_by=(("team_memberships", "team_id"),)),
         DeleteInserted("field_users", referenced_by=(("team_memberships", "user_id"),)),
+    ),
+    "BulkSubmissionDelete": (
+        RestoreDeleted("submissions", ("id", "organization_id", "form_id", "submitted_at",
+                                       "submitted_by", "data")),
     ),
 }
 
@@ -65,4 +76,9 @@ def build_work(
 
         return BulkTeamCreate(task, params, read_conn, stop, settings, connect=connect,
                               read_ahead=read_ahead)
+    if isinstance(params, tasktypes.BulkSubmissionDeleteParams):
+        from longtask.runner.tasks.deletes import BulkSubmissionDelete
+
+        return BulkSubmissionDelete(task, params, read_conn, stop, settings, connect=connect,
+                                    read_ahead=read_ahead)
     raise TaskFailed(f"task type {task.type!r} has no runner")

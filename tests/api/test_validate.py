@@ -212,6 +212,36 @@ def test_an_export_dry_run_counts_the_rows_the_range_covers(
     assert abs(wrong / right - 3.4 / 1.4) < 0.1, (wrong, right)
 
 
+def test_a_delete_dry_run_says_how_many_would_go_and_refuses_past_max_rows(
+        viewer: httpx.Client, db: psycopg2.extensions.connection,
+        seeded: dict[str, int]) -> None:
+    form = seed.submission_form(db, seeded["acme"])
+    seed.submissions(db, seeded["acme"], form, 900, dt.datetime(2015, 1, 1, tzinfo=dt.UTC),
+                     dt.datetime(2018, 1, 1, tzinfo=dt.UTC))
+    params = {"form": "household-survey", "from": "2016-01-01", "to": "2016-12-31",
+              "where": {"household_size": "4"}}
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM collect.submissions WHERE submitted_at >= "
+                    "'2016-01-01Z' AND submitted_at < '2017-01-01Z' "
+                    "AND data->>'household_size' = '4'")
+        expected = cur.fetchone()[0]
+    db.commit()
+
+    report = validate(viewer, {"type": "BulkSubmissionDelete", "organization": "acme",
+                               "params": params})
+    assert report["valid"] and report["rowsTotal"] == expected > 0, report
+    warning = next(w for w in report["warnings"] if w["code"] == "deletes-rows")
+    assert f"{expected:,} submissions match" in warning["detail"], warning
+
+    guarded = validate(viewer, {"type": "BulkSubmissionDelete", "organization": "acme",
+                                "params": {**params, "maxRows": expected - 1}})
+    assert not guarded["valid"], guarded
+    assert "more than maxRows" in guarded["errors"][0]["detail"], guarded["errors"]
+    unknown = validate(viewer, {"type": "BulkSubmissionDelete", "organization": "acme",
+                                "params": {**params, "where": {"village_name": "x"}}})
+    assert not unknown["valid"] and "'village_name'" in unknown["errors"][0]["detail"]
+
+
 def test_a_teams_file_without_a_member_column_is_valid_with_the_defaults(
         operator: httpx.Client) -> None:
     file_id = upload(operator, b"team,manager_phone\nNorth,9876543210\n").json()["id"]

@@ -31,6 +31,8 @@ DATA_TABLES = {
     "field_users": "organization_id, phone_e164, name, task_uid",
     "teams": "organization_id, name, task_uid",
     "team_memberships": "team_id, user_id, role, task_uid",
+    # Every column, the id too: a restored submission must be the row it was.
+    "submissions": "id, organization_id, form_id, submitted_at, submitted_by, data",
 }
 
 
