@@ -98,10 +98,20 @@ class RollbackProgress(_Wire):
     conflicts: int = 0
 
 
+ChangedField = Literal["state", "rateLimit"]
+
+
 class LastAction(_Wire):
-    """``status.lastAction``: the last ``spec.state`` change the operator saw, and from whom."""
+    """``status.lastAction``: the last control request the operator saw (a change of
+    ``spec.state`` or ``spec.rateLimit``), and from whom.
+
+    ``state`` and ``rate_limit`` are the spec's after the request (``rate_limit`` rows per
+    second, ``None``: unlimited); ``changed`` names the fields the request changed.
+    """
 
     state: DesiredState
+    rate_limit: int | None = None
+    changed: tuple[ChangedField, ...] = ("state",)
     requested_by: str | None = None
     reason: str | None = None
     at: dt.datetime
@@ -126,6 +136,8 @@ class TaskStatus(_Wire):
     accounted_at: dt.datetime | None = None
     running_seconds: int = 0
     paused_seconds: int = 0
+    # spec.rateLimit as the operator last saw it: a spec that differs is a throttle request.
+    rate_limit: int | None = None
     last_action: LastAction | None = None
 
     @classmethod

@@ -1,6 +1,6 @@
 """What a decision asks the handler to do, in order (:class:`Decision`): the Job actions,
-the hold in the runner's record that comes before a Job is stopped or started, the Events
-and the release of a concurrency key. Each is idempotent."""
+the hold in the runner's record that comes before a Job is stopped or started, the rate
+limit in that record, the Events and the release of a concurrency key. Each is idempotent."""
 
 from __future__ import annotations
 
@@ -84,6 +84,15 @@ class ReleaseRun:
 
 
 @dataclass(frozen=True)
+class SetRateLimit:
+    """Write ``spec.rateLimit`` into the runner's record (``longtask.tasks.rate_limit``, see
+    :func:`longtask.taskrecord.set_rate_limit`): the runner's next chunk keeps to it.
+    ``rate_limit`` is rows per second, ``None`` unlimited."""
+
+    rate_limit: int | None
+
+
+@dataclass(frozen=True)
 class ReleaseKey:
     """The task no longer holds ``key``: reconcile the tasks waiting for it now."""
 
@@ -92,7 +101,7 @@ class ReleaseKey:
 
 Action = (
     CreateRunJob | SuspendJob | ResumeJob | DeleteJob | CreateRollbackJob | HoldRun | ReleaseRun
-    | PostEvent | ReleaseKey
+    | SetRateLimit | PostEvent | ReleaseKey
 )
 
 

@@ -49,6 +49,11 @@ requirements are silent:
   The API refuses such a request before it reaches the spec (``api/control.py``: 409
   naming the phase, a repeated terminate of a RolledBack or Terminated task in effect),
   and answers a task whose record says succeeded as Succeeded, as ``_terminate`` does.
+* The throttle: ``spec.rateLimit`` may change at any time. Whenever the runner's record
+  (once there is one) holds another limit than the spec, ``SetRateLimit`` writes the
+  spec's; the runner reads it before every chunk. A change the operator had not seen
+  (``status.rateLimit``) is a request: ``lastAction`` (``changed: [rateLimit]``) and a
+  ``RateLimitChanged`` Event; on a final task an ``ActionIgnored`` Event, nothing written.
 * ``runningSeconds`` counts ``Running`` and ``Pausing`` (a runner is working or finishing
   its chunk), ``pausedSeconds`` counts ``Paused`` after a start; both whole seconds.
 """
@@ -72,16 +77,18 @@ from longtask.operator.actions import (
     ReleaseKey,
     ReleaseRun,
     ResumeJob,
+    SetRateLimit,
     SuspendJob,
 )
 from longtask.operator.admission import KeyMember, KeyQueue, admit, key_queue
 from longtask.operator.names import job_name
 from longtask.operator.observed import JobState, Observed
 from longtask.operator.reasons import Reason
-from longtask.operator.status import Outcome, build, key_of
+from longtask.operator.status import Outcome, build, key_of, requester
 
 from longtask import tasktypes
 from longtask.model import (
+    ChangedField,
     LastAction,
     Task,
     TaskStatus,
@@ -100,7 +107,7 @@ __all__ = [
     "Action", "Cleanup", "CreateRollbackJob", "CreateRunJob", "Decision", "DeleteJob",
     "EventType", "Hold", "HoldRun", "JobState", "KeyMember", "KeyQueue", "Observed",
     "PostEvent", "Propagation", "Reason", "ReleaseKey", "ReleaseRun", "ResumeJob",
-    "RunnerRecord", "SuspendJob", "admit", "decide", "decide_deletion", "key_queue",
+    "RunnerRecord", "SetRateLimit", "SuspendJob", "admit", "decide", "decide_deletion", "key_queue",
 ]
 
 
@@ -113,10 +120,10 @@ def decide(task: Task, status: TaskStatus, observed: Observed, now: dt.datetime)
     now = now.astimezone(dt.UTC).replace(microsecond=0)  # metav1.Time has whole seconds
     phase = status.phase or Phase.PENDING
     started = _started(status, observed)
-    last_action, new_request = _control_request(task, status, now)
+    last_action, new_request, throttle = _control_request(task, status, now)
 
     if phase.is_final:
-        return _final(task, status, now, last_action, new_request)
+        return _final(task, status, now, last_action, new_request, throttle)
     if not started:
         outcome = _before_start(task, status, observed)
     elif phase in _TERMINATING or task.spec.state is DesiredState.TERMINATED:
@@ -128,7 +135,8 @@ def decide(task: Task, status: TaskStatus, observed: Observed, now: dt.datetime)
         outcome = _pause(task, observed)
     else:
         outcome = _run(task, status, observed)
-    return build(task, status, observed, now, outcome, last_action, started)
+    decision = build(task, status, observed, now, outcome, last_action, started)
+    return _throttle(task, status, observed, decision, last_action if throttle else None)
 
 
 _TERMINATING = frozenset({Phase.TERMINATING, Phase.ROLLING_BACK})
@@ -148,22 +156,65 @@ def _started(status: TaskStatus, observed: Observed) -> bool:
 
 def _control_request(
     task: Task, status: TaskStatus, now: dt.datetime
-) -> tuple[LastAction | None, bool]:
-    """``status.lastAction`` after this reconcile, and whether ``spec.state`` is a new request.
+) -> tuple[LastAction | None, bool, bool]:
+    """``status.lastAction`` after this reconcile, whether ``spec.state`` is a new request,
+    and whether ``spec.rateLimit`` is.
 
     A task is created ``Running`` without a request; any other ``spec.state`` than the last
-    one seen is a request, attributed to the annotations the resource carries now.
+    one seen is a request. A ``spec.rateLimit`` other than the one the last reconcile saw
+    (``status.rateLimit``) is a throttle request; the first reconcile sees the limit the
+    task was created with. Both are attributed to the annotations the resource carries now.
     """
     seen = status.last_action.state if status.last_action else DesiredState.RUNNING
-    if task.spec.state is seen:
-        return status.last_action, False
+    state_changed = task.spec.state is not seen
+    rate_changed = status.phase is not None and task.spec.rate_limit != status.rate_limit
+    if not state_changed and not rate_changed:
+        return status.last_action, False, False
+    changed: tuple[ChangedField, ...] = (
+        *(("state",) if state_changed else ()), *(("rateLimit",) if rate_changed else ()))
     action = LastAction(
         state=task.spec.state,
+        rate_limit=task.spec.rate_limit,
+        changed=changed,
         requested_by=task.requested_by,
         reason=task.request_reason,
         at=now,
     )
-    return action, True
+    return action, state_changed, rate_changed
+
+
+def _limit_text(limit: float | None) -> str:
+    return "unlimited" if limit is None else f"{limit:g} rows/s"
+
+
+def _same_limit(record: RunnerRecord, limit: int | None) -> bool:
+    if record.rate_limit is None or limit is None:
+        return record.rate_limit is None and limit is None
+    return float(record.rate_limit) == float(limit)
+
+
+def _throttle(task: Task, status: TaskStatus, observed: Observed, decision: Decision,
+              request: LastAction | None) -> Decision:
+    """Keep the runner's record at ``spec.rateLimit`` and announce a throttle request.
+
+    ``SetRateLimit`` whenever the record (once there is one) differs from the spec, request
+    or not: a runner registering from a Job made with an older limit is put right at the
+    next reconcile. It comes first, apart from the hold and Job actions. A task without a
+    record yet needs none: its runner starts from the Job, made with the spec of its start.
+    ``request`` (the new ``lastAction`` when ``spec.rateLimit`` changed) adds the
+    ``RateLimitChanged`` Event.
+    """
+    record = observed.record
+    actions: list[Action] = []
+    if record is not None and not _same_limit(record, task.spec.rate_limit):
+        actions.append(SetRateLimit(task.spec.rate_limit))
+    actions.extend(decision.actions)
+    if request is not None:
+        actions.append(PostEvent(
+            "Normal", Reason.RATE_LIMIT_CHANGED,
+            f"rateLimit {_limit_text(status.rate_limit)} -> {_limit_text(task.spec.rate_limit)};"
+            f" the runner keeps to it from its next chunk{requester(request)}"))
+    return dataclasses.replace(decision, actions=tuple(actions))
 
 
 def _ignored(task: Task, phase: Phase, why: str) -> PostEvent:
@@ -184,8 +235,10 @@ def _final(
     now: dt.datetime,
     last_action: LastAction | None,
     new_request: bool,
+    throttle: bool,
 ) -> Decision:
-    """A final phase never changes; a request is recorded and answered with an event."""
+    """A final phase never changes; a request is recorded and answered with an event (a
+    rate limit is not written: no runner of the task runs any more)."""
     phase = status.phase or Phase.PENDING
     actions: list[Action] = []
     message = status.message
@@ -196,11 +249,21 @@ def _final(
         else:
             why = "a finished task takes no control action"
         actions.append(_ignored(task, phase, why))
+    if throttle:
+        # One ActionIgnored Event per reconcile (Events are named after their reason).
+        note = (f"spec.rateLimit {_limit_text(task.spec.rate_limit)} ignored: the task is "
+                f"{phase}; no runner of it runs any more")
+        if actions:
+            ignored = actions.pop()
+            assert isinstance(ignored, PostEvent)
+            note = f"{ignored.message}; {note}"
+        actions.append(PostEvent("Normal", Reason.ACTION_IGNORED, note))
     new = status.model_copy(
         update={
             "last_action": last_action,
             "message": message,
             "observed_generation": task.generation,
+            "rate_limit": task.spec.rate_limit,
         }
     )
     return Decision(new, tuple(actions))

@@ -37,6 +37,7 @@ from longtask.operator.actions import (
     ReleaseKey,
     ReleaseRun,
     ResumeJob,
+    SetRateLimit,
     SuspendJob,
 )
 from longtask.operator.decide import decide, decide_deletion
@@ -372,6 +373,11 @@ def _carry_out(op: Operator, task: Task, body: Mapping[str, Any],
                 log.info("run_held", extra={**where, "hold": hold})
             case ReleaseRun():
                 records.hold(task, None)
+            case SetRateLimit(rate_limit=rate_limit):
+                # Not written (a chunk kept its lock): the next reconcile finds the record
+                # still differs from the spec and writes it again.
+                if records.set_rate_limit(task, rate_limit):
+                    log.info("rate_limit_set", extra={**where, "rate_limit": rate_limit})
             case CreateRunJob(name=name, suspend=suspend):
                 _create(kube, build_run_job(task, op.settings, suspend=suspend), task.uid)
                 log.info("job_created", extra={**where, "job": name, "suspend": suspend})

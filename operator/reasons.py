@@ -40,5 +40,7 @@ class Reason(StrEnum):
     ROLLED_BACK = "RolledBack"
     ROLLBACK_FAILED = "RollbackFailed"
     ROLLBACK_INTERRUPTED = "RollbackInterrupted"
+    # the throttle
+    RATE_LIMIT_CHANGED = "RateLimitChanged"
     # requests that change nothing
     ACTION_IGNORED = "ActionIgnored"

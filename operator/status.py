@@ -117,6 +117,7 @@ def build(
             "accounted_at": now,
             "running_seconds": running,
             "paused_seconds": paused,
+            "rate_limit": task.spec.rate_limit,
             "last_action": last_action,
         }
     )

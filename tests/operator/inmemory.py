@@ -133,6 +133,7 @@ class InMemoryRecords:
         self.journal = journal
         self.records: dict[str, RunnerRecord] = {}
         self.holds: dict[str, str | None] = {}
+        self.rate_limits: dict[str, int | None] = {}
 
     def read(self, uid: str) -> RunnerRecord | None:
         return self.records.get(uid)
@@ -140,6 +141,11 @@ class InMemoryRecords:
     def hold(self, task: Task, hold: str | None) -> None:
         self.holds[task.uid] = hold
         self.journal.append(("hold", task.name, hold))
+
+    def set_rate_limit(self, task: Task, rate_limit: int | None) -> bool:
+        self.rate_limits[task.uid] = rate_limit
+        self.journal.append(("rate_limit", task.name, rate_limit))
+        return True
 
 
 def task_body(name: str, *, namespace: str = "ns", uid: str | None = None,

@@ -144,11 +144,19 @@ def test_field_is_immutable(root: dict[str, Any], field: str) -> None:
     assert "self == oldSelf" in rules, f"spec.{field}: expected an immutability rule, got {rules}"
 
 
-@pytest.mark.parametrize("field", ["concurrencyKey", "rateLimit", "resources"])
+@pytest.mark.parametrize("field", ["concurrencyKey", "resources"])
 def test_optional_field_is_immutable_including_presence(root: dict[str, Any], field: str) -> None:
     rules = [r["rule"] for r in _props(root, "spec")["x-kubernetes-validations"]]
     wanted = f"has(self.{field}) == has(oldSelf.{field})"
     assert any(wanted in rule for rule in rules), f"no rule containing {wanted!r} in {rules}"
+
+
+def test_rate_limit_is_the_one_live_field_and_keeps_its_bounds(root: dict[str, Any]) -> None:
+    rules = [r["rule"] for r in _props(root, "spec")["x-kubernetes-validations"]]
+    rate = _props(root, "spec", "rateLimit")
+    assert not [r for r in rules if "rateLimit" in r], rules
+    assert "x-kubernetes-validations" not in rate, rate
+    assert (rate["minimum"], rate["maximum"]) == (1, 1_000_000), rate
 
 
 def test_terminated_state_is_final(root: dict[str, Any]) -> None:

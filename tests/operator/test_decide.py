@@ -27,6 +27,7 @@ from longtask.operator.decide import (
     ReleaseRun,
     ResumeJob,
     RunnerRecord,
+    SetRateLimit,
     SuspendJob,
     decide,
     decide_deletion,
@@ -52,6 +53,7 @@ def task(
     requested_by: str | None = None,
     reason: str | None = None,
     generation: int = 1,
+    rate_limit: int | None = None,
 ) -> Task:
     spec = TaskSpec.model_validate(
         {
@@ -60,6 +62,7 @@ def task(
             "params": PARAMS if params is None else params,
             "state": state,
             "onTerminate": on_terminate,
+            **({"rateLimit": rate_limit} if rate_limit is not None else {}),
         }
     )
     return Task(
@@ -808,3 +811,101 @@ def test_every_job_action_that_stops_or_starts_a_run_is_guarded_by_the_hold(
         if isinstance(action, HoldRun | ReleaseRun):
             after = acts[i + 1] if i + 1 < len(acts) else None
             assert isinstance(after, SuspendJob | DeleteJob | ResumeJob | CreateRunJob), acts
+
+
+# ----------------------------------------------------------------------------- the throttle
+
+
+def test_a_rate_limit_changed_on_a_running_task_is_written_to_its_record_and_said() -> None:
+    t = task(rate_limit=20, requested_by="support@acme", reason="the database is busy")
+    before = status(Phase.RUNNING, rate_limit=100)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(t, before, obs, NOW)
+    expect(d, Phase.RUNNING, [SetRateLimit(20)])
+    (event,) = events(d)
+    assert event.reason == "RateLimitChanged", event
+    assert "100 rows/s -> 20 rows/s" in event.message, event.message
+    assert "requested by support@acme: the database is busy" in event.message, event.message
+    la = d.status.last_action
+    got = (la.state, la.rate_limit, la.changed, la.requested_by, la.at) if la else None
+    assert got == (DesiredState.RUNNING, 20, ("rateLimit",), "support@acme", NOW), got
+    assert d.status.rate_limit == 20
+
+
+def test_removing_the_rate_limit_writes_unlimited() -> None:
+    before = status(Phase.RUNNING, rate_limit=100)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(task(), before, obs, NOW)
+    expect(d, Phase.RUNNING, [SetRateLimit(None)])
+    assert "100 rows/s -> unlimited" in events(d)[0].message, events(d)
+    assert d.status.rate_limit is None
+
+
+def test_a_rate_limit_already_in_the_record_is_not_written_or_said_again() -> None:
+    before = status(Phase.RUNNING, rate_limit=20,
+                    last_action={"state": "Running", "rateLimit": 20, "changed": ["rateLimit"],
+                                 "at": EARLIER})
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=20.0))
+    d = decide(task(rate_limit=20), before, obs, NOW)
+    expect(d, Phase.RUNNING, [])
+    assert events(d) == [] and d.status.last_action == before.last_action, d
+
+
+def test_a_record_that_differs_from_the_spec_is_put_right_without_a_new_request() -> None:
+    """A runner registering from a Job made with an older limit: written again, no Event."""
+    before = status(Phase.RUNNING, rate_limit=20)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(task(rate_limit=20), before, obs, NOW)
+    expect(d, Phase.RUNNING, [SetRateLimit(20)])
+    assert events(d) == [] and d.status.last_action is None, d
+
+
+def test_the_first_reconcile_takes_the_creation_limit_as_seen_not_as_a_request() -> None:
+    d = decide(task(rate_limit=50), TaskStatus(), Observed(admitted=True), NOW)
+    assert [e.reason for e in events(d)] == ["Started"], events(d)
+    assert d.status.rate_limit == 50 and d.status.last_action is None, d.status
+
+
+def test_a_throttle_of_a_task_without_a_record_writes_nothing_yet() -> None:
+    """Queued: its Job is made later, with the spec's limit of then."""
+    before = status(Phase.QUEUED, started=False, rate_limit=100)
+    d = decide(task(rate_limit=10), before, Observed(admitted=False), NOW)
+    expect(d, Phase.QUEUED, [])
+    assert [e.reason for e in events(d)] == ["RateLimitChanged"], events(d)
+
+
+def test_a_throttle_with_a_pause_keeps_the_hold_right_before_the_suspend() -> None:
+    before = status(Phase.RUNNING, rate_limit=100)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(task("Paused", rate_limit=5), before, obs, NOW)
+    assert holds(d) == [HoldRun("Paused"), SuspendJob(RUN_JOB)], d.actions
+    assert d.actions[0] == SetRateLimit(5), d.actions
+    la = d.status.last_action
+    assert la is not None and la.changed == ("state", "rateLimit"), la
+
+
+def test_a_throttle_while_rolling_back_is_written_the_rollback_keeps_to_it_too() -> None:
+    before = status(Phase.ROLLING_BACK, rate_limit=None,
+                    last_action={"state": "Terminated", "at": EARLIER})
+    obs = Observed(rollback_job=rollback_job(active=1), runner_pods=1,
+                   record=record(RunOutcome.STOPPED, rollback_status=RollbackOutcome.RUNNING))
+    d = decide(task("Terminated", rate_limit=30), before, obs, NOW)
+    expect(d, Phase.ROLLING_BACK, [SetRateLimit(30)])
+
+
+def test_a_throttle_of_an_ended_task_is_ignored_and_said() -> None:
+    before = status(Phase.SUCCEEDED, rate_limit=100, finished_at=EARLIER)
+    d = decide(task(rate_limit=10), before,
+               Observed(record=record(RunOutcome.SUCCEEDED, rate_limit=100.0)), NOW)
+    expect(d, Phase.SUCCEEDED, [])
+    (event,) = events(d)
+    assert event.reason == "ActionIgnored" and "rateLimit 10 rows/s ignored" in event.message
+    assert d.status.rate_limit == 10, "seen, so the next reconcile does not say it again"
+
+
+def test_a_state_and_a_throttle_on_an_ended_task_make_one_ignored_event() -> None:
+    before = status(Phase.FAILED, rate_limit=100)
+    d = decide(task("Paused", rate_limit=10), before, Observed(), NOW)
+    (event,) = events(d)
+    assert "spec.state Paused ignored" in event.message, event.message
+    assert "spec.rateLimit 10 rows/s ignored" in event.message, event.message
