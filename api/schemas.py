@@ -103,13 +103,16 @@ class TaskUpdate(_Request):
 
     The spec fields a client may edit, as ``kubectl edit`` would. A field left out is left
     alone; ``null`` removes it (only ``rateLimit`` may be absent from a spec). ``rateLimit``
-    and ``parallelism`` are fixed at creation by the CRD, so changing them is refused with
-    the server's reason.
+    may change while the task runs (the live throttle); ``parallelism`` is fixed at
+    creation by the CRD, so changing it is refused with the server's reason.
     """
 
     state: DesiredState | None = None
     on_terminate: OnTerminate | None = None
-    rate_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    rate_limit: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Rows per second, changed while the task runs (null: unlimited); the "
+                    "runner keeps to it from its next chunk")
     parallelism: int | None = Field(default=None, ge=1, le=32)
 
 
