@@ -2,10 +2,10 @@
 ``rateLimit`` while the task runs, refuses it once the task has ended (the ended-task rule
 of api/control.py) and answers another organization as if the task were missing.
 
-No operator runs here (the runner's record and the operator's part are tested in
-tests/runner/test_throttle.py and tests/operator_cluster/test_throttle.py). A running task
-is the operator writing ``status.phase`` through the status subresource; it is written here
-the same way.
+No operator runs here (the runner's part and the operator's are tested in
+tests/runner/test_live_rate_limit.py and tests/operator_cluster/test_throttle.py). A running
+task is the operator writing ``status.phase`` through the status subresource; it is written
+here the same way.
 """
 
 from __future__ import annotations
