@@ -54,6 +54,12 @@ requirements are silent:
   spec's; the runner reads it before every chunk. A change the operator had not seen
   (``status.rateLimit``) is a request: ``lastAction`` (``changed: [rateLimit]``) and a
   ``RateLimitChanged`` Event; on a final task an ``ActionIgnored`` Event, nothing written.
+* Bounds: a pause ends by itself at ``resumeAt`` or ``maxPauseSeconds`` after it was seen
+  (then ``onMaxPause``: resumed, or terminated), whichever comes first; a task terminates
+  once ``runningSeconds`` reaches ``maxRunningSeconds``. Each is a ``PatchSpec`` of
+  ``spec.state`` credited to the operator, so the next reconcile handles it as any
+  request (the hold, the Job, the key), and an Event; ``wake_at`` asks for a reconcile at
+  the next bound. Final and terminating tasks have none.
 * ``runningSeconds`` counts ``Running`` and ``Pausing`` (a runner is working or finishing
   its chunk), ``pausedSeconds`` counts ``Paused`` after a start; both whole seconds.
 """
@@ -72,6 +78,7 @@ from longtask.operator.actions import (
     EventType,
     Hold,
     HoldRun,
+    PatchSpec,
     PostEvent,
     Propagation,
     ReleaseKey,
@@ -84,7 +91,7 @@ from longtask.operator.admission import KeyMember, KeyQueue, admit, key_queue
 from longtask.operator.names import job_name
 from longtask.operator.observed import JobState, Observed
 from longtask.operator.reasons import Reason
-from longtask.operator.status import Outcome, build, key_of, requester
+from longtask.operator.status import RUNNING_CLOCK, Outcome, build, key_of, requester
 
 from longtask import tasktypes
 from longtask.model import (
@@ -95,6 +102,7 @@ from longtask.model import (
 )
 from longtask.phases import (
     DesiredState,
+    OnMaxPause,
     OnTerminate,
     Phase,
     RollbackOutcome,
@@ -106,7 +114,7 @@ from longtask.taskrecord import RunnerRecord
 __all__ = [
     "Action", "Cleanup", "CreateRollbackJob", "CreateRunJob", "Decision", "DeleteJob",
     "EventType", "Hold", "HoldRun", "JobState", "KeyMember", "KeyQueue", "Observed",
-    "PostEvent", "Propagation", "Reason", "ReleaseKey", "ReleaseRun", "ResumeJob",
+    "PatchSpec", "PostEvent", "Propagation", "Reason", "ReleaseKey", "ReleaseRun", "ResumeJob",
     "RunnerRecord", "SetRateLimit", "SuspendJob", "admit", "decide", "decide_deletion", "key_queue",
 ]
 
@@ -136,7 +144,8 @@ def decide(task: Task, status: TaskStatus, observed: Observed, now: dt.datetime)
     else:
         outcome = _run(task, status, observed)
     decision = build(task, status, observed, now, outcome, last_action, started)
-    return _throttle(task, status, observed, decision, last_action if throttle else None)
+    decision = _throttle(task, status, observed, decision, last_action if throttle else None)
+    return _bounds(task, status, decision, now)
 
 
 _TERMINATING = frozenset({Phase.TERMINATING, Phase.ROLLING_BACK})
@@ -227,6 +236,81 @@ def _ignored(task: Task, phase: Phase, why: str) -> PostEvent:
 
 def _with_note(outcome: Outcome, note: PostEvent) -> Outcome:
     return dataclasses.replace(outcome, notes=(*outcome.notes, note))
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s"
+
+
+def _bounds(task: Task, status: TaskStatus, decision: Decision, now: dt.datetime) -> Decision:
+    """The bounds the operator enforces: ``resumeAt``, ``maxPauseSeconds`` (then
+    ``onMaxPause``) and ``maxRunningSeconds``, each ended by a ``PatchSpec`` of
+    ``spec.state`` credited to the operator, which the next reconcile carries out like any
+    client's request, with its Event (``ScheduledResume``, ``MaxPauseReached``,
+    ``MaxRunningReached``). ``wake_at`` is the next bound still ahead.
+
+    A pause counts from when the operator first saw it (``status.pauseRequestedAt``); a
+    running time is ``runningSeconds`` (Running and Pausing only). A ``resumeAt`` left on a
+    task asked to run again (a plain ``kubectl`` resume) is removed, so it cannot end a
+    later pause.
+    """
+    spec = task.spec
+    new = decision.status
+    actions = list(decision.actions)
+    wake: list[dt.datetime] = []
+    requested_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    if spec.state is DesiredState.RUNNING and spec.resume_at is not None:
+        actions.append(PatchSpec((("resumeAt", None),)))
+    if spec.state is DesiredState.PAUSED:
+        requested_at = status.pause_requested_at or now
+        ends: list[tuple[dt.datetime, Reason]] = []
+        if spec.resume_at is not None:
+            ends.append((spec.resume_at.astimezone(dt.UTC).replace(microsecond=0),
+                         Reason.SCHEDULED_RESUME))
+        if spec.max_pause_seconds is not None:
+            ends.append((requested_at + dt.timedelta(seconds=spec.max_pause_seconds),
+                         Reason.MAX_PAUSE_REACHED))
+        if ends:
+            ends_at, why = min(ends)
+            if ends_at <= now:
+                actions.extend(_end_pause(task, why, now - requested_at))
+            else:
+                wake.append(ends_at)
+    limit = spec.max_running_seconds
+    if (limit is not None and spec.state is not DesiredState.TERMINATED
+            and new.phase is not None and new.phase in RUNNING_CLOCK | {Phase.PAUSED}
+            and new.started_at is not None):
+        if new.running_seconds >= limit:
+            actions.append(PostEvent(
+                "Warning", Reason.MAX_RUNNING_REACHED,
+                f"ran {_seconds(new.running_seconds)} (paused time not counted), "
+                f"maxRunningSeconds {limit}: terminated (onTerminate {spec.on_terminate})"))
+            actions.append(PatchSpec((("state", str(DesiredState.TERMINATED)),
+                                      ("resumeAt", None)),
+                                     reason=f"maxRunningSeconds {limit} reached"))
+        elif new.phase in RUNNING_CLOCK:
+            wake.append(now + dt.timedelta(seconds=limit - new.running_seconds))
+    new = new.model_copy(update={"pause_requested_at": requested_at, "pause_ends_at": ends_at})
+    return Decision(new, tuple(actions), wake_at=min(wake) if wake else None)
+
+
+def _end_pause(task: Task, why: Reason, paused: dt.timedelta) -> list[Action]:
+    """The Event and the spec change that end a pause at its bound."""
+    spec = task.spec
+    resume = why is Reason.SCHEDULED_RESUME or spec.on_max_pause is OnMaxPause.RESUME
+    state = DesiredState.RUNNING if resume else DesiredState.TERMINATED
+    if why is Reason.SCHEDULED_RESUME:
+        assert spec.resume_at is not None
+        at = spec.resume_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message, reason = f"resumeAt {at} reached: resumed", f"resumeAt {at}"
+    else:
+        done = "resumed" if resume else f"terminated (onTerminate {spec.on_terminate})"
+        message = (f"paused {_seconds(paused.total_seconds())}, maxPauseSeconds "
+                   f"{spec.max_pause_seconds} (onMaxPause {spec.on_max_pause}): {done}")
+        reason = f"maxPauseSeconds {spec.max_pause_seconds} reached"
+    return [PostEvent("Normal" if resume else "Warning", why, message),
+            PatchSpec((("state", str(state)), ("resumeAt", None)), reason=reason)]
 
 
 def _final(

@@ -69,7 +69,8 @@ def key_of(task: Task) -> str | None:
         return None
 
 
-_RUNNING_CLOCK = frozenset({Phase.RUNNING, Phase.PAUSING})
+RUNNING_CLOCK = frozenset({Phase.RUNNING, Phase.PAUSING})
+_RUNNING_CLOCK = RUNNING_CLOCK
 
 
 def build(

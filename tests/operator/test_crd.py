@@ -13,7 +13,7 @@ from longtask.operator import decide
 from pydantic import BaseModel
 
 from longtask import constants, model, tasktypes
-from longtask.phases import ConditionType, DesiredState, OnTerminate, Phase
+from longtask.phases import ConditionType, DesiredState, OnMaxPause, OnTerminate, Phase
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "longtask.yaml"
 
@@ -98,10 +98,12 @@ def test_type_enum_is_the_task_type_registry(root: dict[str, Any]) -> None:
     [
         (("spec", "state"), [s.value for s in DesiredState]),
         (("spec", "onTerminate"), [s.value for s in OnTerminate]),
+        (("spec", "onMaxPause"), [s.value for s in OnMaxPause]),
         (("status", "phase"), [p.value for p in Phase]),
         (("status", "lastAction", "state"), [s.value for s in DesiredState]),
     ],
-    ids=["spec.state", "spec.onTerminate", "status.phase", "status.lastAction.state"],
+    ids=["spec.state", "spec.onTerminate", "spec.onMaxPause", "status.phase",
+         "status.lastAction.state"],
 )
 def test_enum_mirrors_phases_module(
     root: dict[str, Any], path: tuple[str, ...], values: list[str]

@@ -22,6 +22,7 @@ from longtask.operator.decide import (
     HoldRun,
     JobState,
     Observed,
+    PatchSpec,
     PostEvent,
     ReleaseKey,
     ReleaseRun,
@@ -54,6 +55,7 @@ def task(
     reason: str | None = None,
     generation: int = 1,
     rate_limit: int | None = None,
+    **spec_fields: Any,
 ) -> Task:
     spec = TaskSpec.model_validate(
         {
@@ -63,6 +65,7 @@ def task(
             "state": state,
             "onTerminate": on_terminate,
             **({"rateLimit": rate_limit} if rate_limit is not None else {}),
+            **spec_fields,
         }
     )
     return Task(
@@ -909,3 +912,137 @@ def test_a_state_and_a_throttle_on_an_ended_task_make_one_ignored_event() -> Non
     (event,) = events(d)
     assert "spec.state Paused ignored" in event.message, event.message
     assert "spec.rateLimit 10 rows/s ignored" in event.message, event.message
+
+
+# ---------------------------------------------------------------- bounded and scheduled pauses
+
+
+def patches(decision: Decision) -> list[PatchSpec]:
+    return [a for a in decision.actions if isinstance(a, PatchSpec)]
+
+
+PAUSED_OBS = Observed(run_job=run_job(suspended=True), record=record(RunOutcome.STOPPED))
+
+
+def test_a_pause_with_resume_at_shows_when_it_ends_and_asks_to_be_woken_then() -> None:
+    at = NOW + dt.timedelta(minutes=5)
+    d = decide(task("Paused", resumeAt=at.isoformat()), status(Phase.PAUSED), PAUSED_OBS, NOW)
+    assert (d.status.pause_ends_at, d.wake_at) == (at, at), d
+    assert d.status.pause_requested_at == NOW and patches(d) == [], d
+
+
+def test_resume_at_reached_resumes_the_task_as_the_operator_with_an_event() -> None:
+    at = NOW - dt.timedelta(seconds=1)
+    before = status(Phase.PAUSED, pause_requested_at=EARLIER)
+    d = decide(task("Paused", resumeAt=at.isoformat()), before, PAUSED_OBS, NOW)
+    (change,) = patches(d)
+    assert change.body() == {
+        "spec": {"state": "Running", "resumeAt": None},
+        "metadata": {"annotations": {"collect.atlan.com/requested-by": "longtask-operator",
+                                     "collect.atlan.com/reason": "resumeAt 2026-11-30T07:59:59Z"}},
+    }, change.body()
+    assert [e.reason for e in events(d)] == ["ScheduledResume"], events(d)
+
+
+def test_max_pause_counts_from_when_the_pause_was_first_seen() -> None:
+    first = decide(task("Paused", maxPauseSeconds=60), status(Phase.RUNNING),
+                   Observed(run_job=run_job(active=1), runner_pods=1), NOW)
+    assert first.status.pause_requested_at == NOW
+    assert first.status.pause_ends_at == NOW + dt.timedelta(seconds=60)
+    later = NOW + dt.timedelta(seconds=30)
+    again = decide(task("Paused", maxPauseSeconds=60), first.status, PAUSED_OBS, later)
+    assert again.status.pause_ends_at == NOW + dt.timedelta(seconds=60), again.status
+    assert patches(again) == []
+
+
+def test_max_pause_reached_resumes_under_on_max_pause_resume() -> None:
+    before = status(Phase.PAUSED, pause_requested_at=NOW - dt.timedelta(seconds=61))
+    d = decide(task("Paused", maxPauseSeconds=60), before, PAUSED_OBS, NOW)
+    (change,) = patches(d)
+    assert dict(change.spec) == {"state": "Running", "resumeAt": None}, change
+    assert change.reason == "maxPauseSeconds 60 reached"
+    (event,) = events(d)
+    assert (event.type, event.reason) == ("Normal", "MaxPauseReached"), event
+    assert "paused 61 s" in event.message and "resumed" in event.message, event.message
+
+
+def test_max_pause_reached_terminates_under_on_max_pause_terminate() -> None:
+    before = status(Phase.PAUSED, pause_requested_at=NOW - dt.timedelta(seconds=60))
+    d = decide(task("Paused", maxPauseSeconds=60, onMaxPause="Terminate"), before,
+               PAUSED_OBS, NOW)
+    (change,) = patches(d)
+    assert dict(change.spec) == {"state": "Terminated", "resumeAt": None}, change
+    (event,) = events(d)
+    assert (event.type, event.reason) == ("Warning", "MaxPauseReached"), event
+    assert "terminated (onTerminate Rollback)" in event.message, event.message
+
+
+def test_the_earlier_bound_ends_the_pause() -> None:
+    before = status(Phase.PAUSED, pause_requested_at=NOW - dt.timedelta(seconds=10))
+    d = decide(task("Paused", maxPauseSeconds=20, onMaxPause="Terminate",
+                    resumeAt=(NOW + dt.timedelta(seconds=60)).isoformat()), before,
+               PAUSED_OBS, NOW)
+    assert d.status.pause_ends_at == NOW + dt.timedelta(seconds=10), d.status
+    assert d.wake_at == NOW + dt.timedelta(seconds=10)
+
+
+def test_a_pause_before_the_start_is_bounded_too_and_queues_again() -> None:
+    before = status(Phase.PAUSED, started=False, pause_requested_at=EARLIER)
+    d = decide(task("Paused", maxPauseSeconds=60), before, Observed(), NOW)
+    assert dict(patches(d)[0].spec)["state"] == "Running", d.actions
+
+
+def test_a_plain_resume_removes_a_stale_resume_at_and_ends_the_bound() -> None:
+    """kubectl patch spec.state Running, resumeAt left behind: removed, credited to nobody."""
+    before = status(Phase.PAUSED, pause_requested_at=EARLIER,
+                    pause_ends_at=NOW + dt.timedelta(hours=1),
+                    last_action={"state": "Paused", "at": EARLIER})
+    at = (NOW + dt.timedelta(hours=1)).isoformat()
+    d = decide(task("Running", resumeAt=at), before, PAUSED_OBS, NOW)
+    assert patches(d) == [PatchSpec((("resumeAt", None),))], d.actions
+    assert patches(d)[0].body() == {"spec": {"resumeAt": None}}
+    assert (d.status.pause_requested_at, d.status.pause_ends_at) == (None, None), d.status
+    assert ResumeJob(RUN_JOB) in d.actions
+
+
+def test_a_pause_without_bounds_has_no_end_and_no_wake() -> None:
+    d = decide(task("Paused"), status(Phase.PAUSED), PAUSED_OBS, NOW)
+    assert (d.status.pause_ends_at, d.wake_at, patches(d)) == (None, None, []), d
+
+
+def test_max_running_seconds_counts_running_time_only_and_wakes_at_the_bound() -> None:
+    before = status(Phase.RUNNING, running_seconds=40, paused_seconds=500,
+                    accounted_at=NOW - dt.timedelta(seconds=5))
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record())
+    d = decide(task(maxRunningSeconds=60), before, obs, NOW)
+    assert d.status.running_seconds == 45 and patches(d) == [], d.status
+    assert d.wake_at == NOW + dt.timedelta(seconds=15)
+
+
+def test_max_running_seconds_reached_terminates_with_the_tasks_policy() -> None:
+    before = status(Phase.RUNNING, running_seconds=59, accounted_at=NOW - dt.timedelta(seconds=1))
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record())
+    d = decide(task(maxRunningSeconds=60), before, obs, NOW)
+    (change,) = patches(d)
+    assert change.body()["spec"] == {"state": "Terminated", "resumeAt": None}, change
+    assert change.reason == "maxRunningSeconds 60 reached"
+    (event,) = events(d)
+    assert (event.type, event.reason) == ("Warning", "MaxRunningReached"), event
+    assert "paused time not counted" in event.message
+
+
+def test_paused_time_does_not_bring_max_running_seconds_nearer() -> None:
+    before = status(Phase.PAUSED, running_seconds=30, accounted_at=EARLIER)
+    d = decide(task("Paused", maxRunningSeconds=60), before, PAUSED_OBS, NOW)
+    assert d.status.running_seconds == 30 and patches(d) == [] and d.wake_at is None, d
+
+
+def test_terminating_and_final_tasks_have_no_bounds() -> None:
+    past = (NOW - dt.timedelta(hours=1)).isoformat()
+    terminating = decide(task("Terminated", maxRunningSeconds=1, resumeAt=past),
+                         status(Phase.TERMINATING, running_seconds=99),
+                         Observed(run_job=run_job(deleting=True), runner_pods=1), NOW)
+    final = decide(task("Paused", maxPauseSeconds=1),
+                   status(Phase.FAILED, pause_requested_at=EARLIER), Observed(), NOW)
+    assert patches(terminating) == [] and terminating.wake_at is None, terminating
+    assert patches(final) == [] and final.wake_at is None, final
