@@ -67,17 +67,22 @@ UNCHANGED: Any = object()
 
 def decide(spec: Mapping[str, Any], phase: Phase, target: DesiredState | None,
            on_terminate: OnTerminate | None = None,
-           rate_limit: int | None = UNCHANGED) -> Decision:
-    """Decide a request for ``spec.state = target``, ``spec.onTerminate`` and/or
-    ``spec.rateLimit = rate_limit`` (rows per second; ``None`` removes the limit).
+           rate_limit: int | None = UNCHANGED,
+           bounds: Mapping[str, Any] | None = None) -> Decision:
+    """Decide a request for ``spec.state = target``, ``spec.onTerminate``,
+    ``spec.rateLimit = rate_limit`` (rows per second; ``None`` removes the limit) and/or
+    ``bounds`` (``resumeAt``, ``maxPauseSeconds``, ``onMaxPause``, ``maxRunningSeconds`` as
+    the spec holds them; ``None`` removes one).
 
     ``spec`` is the task's current spec, ``phase`` its phase (:func:`effective_phase`;
-    ``Pending`` before the operator has seen it).
+    ``Pending`` before the operator has seen it). A ``resumeAt`` goes with a pause (the
+    state after the request is Paused); a resume removes one left on the task.
     """
     state = DesiredState(spec.get("state") or DesiredState.RUNNING)
     current_policy = OnTerminate(spec.get("onTerminate") or OnTerminate.ROLLBACK)
     policy_change = on_terminate is not None and on_terminate != current_policy
     rate_change = rate_limit is not UNCHANGED and rate_limit != spec.get("rateLimit")
+    changed = {k: v for k, v in (bounds or {}).items() if spec.get(k) != v}
     verb = VERBS.get(target, "change") if target is not None else "change"
 
     if phase.is_final:
@@ -85,9 +90,19 @@ def decide(spec: Mapping[str, Any], phase: Phase, target: DesiredState | None,
             return Decision(refusal=(
                 f"cannot change the rate limit: the task has ended ({phase}); no runner of "
                 "it runs any more"))
+        if changed:
+            return Decision(refusal=(
+                f"cannot change {', '.join(changed)}: the task has ended ({phase})"))
         return _ended(phase, state, target, policy_change, verb)
 
-    throttle = {"rateLimit": rate_limit} if rate_change else {}
+    after = target or state
+    if (bounds or {}).get("resumeAt") is not None and after is not DesiredState.PAUSED:
+        return Decision(refusal=(
+            f"resumeAt ends a pause, and the task is asked to be {after}: pause it with "
+            "resumeAt (POST .../pause), or leave resumeAt out"))
+    if after is DesiredState.RUNNING and spec.get("resumeAt") and "resumeAt" not in changed:
+        changed["resumeAt"] = None  # a resume ends the pause resumeAt belonged to
+    throttle = {**({"rateLimit": rate_limit} if rate_change else {}), **changed}
 
     if state is DesiredState.TERMINATED:
         if target not in (None, DesiredState.TERMINATED):

@@ -26,6 +26,7 @@ from longtask.api.problems import (
 )
 from longtask.api.schemas import (
     ControlRequest,
+    PauseRequest,
     TaskPublic,
     TaskUpdate,
     TerminateRequest,
@@ -65,6 +66,7 @@ def _hold(conn: db.Connection, body: Mapping[str, Any]) -> None:
 def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, action: str,
            target: DesiredState | None, on_terminate: OnTerminate | None = None,
            rate_limit: int | None = control.UNCHANGED,
+           bounds: Mapping[str, Any] | None = None,
            fixed: Mapping[str, Any] | None = None, reason: str | None,
            database: db.Database) -> dict[str, Any]:
     """Decide and merge-patch one control request; the task as it stands after it.
@@ -83,7 +85,7 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
         # the record (and only a state change is held): the others take no database
         # connection. The record's success makes a throttle late, as it does a terminate.
         needs_record = ((target is not None or on_terminate is not None
-                         or rate_limit is not control.UNCHANGED)
+                         or rate_limit is not control.UNCHANGED or bool(bounds))
                         and not phase_of(body).is_final)
         with (database.connection(autocommit=False) if needs_record
               else contextlib.nullcontext()) as conn:
@@ -91,7 +93,8 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
                       if conn is not None else None)
             updated = _decide_and_patch(tasks, metrics, body, record, principal, action=action,
                                         target=target, on_terminate=on_terminate,
-                                        rate_limit=rate_limit, fixed=fixed, reason=reason)
+                                        rate_limit=rate_limit, bounds=bounds, fixed=fixed,
+                                        reason=reason)
             if updated is None:
                 continue
             spec_patch, updated_body = updated
@@ -117,14 +120,14 @@ def _decide_and_patch(tasks: Tasks, metrics: Any, body: dict[str, Any],
                       record: taskrecord.RunnerRecord | None, principal: Principal, *,
                       action: str, target: DesiredState | None,
                       on_terminate: OnTerminate | None, rate_limit: int | None,
-                      fixed: Mapping[str, Any] | None,
+                      bounds: Mapping[str, Any] | None, fixed: Mapping[str, Any] | None,
                       reason: str | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """``(spec fields patched, the task after)``; ``None`` when the task changed since it
     was read (retry). Raises the 409 of a refusal, the 422 of the server's."""
     name = body["metadata"]["name"]
     spec = body.get("spec") or {}
     phase = control.effective_phase(phase_of(body), record)
-    decision = control.decide(spec, phase, target, on_terminate, rate_limit)
+    decision = control.decide(spec, phase, target, on_terminate, rate_limit, bounds)
     if decision.refusal is not None:
         metrics.control_actions.labels(action, "refused").inc()
         raise ApiProblem(409, "invalid-transition", "Conflict", decision.refusal,
@@ -160,10 +163,13 @@ _CONTROL = dict(status_code=202, response_model=TaskPublic, responses=PROBLEMS)
 @router.post("/{name}/pause", summary="Pause at the next checkpoint", **_CONTROL)  # type: ignore[arg-type]
 def pause_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: MetricsDep,
                database: DatabaseDep,
-               body: Annotated[ControlRequest | None, Body()] = None) -> TaskPublic:
-    """``spec.state: Paused``; 202 with the task. 409 for a terminated or ended task."""
+               body: Annotated[PauseRequest | None, Body()] = None) -> TaskPublic:
+    """``spec.state: Paused``, with the bounds given (``resumeAt``, ``maxPauseSeconds``,
+    ``onMaxPause``: the operator ends the pause at the earlier); 202 with the task. 409 for
+    a terminated or ended task; 422 for a ``resumeAt`` without a time zone or in the past."""
     return TaskPublic.from_body(_apply(
         tasks, metrics, name, principal, action="pause", target=DesiredState.PAUSED,
+        bounds=body.bounds() if body else None,
         reason=body.reason if body else None, database=database))
 
 
@@ -215,7 +221,8 @@ def patch_task(
 
     State changes follow the same rules as the actions (409 for a refused transition);
     ``rateLimit`` may be set, changed or removed (``null``) while the task is not final
-    (409 once it has ended), and the runner keeps to it from its next chunk; fields fixed
+    (409 once it has ended), and the runner keeps to it from its next chunk; so may the
+    bounds (``resumeAt`` only with a pause: 409 otherwise); fields fixed
     at creation by the CRD (``parallelism``) are refused by the server, answered 422 with
     its reason. 200 with the task as it now stands.
     """
@@ -231,4 +238,4 @@ def patch_task(
         tasks, metrics, name, principal, action="patch", target=update.state,
         on_terminate=update.on_terminate,
         rate_limit=update.rate_limit if "rate_limit" in given else control.UNCHANGED,
-        fixed=fixed, reason=reason, database=database))
+        bounds=update.bounds(), fixed=fixed, reason=reason, database=database))

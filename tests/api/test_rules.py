@@ -50,6 +50,31 @@ def test_the_rate_limit_changes_in_every_phase_not_final(
     assert decision.patch == patch
 
 
+def test_a_resume_removes_a_resume_at_and_a_pause_takes_one() -> None:
+    resume = control.decide({"state": "Paused", "resumeAt": "2099-01-01T00:00:00Z"},
+                            Phase.PAUSED, R)
+    pause = control.decide({"state": "Running"}, Phase.RUNNING, P,
+                           bounds={"resumeAt": "2099-01-01T00:00:00Z", "maxPauseSeconds": 60})
+
+    assert resume.patch == {"state": "Running", "resumeAt": None}, resume
+    assert pause.patch == {"state": "Paused", "resumeAt": "2099-01-01T00:00:00Z",
+                           "maxPauseSeconds": 60}, pause
+
+
+def test_a_resume_at_without_a_pause_is_refused() -> None:
+    decision = control.decide({"state": "Running"}, Phase.RUNNING, None,
+                              bounds={"resumeAt": "2099-01-01T00:00:00Z"})
+
+    assert decision.refusal is not None and "resumeAt ends a pause" in decision.refusal
+
+
+def test_the_bounds_of_an_ended_task_are_refused() -> None:
+    decision = control.decide({"state": "Running"}, Phase.SUCCEEDED, None,
+                              bounds={"maxRunningSeconds": 60})
+
+    assert decision.refusal is not None and "ended (Succeeded)" in decision.refusal
+
+
 @pytest.mark.parametrize("phase", [Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK,
                                    Phase.TERMINATED])
 def test_the_rate_limit_of_an_ended_task_is_refused_naming_the_phase(phase: Phase) -> None:
