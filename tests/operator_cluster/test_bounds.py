@@ -77,6 +77,18 @@ def test_max_pause_seconds_ends_a_pause_so_the_key_is_not_held_past_it(
     s.wait_until(lambda: (s.record(db, uid) or {})["done"] > before, timeout=30,
                  what="the resumed runner to commit rows", on_timeout=operator_process.tail)
 
+    # A plain kubectl resume of a pause with a resumeAt: the operator removes the resumeAt,
+    # so it cannot end a later pause.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    pause(tasks, "forgotten", resumeAt=later.strftime("%Y-%m-%dT%H:%M:%SZ"),
+          maxPauseSeconds=None)
+    tasks.wait_phase("forgotten", "Paused", timeout=30, operator=operator_process)
+    tasks.kubectl("patch", "lt", "forgotten", "--type=merge", "-p",
+                  '{"spec":{"state":"Running"}}')
+    s.wait_until(lambda: "resumeAt" not in tasks.get("forgotten")["spec"], timeout=20,
+                 what="the stale resumeAt to be removed", on_timeout=operator_process.tail)
+    assert tasks.get("forgotten")["spec"]["state"] == "Running"
+
 
 def test_max_running_seconds_counts_running_only_then_terminates_with_rollback(
         tasks: s.Tasks, operator_process: s.OperatorProcess, villages: Any,
