@@ -135,6 +135,19 @@ class TaskCreate(_Bounds):
             raise ValueError("resumeAt ends a pause: create the task with state Paused")
         return self
 
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism_the_type_can_use(cls, parallelism: int | None,
+                                      info: ValidationInfo) -> int | None:
+        """A parallelism the type cannot use is refused
+        (:func:`longtask.tasktypes.parallelism_problem`)."""
+        type_name = info.data.get("type")
+        if parallelism is not None and type_name:
+            problem = tasktypes.parallelism_problem(type_name, parallelism)
+            if problem:
+                raise ValueError(problem)
+        return parallelism
+
     @field_validator("concurrency_key")
     @classmethod
     def _key_names_the_organization(cls, key: str | None, info: ValidationInfo) -> str | None:
