@@ -171,12 +171,16 @@ def _control_request(
 
     A task is created ``Running`` without a request; any other ``spec.state`` than the last
     one seen is a request. A ``spec.rateLimit`` other than the one the last reconcile saw
-    (``status.rateLimit``) is a throttle request; the first reconcile sees the limit the
-    task was created with. Both are attributed to the annotations the resource carries now.
+    (``status.rateLimit``), in a spec edited since (``metadata.generation``), is a throttle
+    request; the first reconcile sees the limit the task was created with. Both are
+    attributed to the annotations the resource carries now.
     """
     seen = status.last_action.state if status.last_action else DesiredState.RUNNING
     state_changed = task.spec.state is not seen
-    rate_changed = status.phase is not None and task.spec.rate_limit != status.rate_limit
+    # Only a spec edited since the last reconcile (a new generation) makes a request: a
+    # status written before status.rateLimit existed holds none, and is not one.
+    rate_changed = (status.phase is not None and task.generation != status.observed_generation
+                    and task.spec.rate_limit != status.rate_limit)
     if not state_changed and not rate_changed:
         return status.last_action, False, False
     changed: tuple[ChangedField, ...] = (

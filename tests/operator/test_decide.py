@@ -1046,3 +1046,13 @@ def test_terminating_and_final_tasks_have_no_bounds() -> None:
                    status(Phase.FAILED, pause_requested_at=EARLIER), Observed(), NOW)
     assert patches(terminating) == [] and terminating.wake_at is None, terminating
     assert patches(final) == [] and final.wake_at is None, final
+
+
+def test_a_status_from_before_the_throttle_existed_is_not_a_throttle_request() -> None:
+    """An operator upgraded under a running task: the spec did not change (same generation),
+    status.rateLimit is simply not there yet; the record is already right."""
+    before = status(Phase.RUNNING, observed_generation=3)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(task(rate_limit=100, generation=3), before, obs, NOW)
+    expect(d, Phase.RUNNING, [])
+    assert events(d) == [] and d.status.last_action is None and d.status.rate_limit == 100
