@@ -1,13 +1,14 @@
 """Which control requests a task accepts: pure functions, tested without a cluster.
 
-``decide(spec, phase, target, on_terminate) -> Decision``: the ``spec`` fields to patch,
-nothing (the request is already in effect: repeating it is not an error), or a refusal
-with the reason (answered 409). One rule for ended tasks (api/README.md, "Control requests
-on ended tasks"): in a final phase (Succeeded, Failed, RolledBack, Terminated) every
-change of ``spec.state`` or ``spec.onTerminate`` is refused, naming the phase; only a
-repeat of the terminate that ended the task (RolledBack, Terminated) is in effect. Before
-that: ``Terminated`` is final in ``spec.state`` (as the CRD says), and ``onTerminate``
-cannot change once a terminate was asked for.
+``decide(spec, phase, target, on_terminate, rate_limit) -> Decision``: the ``spec`` fields
+to patch, nothing (the request is already in effect: repeating it is not an error), or a
+refusal with the reason (answered 409). One rule for ended tasks (api/README.md, "Control
+requests on ended tasks"): in a final phase (Succeeded, Failed, RolledBack, Terminated)
+every change of ``spec.state``, ``spec.onTerminate`` or ``spec.rateLimit`` is refused,
+naming the phase; only a repeat of the terminate that ended the task (RolledBack,
+Terminated) is in effect. Before that: ``Terminated`` is final in ``spec.state`` (as the
+CRD says), and ``onTerminate`` cannot change once a terminate was asked for;
+``rateLimit`` may change in every phase that is not final (the rollback keeps to it too).
 
 ``phase`` is the task's phase as :func:`effective_phase` gives it: the runner's own record
 of success counts before the operator has written it into status, so a terminate cannot
@@ -60,20 +61,48 @@ def effective_phase(phase: Phase, record: RunnerRecord | None) -> Phase:
     return phase
 
 
+UNCHANGED: Any = object()
+"""``rate_limit`` of :func:`decide` when the request leaves ``spec.rateLimit`` alone."""
+
+
 def decide(spec: Mapping[str, Any], phase: Phase, target: DesiredState | None,
-           on_terminate: OnTerminate | None = None) -> Decision:
-    """Decide a request for ``spec.state = target`` and/or ``spec.onTerminate``.
+           on_terminate: OnTerminate | None = None,
+           rate_limit: int | None = UNCHANGED,
+           bounds: Mapping[str, Any] | None = None) -> Decision:
+    """Decide a request for ``spec.state = target``, ``spec.onTerminate``,
+    ``spec.rateLimit = rate_limit`` (rows per second; ``None`` removes the limit) and/or
+    ``bounds`` (``resumeAt``, ``maxPauseSeconds``, ``onMaxPause``, ``maxRunningSeconds`` as
+    the spec holds them; ``None`` removes one).
 
     ``spec`` is the task's current spec, ``phase`` its phase (:func:`effective_phase`;
-    ``Pending`` before the operator has seen it).
+    ``Pending`` before the operator has seen it). A ``resumeAt`` goes with a pause (the
+    state after the request is Paused); a resume removes one left on the task.
     """
     state = DesiredState(spec.get("state") or DesiredState.RUNNING)
     current_policy = OnTerminate(spec.get("onTerminate") or OnTerminate.ROLLBACK)
     policy_change = on_terminate is not None and on_terminate != current_policy
+    rate_change = rate_limit is not UNCHANGED and rate_limit != spec.get("rateLimit")
+    changed = {k: v for k, v in (bounds or {}).items() if spec.get(k) != v}
     verb = VERBS.get(target, "change") if target is not None else "change"
 
     if phase.is_final:
+        if rate_change:
+            return Decision(refusal=(
+                f"cannot change the rate limit: the task has ended ({phase}); no runner of "
+                "it runs any more"))
+        if changed:
+            return Decision(refusal=(
+                f"cannot change {', '.join(changed)}: the task has ended ({phase})"))
         return _ended(phase, state, target, policy_change, verb)
+
+    after = target or state
+    if (bounds or {}).get("resumeAt") is not None and after is not DesiredState.PAUSED:
+        return Decision(refusal=(
+            f"resumeAt ends a pause, and the task is asked to be {after}: pause it with "
+            "resumeAt (POST .../pause), or leave resumeAt out"))
+    if after is DesiredState.RUNNING and spec.get("resumeAt") and "resumeAt" not in changed:
+        changed["resumeAt"] = None  # a resume ends the pause resumeAt belonged to
+    throttle = {**({"rateLimit": rate_limit} if rate_change else {}), **changed}
 
     if state is DesiredState.TERMINATED:
         if target not in (None, DesiredState.TERMINATED):
@@ -84,9 +113,9 @@ def decide(spec: Mapping[str, Any], phase: Phase, target: DesiredState | None,
             return Decision(refusal=(
                 f"the task was already terminated with onTerminate {current_policy}; that "
                 "cannot change any more"))
-        return Decision()
+        return Decision(patch=throttle)
 
-    patch: dict[str, Any] = {}
+    patch: dict[str, Any] = dict(throttle)
     if target is not None and target is not state:
         patch["state"] = str(target)
     if policy_change:

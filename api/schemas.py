@@ -19,13 +19,14 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from longtask import tasktypes
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY, GROUP
 from longtask.model import Condition, LastAction, Progress, RollbackProgress
-from longtask.phases import DesiredState, OnTerminate, Phase
+from longtask.phases import DesiredState, OnMaxPause, OnTerminate, Phase
 from longtask.textencoding import EncodingSource
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -46,10 +47,61 @@ class _Request(_Wire):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+MAX_BOUND_SECONDS = 31_536_000  # a year: the CRD's maximum of the bounds
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    """``moment`` as the spec stores it: UTC, whole seconds, ``Z``."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _future(moment: dt.datetime | None) -> dt.datetime | None:
+    """A ``resumeAt`` must name its time zone and lie ahead."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("resumeAt needs a time zone (RFC 3339), e.g. 2026-12-05T02:00:00Z")
+    if moment <= dt.datetime.now(dt.UTC):
+        raise ValueError("resumeAt is in the past; give a time ahead, or resume now")
+    return moment
+
+
+class _Bounds(_Request):
+    """The bounds a pause or a task may carry (``spec`` fields of the same names)."""
+
+    resume_at: dt.datetime | None = Field(
+        default=None, description="With a pause: when the operator resumes the task by "
+                                  "itself (RFC 3339 with a time zone, ahead of now)")
+    max_pause_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_BOUND_SECONDS,
+        description="The longest a pause may last; then onMaxPause")
+    on_max_pause: OnMaxPause | None = Field(
+        default=None, description="Resume (default) or Terminate a pause past maxPauseSeconds")
+
+    @field_validator("resume_at")
+    @classmethod
+    def _resume_at_ahead(cls, moment: dt.datetime | None) -> dt.datetime | None:
+        return _future(moment)
+
+    def bounds(self) -> dict[str, Any]:
+        """The bound fields this request sets, as ``spec`` holds them (``null`` removes)."""
+        given = self.model_fields_set
+        out: dict[str, Any] = {}
+        if "resume_at" in given:
+            out["resumeAt"] = rfc3339(self.resume_at) if self.resume_at else None
+        if "max_pause_seconds" in given:
+            out["maxPauseSeconds"] = self.max_pause_seconds
+        if "on_max_pause" in given:
+            out["onMaxPause"] = str(self.on_max_pause) if self.on_max_pause else None
+        if "max_running_seconds" in given:
+            out["maxRunningSeconds"] = getattr(self, "max_running_seconds", None)
+        return out
+
+
 # ------------------------------------------------------------------------------ tasks
 
 
-class TaskCreate(_Request):
+class TaskCreate(_Bounds):
     """``POST /v1/tasks`` and ``POST /v1/tasks/validate``: what to run, for whom."""
 
     type: tasktypes.TaskTypeName
@@ -72,6 +124,29 @@ class TaskCreate(_Request):
                                    description="Upper bound on rows per second")
     reason: str | None = Field(default=None, max_length=1024,
                                description="Why the task is started (recorded on the task)")
+    max_running_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_BOUND_SECONDS,
+        description="The longest the task may run, paused time not counted; then it is "
+                    "terminated (its onTerminate)")
+
+    @model_validator(mode="after")
+    def _resume_at_with_a_pause(self) -> TaskCreate:
+        if self.resume_at is not None and self.state is not DesiredState.PAUSED:
+            raise ValueError("resumeAt ends a pause: create the task with state Paused")
+        return self
+
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism_the_type_can_use(cls, parallelism: int | None,
+                                      info: ValidationInfo) -> int | None:
+        """A parallelism the type cannot use is refused
+        (:func:`longtask.tasktypes.parallelism_problem`)."""
+        type_name = info.data.get("type")
+        if parallelism is not None and type_name:
+            problem = tasktypes.parallelism_problem(type_name, parallelism)
+            if problem:
+                raise ValueError(problem)
+        return parallelism
 
     @field_validator("concurrency_key")
     @classmethod
@@ -95,29 +170,41 @@ class TaskCreate(_Request):
                            ("parallelism", self.parallelism), ("rateLimit", self.rate_limit)):
             if value is not None:
                 spec[key] = value
+        spec.update({k: v for k, v in self.bounds().items() if v is not None})
         return spec
 
 
-class TaskUpdate(_Request):
+class TaskUpdate(_Bounds):
     """``PATCH /v1/tasks/{name}`` (``application/merge-patch+json``, RFC 7396).
 
     The spec fields a client may edit, as ``kubectl edit`` would. A field left out is left
     alone; ``null`` removes it (only ``rateLimit`` may be absent from a spec). ``rateLimit``
-    and ``parallelism`` are fixed at creation by the CRD, so changing them is refused with
-    the server's reason.
+    may change while the task runs (the live throttle); ``parallelism`` is fixed at
+    creation by the CRD, so changing it is refused with the server's reason.
     """
 
     state: DesiredState | None = None
     on_terminate: OnTerminate | None = None
-    rate_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    rate_limit: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Rows per second, changed while the task runs (null: unlimited); the "
+                    "runner keeps to it from its next chunk")
+    max_running_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_BOUND_SECONDS,
+        description="The longest the task may run, paused time not counted (null: none)")
     parallelism: int | None = Field(default=None, ge=1, le=32)
 
 
 class ControlRequest(_Request):
-    """Body of ``pause`` and ``resume`` (optional)."""
+    """Body of ``resume`` (optional); ``pause`` takes a :class:`PauseRequest`."""
 
     reason: str | None = Field(default=None, max_length=1024,
                                description="Why; recorded on the task and in its history")
+
+
+class PauseRequest(_Bounds, ControlRequest):
+    """Body of ``pause`` (optional): ``reason``, and bounds that end the pause by itself:
+    ``resumeAt``, ``maxPauseSeconds`` and ``onMaxPause`` (kept on the task)."""
 
 
 class TerminateRequest(ControlRequest):
@@ -143,6 +230,14 @@ class TaskPublic(_Wire):
     concurrency_key: str | None = Field(description="spec.concurrencyKey or the type's default")
     parallelism: int
     rate_limit: int | None
+    resume_at: dt.datetime | None = Field(default=None,
+                                          description="When a pause ends by itself, if asked")
+    max_pause_seconds: int | None = None
+    on_max_pause: OnMaxPause = OnMaxPause.RESUME
+    max_running_seconds: int | None = None
+    pause_ends_at: dt.datetime | None = Field(
+        default=None, description="When the pause in force ends by itself (resumeAt or "
+                                  "maxPauseSeconds, the earlier), as the operator says")
     phase: Phase = Field(description="Pending until the operator has seen the task")
     final: bool = Field(description="True once the phase can no longer change")
     message: str | None
@@ -193,7 +288,12 @@ class TaskPublic(_Wire):
             state=DesiredState(spec.get("state") or DesiredState.RUNNING),
             on_terminate=OnTerminate(spec.get("onTerminate") or OnTerminate.ROLLBACK),
             concurrency_key=key, parallelism=int(spec.get("parallelism") or 1),
-            rate_limit=spec.get("rateLimit"), phase=phase, final=phase.is_final,
+            rate_limit=spec.get("rateLimit"), resume_at=spec.get("resumeAt"),
+            max_pause_seconds=spec.get("maxPauseSeconds"),
+            on_max_pause=OnMaxPause(spec.get("onMaxPause") or OnMaxPause.RESUME),
+            max_running_seconds=spec.get("maxRunningSeconds"),
+            pause_ends_at=status.get("pauseEndsAt"),
+            phase=phase, final=phase.is_final,
             message=status.get("message"),
             conditions=_conditions(status.get("conditions")),
             progress=Progress.model_validate(status["progress"]) if status.get("progress")

@@ -26,6 +26,7 @@ from longtask.api.problems import (
 )
 from longtask.api.schemas import (
     ControlRequest,
+    PauseRequest,
     TaskPublic,
     TaskUpdate,
     TerminateRequest,
@@ -64,6 +65,8 @@ def _hold(conn: db.Connection, body: Mapping[str, Any]) -> None:
 
 def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, action: str,
            target: DesiredState | None, on_terminate: OnTerminate | None = None,
+           rate_limit: int | None = control.UNCHANGED,
+           bounds: Mapping[str, Any] | None = None,
            fixed: Mapping[str, Any] | None = None, reason: str | None,
            database: db.Database) -> dict[str, Any]:
     """Decide and merge-patch one control request; the task as it stands after it.
@@ -78,9 +81,11 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
     """
     for _ in range(CONFLICT_RETRIES):
         body = visible(tasks, name, principal)
-        # Only a state or policy request on a task not yet ended can depend on the record
-        # (and only a state change is held): the others take no database connection.
-        needs_record = ((target is not None or on_terminate is not None)
+        # Only a state, policy or rate limit request on a task not yet ended can depend on
+        # the record (and only a state change is held): the others take no database
+        # connection. The record's success makes a throttle late, as it does a terminate.
+        needs_record = ((target is not None or on_terminate is not None
+                         or rate_limit is not control.UNCHANGED or bool(bounds))
                         and not phase_of(body).is_final)
         with (database.connection(autocommit=False) if needs_record
               else contextlib.nullcontext()) as conn:
@@ -88,7 +93,8 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
                       if conn is not None else None)
             updated = _decide_and_patch(tasks, metrics, body, record, principal, action=action,
                                         target=target, on_terminate=on_terminate,
-                                        fixed=fixed, reason=reason)
+                                        rate_limit=rate_limit, bounds=bounds, fixed=fixed,
+                                        reason=reason)
             if updated is None:
                 continue
             spec_patch, updated_body = updated
@@ -113,14 +119,15 @@ def _apply(tasks: Tasks, metrics: Any, name: str, principal: Principal, *, actio
 def _decide_and_patch(tasks: Tasks, metrics: Any, body: dict[str, Any],
                       record: taskrecord.RunnerRecord | None, principal: Principal, *,
                       action: str, target: DesiredState | None,
-                      on_terminate: OnTerminate | None, fixed: Mapping[str, Any] | None,
+                      on_terminate: OnTerminate | None, rate_limit: int | None,
+                      bounds: Mapping[str, Any] | None, fixed: Mapping[str, Any] | None,
                       reason: str | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """``(spec fields patched, the task after)``; ``None`` when the task changed since it
     was read (retry). Raises the 409 of a refusal, the 422 of the server's."""
     name = body["metadata"]["name"]
     spec = body.get("spec") or {}
     phase = control.effective_phase(phase_of(body), record)
-    decision = control.decide(spec, phase, target, on_terminate)
+    decision = control.decide(spec, phase, target, on_terminate, rate_limit, bounds)
     if decision.refusal is not None:
         metrics.control_actions.labels(action, "refused").inc()
         raise ApiProblem(409, "invalid-transition", "Conflict", decision.refusal,
@@ -156,10 +163,13 @@ _CONTROL = dict(status_code=202, response_model=TaskPublic, responses=PROBLEMS)
 @router.post("/{name}/pause", summary="Pause at the next checkpoint", **_CONTROL)  # type: ignore[arg-type]
 def pause_task(name: str, principal: OperatorDep, tasks: TasksDep, metrics: MetricsDep,
                database: DatabaseDep,
-               body: Annotated[ControlRequest | None, Body()] = None) -> TaskPublic:
-    """``spec.state: Paused``; 202 with the task. 409 for a terminated or ended task."""
+               body: Annotated[PauseRequest | None, Body()] = None) -> TaskPublic:
+    """``spec.state: Paused``, with the bounds given (``resumeAt``, ``maxPauseSeconds``,
+    ``onMaxPause``: the operator ends the pause at the earlier); 202 with the task. 409 for
+    a terminated or ended task; 422 for a ``resumeAt`` without a time zone or in the past."""
     return TaskPublic.from_body(_apply(
         tasks, metrics, name, principal, action="pause", target=DesiredState.PAUSED,
+        bounds=body.bounds() if body else None,
         reason=body.reason if body else None, database=database))
 
 
@@ -210,8 +220,11 @@ def patch_task(
     """Apply ``state``, ``onTerminate``, ``rateLimit``, ``parallelism`` (RFC 7396).
 
     State changes follow the same rules as the actions (409 for a refused transition);
-    fields fixed at creation by the CRD are refused by the server, answered 422 with its
-    reason. 200 with the task as it now stands.
+    ``rateLimit`` may be set, changed or removed (``null``) while the task is not final
+    (409 once it has ended), and the runner keeps to it from its next chunk; so may the
+    bounds (``resumeAt`` only with a pause: 409 otherwise); fields fixed
+    at creation by the CRD (``parallelism``) are refused by the server, answered 422 with
+    its reason. 200 with the task as it now stands.
     """
     given = update.model_fields_set
     for field in ("state", "on_terminate", "parallelism"):
@@ -219,11 +232,10 @@ def patch_task(
             alias = TaskUpdate.model_fields[field].alias or field
             raise invalid(f"{alias} cannot be removed", [body_error([alias], "cannot be null")])
     fixed: dict[str, Any] = {}
-    if "rate_limit" in given:
-        fixed["rateLimit"] = update.rate_limit
     if "parallelism" in given:
         fixed["parallelism"] = update.parallelism
     return TaskPublic.from_body(_apply(
         tasks, metrics, name, principal, action="patch", target=update.state,
-        on_terminate=update.on_terminate, fixed=fixed, reason=reason,
-        database=database))
+        on_terminate=update.on_terminate,
+        rate_limit=update.rate_limit if "rate_limit" in given else control.UNCHANGED,
+        bounds=update.bounds(), fixed=fixed, reason=reason, database=database))

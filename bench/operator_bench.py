@@ -1,6 +1,7 @@
 """Operator benchmarks on the local control plane, with real runner pods and PostgreSQL.
 
     python bench/operator_bench.py [--changes 20] [--tasks 300] [--keys 60] [--failovers 5]
+                                   [--throttles 10]
 
 Starts a throwaway PostgreSQL cluster, the local Kubernetes control plane (``make kube``)
 and the operator (``python -m longtask.operator``, its default settings), and prints:
@@ -22,6 +23,12 @@ and the operator (``python -m longtask.operator``, its default settings), and pr
    once: the time from the SIGKILL until the other holds the Lease and until the task is
    ``Paused``. The floor is the lease duration (a standby waits that long after the last
    renewal it saw); the killed operator is started again as a standby each time.
+4. Live throttle, ``--throttles`` times: ``spec.rateLimit`` of a running Export patched
+   between 200 and 1000 rows/s: the time from the PATCH until the task record holds the new
+   limit and until the first chunk that read it committed, and the rate held over the next
+   3 s (rows of the chunks committed then, against the limit; target within 10 %). The
+   floor, in the same run: a bare Job's runner whose record is set by hand, with no
+   operator in between.
 
 Each runner pod is a local process with two database connections (a tiny export opens no
 copier; PostgreSQL here allows 200), so ``--keys`` bounds how many run at once. Figures
@@ -72,6 +79,12 @@ WAIT = 120.0  # seconds: the longest any one step may take before the run is aba
 # never close to done (the form holds many more submissions than it can reach).
 SLOW_RATE = 200
 SLOW_ROWS = 200_000
+
+
+# Part 4: the limits a running Export is throttled between, and how long each is held.
+THROTTLE_RATES = (SLOW_RATE, 1000)
+HELD_SECONDS = 3.0
+HELD_TOLERANCE = 0.10
 
 
 # --------------------------------------------------------------------------- watching
@@ -740,6 +753,114 @@ def failover(b: Bench, rounds: int) -> None:
     print(f"   the task is Paused            {line(pauses)}")
 
 
+# --------------------------------------------------------------------------- 4. throttle
+
+
+def server_now(db: psycopg2.extensions.connection) -> dt.datetime:
+    """PostgreSQL's clock, which the chunk log's times are on."""
+    with db.cursor() as cur:
+        cur.execute("SELECT clock_timestamp()")
+        row = cur.fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def record_holds(db: psycopg2.extensions.connection, uid: str, limit: int) -> dt.datetime:
+    """Wait until the task record's rate limit is ``limit``; the server's time then."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        with db.cursor() as cur:
+            cur.execute("SELECT rate_limit, clock_timestamp() FROM longtask.tasks "
+                        "WHERE uid = %s", (uid,))
+            row = cur.fetchone()
+        if row is not None and row[0] == limit:
+            return row[1]  # type: ignore[no-any-return]
+        time.sleep(0.01)
+    raise SystemExit(f"the record of {uid} never held rate limit {limit}")
+
+
+def chunks_since(db: psycopg2.extensions.connection, uid: str,
+                 since: dt.datetime) -> list[tuple[int, dt.datetime]]:
+    """``(rows, commit time)`` of the run's chunks that locked the record after ``since``."""
+    with db.cursor() as cur:
+        cur.execute("SELECT rows, commit_requested_at FROM longtask.chunks WHERE task_uid = %s "
+                    "AND mode = 'run' AND started_at > %s ORDER BY seq", (uid, since))
+        return [(int(r[0]), r[1]) for r in cur.fetchall()]
+
+
+def held_rate(b: Bench, uid: str, since: dt.datetime, limit: int) -> tuple[dt.datetime, float]:
+    """The commit time of the first chunk that locked the record after ``since`` (so read
+    its limit), and the rows per second of those committed over the next ``HELD_SECONDS``
+    against ``limit``."""
+    deadline = time.monotonic() + WAIT
+    while not (chunks := chunks_since(b.db, uid, since)):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{uid} committed no chunk at its new limit")
+        time.sleep(0.01)
+    first = chunks[0][1]
+    time.sleep(max(0.0, HELD_SECONDS - (server_now(b.db) - first).total_seconds()) + 0.3)
+    window = [c for c in chunks_since(b.db, uid, since)
+              if (c[1] - first).total_seconds() <= HELD_SECONDS]
+    span = (window[-1][1] - first).total_seconds()
+    rate = sum(rows for rows, _ in window[1:]) / span if span > 0 else 0.0
+    return first, rate / limit
+
+
+def throttle(b: Bench, rounds: int) -> None:
+    """Part 4: patch spec.rateLimit of a running Export; set a bare Job's record by hand."""
+    ns, ref = "throttle", "throttle-ref"
+    b.namespace(ns)
+    b.namespace(ref)
+    b.operator(ns)
+    low, high = THROTTLE_RATES  # both runners start at SLOW_RATE
+    uid = b.create_task(ns, "throttled", export_spec("slow", "throttled", low))
+    job, ref_uid = bare_job(ref, "ref-throttled", b.cluster.runner_image)
+    b.batch.create_namespaced_job(ref, job)
+    b.wait_progress([uid, ref_uid])
+    written: list[float] = []
+    effect: dict[str, list[float]] = {"operator": [], "floor": []}
+    held: dict[str, list[float]] = {"operator": [], "floor": []}
+    for i in range(rounds):
+        limit = high if i % 2 == 0 else low
+        started = server_now(b.db)
+        b.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "throttled",
+                                                {"spec": {"rateLimit": limit}})
+        seen = record_holds(b.db, uid, limit)
+        written.append((seen - started).total_seconds())
+        first, ratio = held_rate(b, uid, seen, limit)
+        effect["operator"].append((first - started).total_seconds())
+        held["operator"].append(ratio)
+
+        started = server_now(b.db)
+        with b.db.cursor() as cur:
+            cur.execute("UPDATE longtask.tasks SET rate_limit = %s WHERE uid = %s",
+                        (limit, ref_uid))
+        seen = server_now(b.db)
+        first, ratio = held_rate(b, ref_uid, seen, limit)
+        effect["floor"].append((first - started).total_seconds())
+        held["floor"].append(ratio)
+    b.set_state(ns, "throttled", "Terminated")
+    b.batch.delete_namespaced_job("ref-throttled", ref, propagation_policy="Foreground")
+
+    def ratios(values: Sequence[float]) -> str:
+        return (f"median {statistics.median(values):4.2f}, min {min(values):4.2f}, "
+                f"max {max(values):4.2f}")
+
+    inside = sum(abs(r - 1) <= HELD_TOLERANCE for r in held["operator"])
+    print(f"4. Live throttle: {rounds} changes of spec.rateLimit of a running Export between "
+          f"{low} and {high} rows/s; ms from the change (median / p95):")
+    print(f"   the task record holds the new limit      {stats(written)}")
+    print(f"   the first chunk at it committed          {stats(effect['operator'])}   "
+          f"floor, the record set by hand: {stats(effect['floor'])}")
+    op_median = statistics.median(effect["operator"])
+    floor_median = statistics.median(effect["floor"])
+    print(f"   the operator adds {1000 * (op_median - floor_median):5.0f} ms (median) to the "
+          f"floor; ratio {op_median / floor_median:4.2f}")
+    print(f"   rate held over the next {HELD_SECONDS:.0f} s, committed / limit: "
+          f"{ratios(held['operator'])}  (floor: {ratios(held['floor'])}); "
+          f"{inside} of {rounds} within {100 * HELD_TOLERANCE:.0f} %")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--changes", type=int, default=20,
@@ -751,6 +872,8 @@ def main() -> None:
                         "each running runner holds two of PostgreSQL's 200 connections)")
     parser.add_argument("--failovers", type=int, default=5,
                         help="SIGKILLs of the elected leader in part 3 (0 skips it)")
+    parser.add_argument("--throttles", type=int, default=10,
+                        help="changes of spec.rateLimit in part 4 (0 skips it)")
     args = parser.parse_args()
     began = time.monotonic()
     try:
@@ -766,6 +889,9 @@ def main() -> None:
                 sys.stdout.flush()
             if args.failovers:
                 failover(b, args.failovers)
+                sys.stdout.flush()
+            if args.throttles:
+                throttle(b, args.throttles)
     except kube.KubeBinariesMissing as exc:
         raise SystemExit(str(exc)) from exc
     print(f"total {time.monotonic() - began:.0f} s")

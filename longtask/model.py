@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from longtask import tasktypes
 from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
-from longtask.phases import ConditionType, DesiredState, OnTerminate, Phase
+from longtask.phases import ConditionType, DesiredState, OnMaxPause, OnTerminate, Phase
 
 
 class _Wire(BaseModel):
@@ -50,6 +50,10 @@ class TaskSpec(_Wire):
     parallelism: int = Field(default=1, ge=1)
     rate_limit: int | None = Field(default=None, ge=1)
     resources: Resources | None = None
+    resume_at: dt.datetime | None = None
+    max_pause_seconds: int | None = Field(default=None, ge=1)
+    on_max_pause: OnMaxPause = OnMaxPause.RESUME
+    max_running_seconds: int | None = Field(default=None, ge=1)
 
     def effective_concurrency_key(self) -> str:
         """``concurrencyKey`` if given, else the type's default (``BaselineUpload/<org>``).
@@ -98,10 +102,20 @@ class RollbackProgress(_Wire):
     conflicts: int = 0
 
 
+ChangedField = Literal["state", "rateLimit"]
+
+
 class LastAction(_Wire):
-    """``status.lastAction``: the last ``spec.state`` change the operator saw, and from whom."""
+    """``status.lastAction``: the last control request the operator saw (a change of
+    ``spec.state`` or ``spec.rateLimit``), and from whom.
+
+    ``state`` and ``rate_limit`` are the spec's after the request (``rate_limit`` rows per
+    second, ``None``: unlimited); ``changed`` names the fields the request changed.
+    """
 
     state: DesiredState
+    rate_limit: int | None = None
+    changed: tuple[ChangedField, ...] = ("state",)
     requested_by: str | None = None
     reason: str | None = None
     at: dt.datetime
@@ -126,6 +140,12 @@ class TaskStatus(_Wire):
     accounted_at: dt.datetime | None = None
     running_seconds: int = 0
     paused_seconds: int = 0
+    # spec.rateLimit as the operator last saw it: a spec that differs is a throttle request.
+    rate_limit: int | None = None
+    # When the operator first saw the pause now in force (maxPauseSeconds counts from it),
+    # and when that pause ends by itself (resumeAt or maxPauseSeconds, the earlier).
+    pause_requested_at: dt.datetime | None = None
+    pause_ends_at: dt.datetime | None = None
     last_action: LastAction | None = None
 
     @classmethod

@@ -23,6 +23,14 @@ class OnTerminate(StrEnum):
     KEEP = "Keep"
 
 
+class OnMaxPause(StrEnum):
+    """``spec.onMaxPause``: what the operator does with a task paused for longer than its
+    ``maxPauseSeconds``."""
+
+    RESUME = "Resume"
+    TERMINATE = "Terminate"
+
+
 class Phase(StrEnum):
     """``status.phase``: what the operator observes.
 

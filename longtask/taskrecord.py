@@ -16,6 +16,8 @@ each only through this module:
   deletes, resumes or creates the run Job): :func:`hold` sets ``hold`` to ``Paused`` or
   ``Terminated``, waiting for the chunk in flight, so no later chunk of the run commits;
   :func:`release` clears it. A held run takes no lease and commits no chunk.
+- **throttle** (the operator, when ``spec.rateLimit`` changes): :func:`set_rate_limit`
+  writes ``rate_limit``, which the runner reads under its chunk lock before every chunk.
 - **read** (the operator's source of truth for success, failure and progress, the API's row
   error count): :func:`read` gives a :class:`RunnerRecord`. Before a control request the
   API reads it under the row lock (:func:`lock_for_control`), so a run cannot record its
@@ -87,6 +89,7 @@ class RunnerRecord:
     rate_per_second: float | None = None
     eta_seconds: float | None = None
     message: str | None = None
+    rate_limit: float | None = None  # rows per second the runner's next chunk keeps to
     rollback_total: int | None = None
     rollback_done: int = 0
     rollback_conflicts: int = 0
@@ -104,6 +107,7 @@ class RunnerRecord:
             rate_per_second=row.get("rate_per_second"),
             eta_seconds=row.get("eta_seconds"),
             message=row.get("message"),
+            rate_limit=row.get("rate_limit"),
             rollback_total=row.get("rollback_total"),
             rollback_done=int(row.get("rollback_done") or 0),
             rollback_conflicts=int(row.get("rollback_conflicts") or 0),
@@ -189,7 +193,12 @@ class Queries:
         "INSERT INTO longtask.tasks (uid, name, namespace, type, organization, params, "
         "rate_limit) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (uid) DO UPDATE "
         # The control plane may have made the record first (a hold): fill what it lacks.
-        "SET rate_limit = coalesce(longtask.tasks.rate_limit, EXCLUDED.rate_limit), "
+        # Once a runner took the lease the record's rate limit is the one in force (the
+        # operator keeps it equal to spec.rateLimit), not the Job's environment, which
+        # keeps the value the Job was made with: a NULL there is a limit removed.
+        "SET rate_limit = CASE WHEN longtask.tasks.epoch = 0 "
+        "THEN coalesce(longtask.tasks.rate_limit, EXCLUDED.rate_limit) "
+        "ELSE longtask.tasks.rate_limit END, "
         "name = coalesce(longtask.tasks.name, EXCLUDED.name), "
         "namespace = coalesce(longtask.tasks.namespace, EXCLUDED.namespace)"
     )
@@ -219,8 +228,8 @@ class Queries:
     }
     READ = (
         "SELECT run_status, rollback_status, total, done, row_errors, rate_per_second, "
-        "eta_seconds, message, rollback_total, rollback_done, rollback_conflicts, "
-        "rollback_message FROM longtask.tasks WHERE uid = %(uid)s"
+        "eta_seconds, message, rate_limit, rollback_total, rollback_done, "
+        "rollback_conflicts, rollback_message FROM longtask.tasks WHERE uid = %(uid)s"
     )
     ROW_ERRORS = "SELECT row_errors FROM longtask.tasks WHERE uid = %(uid)s"
     # The record, row-locked as a chunk locks it: no chunk (the last one, recording
@@ -231,6 +240,12 @@ class Queries:
         "VALUES (%(uid)s, %(name)s, %(namespace)s, %(type)s, %(organization)s, %(params)s, "
         "%(hold)s) "
         "ON CONFLICT (uid) DO UPDATE SET hold = EXCLUDED.hold, updated_at = clock_timestamp()"
+    )
+    # A throttle needs no record: a runner not yet registered takes the Job's value, and
+    # the operator writes the spec's again once the record differs from it.
+    SET_RATE_LIMIT = (
+        "UPDATE longtask.tasks SET rate_limit = %(rate_limit)s, updated_at = clock_timestamp() "
+        "WHERE uid = %(uid)s AND rate_limit IS DISTINCT FROM %(rate_limit)s"
     )
     # A release needs no record: without one, nothing is held.
     RELEASE = (
@@ -432,3 +447,26 @@ def release(conn: Connection, task: TaskRecord) -> bool:
     """Release a held run (see :func:`hold`); True once in force, False when a chunk kept
     its lock past ``HOLD_LOCK_TIMEOUT``."""
     return hold(conn, task, None)
+
+
+# ------------------------------------------------------------------------------- throttle
+
+
+def set_rate_limit(conn: Connection, uid: uuid.UUID | str, rate_limit: float | None) -> bool:
+    """Set the run's (and rollback's) rate limit, rows per second (``None``: unlimited).
+
+    The runner reads it under its chunk lock before every chunk (``lock_for_chunk``), so
+    the chunk after the one in flight keeps to it. Waits at most ``HOLD_LOCK_TIMEOUT`` for
+    that chunk's row lock: False when a chunk kept it longer (nothing changed; the caller
+    tries again later), True once written, or when there is no record yet. Commits; raises
+    ``psycopg2.Error`` for other failures.
+    """
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SET LOCAL lock_timeout = '{HOLD_LOCK_TIMEOUT}'")
+            cur.execute(Queries.SET_RATE_LIMIT, {"uid": uid, "rate_limit": rate_limit})
+    except psycopg2.errors.LockNotAvailable:
+        conn.rollback()
+        return False
+    conn.commit()
+    return True

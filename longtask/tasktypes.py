@@ -238,6 +238,8 @@ class TaskType:
     description: str
     # The default key carries a rule of the product, so no other key may be given.
     fixed_concurrency_key: bool = False
+    # Whether its work can be cut into partitions that run at once (spec.parallelism > 1).
+    partitions: bool = False
 
 
 REGISTRY: dict[str, TaskType] = {}
@@ -286,6 +288,18 @@ def error_message(err: Any) -> str:
 def default_concurrency_key(type_name: str, organization: str, params: Mapping[str, Any]) -> str:
     """``spec.concurrencyKey`` when the client gives none, e.g. ``BaselineUpload/acme``."""
     return get(type_name).default_concurrency_key(organization, params)
+
+
+def parallelism_problem(type_name: str, parallelism: int) -> str | None:
+    """Why ``parallelism`` may not be a ``type_name`` task's ``spec.parallelism``; None when
+    it may. No registered type partitions its work yet: each runs as one runner, so a
+    parallelism above 1 would do nothing and is refused rather than ignored. The CRD holds
+    the same rule (crds/longtask.yaml). ``UnknownTaskType`` for an unknown type."""
+    if parallelism <= 1 or get(type_name).partitions:
+        return None
+    return (f"parallelism {parallelism} is refused: {type_name} cannot partition its work "
+            "yet (no task type does; each runs as one runner), so leave parallelism out or "
+            "give 1")
 
 
 def concurrency_key_problem(type_name: str, organization: str, key: str) -> str | None:

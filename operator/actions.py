@@ -1,12 +1,14 @@
 """What a decision asks the handler to do, in order (:class:`Decision`): the Job actions,
-the hold in the runner's record that comes before a Job is stopped or started, the Events
-and the release of a concurrency key. Each is idempotent."""
+the hold in the runner's record that comes before a Job is stopped or started, the rate
+limit in that record, the Events and the release of a concurrency key. Each is idempotent."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from longtask.constants import ANNOTATION_REASON, ANNOTATION_REQUESTED_BY
 from longtask.model import (
     TaskStatus,
 )
@@ -84,6 +86,38 @@ class ReleaseRun:
 
 
 @dataclass(frozen=True)
+class SetRateLimit:
+    """Write ``spec.rateLimit`` into the runner's record (``longtask.tasks.rate_limit``, see
+    :func:`longtask.taskrecord.set_rate_limit`): the runner's next chunk keeps to it.
+    ``rate_limit`` is rows per second, ``None`` unlimited."""
+
+    rate_limit: int | None
+
+
+OPERATOR_SUBJECT = "longtask-operator"
+"""Who the operator's own spec changes are credited to (the requested-by annotation)."""
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """Merge-patch the LongTask's ``spec`` (``None`` removes a field) with who and why in
+    the requested-by and reason annotations of the same patch: the operator's own control
+    requests (a scheduled resume, a bound reached), which the next reconcile carries out
+    like any client's. ``reason`` ``None`` leaves the annotations alone."""
+
+    spec: tuple[tuple[str, object], ...]
+    reason: str | None = None
+
+    def body(self) -> dict[str, object]:
+        """The merge patch (RFC 7386)."""
+        patch: dict[str, object] = {"spec": dict(self.spec)}
+        if self.reason is not None:
+            patch["metadata"] = {"annotations": {ANNOTATION_REQUESTED_BY: OPERATOR_SUBJECT,
+                                                 ANNOTATION_REASON: self.reason}}
+        return patch
+
+
+@dataclass(frozen=True)
 class ReleaseKey:
     """The task no longer holds ``key``: reconcile the tasks waiting for it now."""
 
@@ -92,16 +126,21 @@ class ReleaseKey:
 
 Action = (
     CreateRunJob | SuspendJob | ResumeJob | DeleteJob | CreateRollbackJob | HoldRun | ReleaseRun
-    | PostEvent | ReleaseKey
+    | SetRateLimit | PatchSpec | PostEvent | ReleaseKey
 )
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The new ``status`` (whole; see ``model.status_patch``) and the actions, in order."""
+    """The new ``status`` (whole; see ``model.status_patch``) and the actions, in order.
+
+    ``wake_at``: the next time the decision would differ with nothing else changed (a pause
+    or a running time reaching its bound), so the handler reconciles the task then.
+    """
 
     status: TaskStatus
     actions: tuple[Action, ...] = ()
+    wake_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

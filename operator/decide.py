@@ -49,6 +49,17 @@ requirements are silent:
   The API refuses such a request before it reaches the spec (``api/control.py``: 409
   naming the phase, a repeated terminate of a RolledBack or Terminated task in effect),
   and answers a task whose record says succeeded as Succeeded, as ``_terminate`` does.
+* The throttle: ``spec.rateLimit`` may change at any time. Whenever the runner's record
+  (once there is one) holds another limit than the spec, ``SetRateLimit`` writes the
+  spec's; the runner reads it before every chunk. A change the operator had not seen
+  (``status.rateLimit``) is a request: ``lastAction`` (``changed: [rateLimit]``) and a
+  ``RateLimitChanged`` Event; on a final task an ``ActionIgnored`` Event, nothing written.
+* Bounds: a pause ends by itself at ``resumeAt`` or ``maxPauseSeconds`` after it was seen
+  (then ``onMaxPause``: resumed, or terminated), whichever comes first; a task terminates
+  once ``runningSeconds`` reaches ``maxRunningSeconds``. Each is a ``PatchSpec`` of
+  ``spec.state`` credited to the operator, so the next reconcile handles it as any
+  request (the hold, the Job, the key), and an Event; ``wake_at`` asks for a reconcile at
+  the next bound. Final and terminating tasks have none.
 * ``runningSeconds`` counts ``Running`` and ``Pausing`` (a runner is working or finishing
   its chunk), ``pausedSeconds`` counts ``Paused`` after a start; both whole seconds.
 """
@@ -67,27 +78,31 @@ from longtask.operator.actions import (
     EventType,
     Hold,
     HoldRun,
+    PatchSpec,
     PostEvent,
     Propagation,
     ReleaseKey,
     ReleaseRun,
     ResumeJob,
+    SetRateLimit,
     SuspendJob,
 )
 from longtask.operator.admission import KeyMember, KeyQueue, admit, key_queue
 from longtask.operator.names import job_name
 from longtask.operator.observed import JobState, Observed
 from longtask.operator.reasons import Reason
-from longtask.operator.status import Outcome, build, key_of
+from longtask.operator.status import RUNNING_CLOCK, Outcome, build, key_of, requester
 
 from longtask import tasktypes
 from longtask.model import (
+    ChangedField,
     LastAction,
     Task,
     TaskStatus,
 )
 from longtask.phases import (
     DesiredState,
+    OnMaxPause,
     OnTerminate,
     Phase,
     RollbackOutcome,
@@ -99,8 +114,8 @@ from longtask.taskrecord import RunnerRecord
 __all__ = [
     "Action", "Cleanup", "CreateRollbackJob", "CreateRunJob", "Decision", "DeleteJob",
     "EventType", "Hold", "HoldRun", "JobState", "KeyMember", "KeyQueue", "Observed",
-    "PostEvent", "Propagation", "Reason", "ReleaseKey", "ReleaseRun", "ResumeJob",
-    "RunnerRecord", "SuspendJob", "admit", "decide", "decide_deletion", "key_queue",
+    "PatchSpec", "PostEvent", "Propagation", "Reason", "ReleaseKey", "ReleaseRun", "ResumeJob",
+    "RunnerRecord", "SetRateLimit", "SuspendJob", "admit", "decide", "decide_deletion", "key_queue",
 ]
 
 
@@ -113,10 +128,10 @@ def decide(task: Task, status: TaskStatus, observed: Observed, now: dt.datetime)
     now = now.astimezone(dt.UTC).replace(microsecond=0)  # metav1.Time has whole seconds
     phase = status.phase or Phase.PENDING
     started = _started(status, observed)
-    last_action, new_request = _control_request(task, status, now)
+    last_action, new_request, throttle = _control_request(task, status, now)
 
     if phase.is_final:
-        return _final(task, status, now, last_action, new_request)
+        return _final(task, status, now, last_action, new_request, throttle)
     if not started:
         outcome = _before_start(task, status, observed)
     elif phase in _TERMINATING or task.spec.state is DesiredState.TERMINATED:
@@ -128,7 +143,9 @@ def decide(task: Task, status: TaskStatus, observed: Observed, now: dt.datetime)
         outcome = _pause(task, observed)
     else:
         outcome = _run(task, status, observed)
-    return build(task, status, observed, now, outcome, last_action, started)
+    decision = build(task, status, observed, now, outcome, last_action, started)
+    decision = _throttle(task, status, observed, decision, last_action if throttle else None)
+    return _bounds(task, status, decision, now)
 
 
 _TERMINATING = frozenset({Phase.TERMINATING, Phase.ROLLING_BACK})
@@ -148,22 +165,69 @@ def _started(status: TaskStatus, observed: Observed) -> bool:
 
 def _control_request(
     task: Task, status: TaskStatus, now: dt.datetime
-) -> tuple[LastAction | None, bool]:
-    """``status.lastAction`` after this reconcile, and whether ``spec.state`` is a new request.
+) -> tuple[LastAction | None, bool, bool]:
+    """``status.lastAction`` after this reconcile, whether ``spec.state`` is a new request,
+    and whether ``spec.rateLimit`` is.
 
     A task is created ``Running`` without a request; any other ``spec.state`` than the last
-    one seen is a request, attributed to the annotations the resource carries now.
+    one seen is a request. A ``spec.rateLimit`` other than the one the last reconcile saw
+    (``status.rateLimit``), in a spec edited since (``metadata.generation``), is a throttle
+    request; the first reconcile sees the limit the task was created with. Both are
+    attributed to the annotations the resource carries now.
     """
     seen = status.last_action.state if status.last_action else DesiredState.RUNNING
-    if task.spec.state is seen:
-        return status.last_action, False
+    state_changed = task.spec.state is not seen
+    # Only a spec edited since the last reconcile (a new generation) makes a request: a
+    # status written before status.rateLimit existed holds none, and is not one.
+    rate_changed = (status.phase is not None and task.generation != status.observed_generation
+                    and task.spec.rate_limit != status.rate_limit)
+    if not state_changed and not rate_changed:
+        return status.last_action, False, False
+    changed: tuple[ChangedField, ...] = (
+        *(("state",) if state_changed else ()), *(("rateLimit",) if rate_changed else ()))
     action = LastAction(
         state=task.spec.state,
+        rate_limit=task.spec.rate_limit,
+        changed=changed,
         requested_by=task.requested_by,
         reason=task.request_reason,
         at=now,
     )
-    return action, True
+    return action, state_changed, rate_changed
+
+
+def _limit_text(limit: float | None) -> str:
+    return "unlimited" if limit is None else f"{limit:g} rows/s"
+
+
+def _same_limit(record: RunnerRecord, limit: int | None) -> bool:
+    if record.rate_limit is None or limit is None:
+        return record.rate_limit is None and limit is None
+    return float(record.rate_limit) == float(limit)
+
+
+def _throttle(task: Task, status: TaskStatus, observed: Observed, decision: Decision,
+              request: LastAction | None) -> Decision:
+    """Keep the runner's record at ``spec.rateLimit`` and announce a throttle request.
+
+    ``SetRateLimit`` whenever the record (once there is one) differs from the spec, request
+    or not: a runner registering from a Job made with an older limit is put right at the
+    next reconcile. It comes first, apart from the hold and Job actions. A task without a
+    record yet needs none: its runner starts from the Job, made with the spec of its start.
+    ``request`` (the new ``lastAction`` when ``spec.rateLimit`` changed) adds the
+    ``RateLimitChanged`` Event.
+    """
+    record = observed.record
+    actions: list[Action] = []
+    if record is not None and not _same_limit(record, task.spec.rate_limit):
+        actions.append(SetRateLimit(task.spec.rate_limit))
+    actions.extend(decision.actions)
+    if request is not None:
+        actions.append(PostEvent(
+            "Normal", Reason.RATE_LIMIT_CHANGED,
+            f"rateLimit {_limit_text(status.rate_limit)} -> {_limit_text(task.spec.rate_limit)};"
+            f" the runner keeps to it from its next chunk{requester(request)}"))
+    return dataclasses.replace(decision, actions=tuple(actions))
 
 
 def _ignored(task: Task, phase: Phase, why: str) -> PostEvent:
@@ -178,14 +242,91 @@ def _with_note(outcome: Outcome, note: PostEvent) -> Outcome:
     return dataclasses.replace(outcome, notes=(*outcome.notes, note))
 
 
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s"
+
+
+def _bounds(task: Task, status: TaskStatus, decision: Decision, now: dt.datetime) -> Decision:
+    """The bounds the operator enforces: ``resumeAt``, ``maxPauseSeconds`` (then
+    ``onMaxPause``) and ``maxRunningSeconds``, each ended by a ``PatchSpec`` of
+    ``spec.state`` credited to the operator, which the next reconcile carries out like any
+    client's request, with its Event (``ScheduledResume``, ``MaxPauseReached``,
+    ``MaxRunningReached``). ``wake_at`` is the next bound still ahead.
+
+    A pause counts from when the operator first saw it (``status.pauseRequestedAt``); a
+    running time is ``runningSeconds`` (Running and Pausing only). A ``resumeAt`` left on a
+    task asked to run again (a plain ``kubectl`` resume) is removed, so it cannot end a
+    later pause.
+    """
+    spec = task.spec
+    new = decision.status
+    actions = list(decision.actions)
+    wake: list[dt.datetime] = []
+    requested_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    if spec.state is DesiredState.RUNNING and spec.resume_at is not None:
+        actions.append(PatchSpec((("resumeAt", None),)))
+    if spec.state is DesiredState.PAUSED:
+        requested_at = status.pause_requested_at or now
+        ends: list[tuple[dt.datetime, Reason]] = []
+        if spec.resume_at is not None:
+            ends.append((spec.resume_at.astimezone(dt.UTC).replace(microsecond=0),
+                         Reason.SCHEDULED_RESUME))
+        if spec.max_pause_seconds is not None:
+            ends.append((requested_at + dt.timedelta(seconds=spec.max_pause_seconds),
+                         Reason.MAX_PAUSE_REACHED))
+        if ends:
+            ends_at, why = min(ends)
+            if ends_at <= now:
+                actions.extend(_end_pause(task, why, now - requested_at))
+            else:
+                wake.append(ends_at)
+    limit = spec.max_running_seconds
+    if (limit is not None and spec.state is not DesiredState.TERMINATED
+            and new.phase is not None and new.phase in RUNNING_CLOCK | {Phase.PAUSED}
+            and new.started_at is not None):
+        if new.running_seconds >= limit:
+            actions.append(PostEvent(
+                "Warning", Reason.MAX_RUNNING_REACHED,
+                f"ran {_seconds(new.running_seconds)} (paused time not counted), "
+                f"maxRunningSeconds {limit}: terminated (onTerminate {spec.on_terminate})"))
+            actions.append(PatchSpec((("state", str(DesiredState.TERMINATED)),
+                                      ("resumeAt", None)),
+                                     reason=f"maxRunningSeconds {limit} reached"))
+        elif new.phase in RUNNING_CLOCK:
+            wake.append(now + dt.timedelta(seconds=limit - new.running_seconds))
+    new = new.model_copy(update={"pause_requested_at": requested_at, "pause_ends_at": ends_at})
+    return Decision(new, tuple(actions), wake_at=min(wake) if wake else None)
+
+
+def _end_pause(task: Task, why: Reason, paused: dt.timedelta) -> list[Action]:
+    """The Event and the spec change that end a pause at its bound."""
+    spec = task.spec
+    resume = why is Reason.SCHEDULED_RESUME or spec.on_max_pause is OnMaxPause.RESUME
+    state = DesiredState.RUNNING if resume else DesiredState.TERMINATED
+    if why is Reason.SCHEDULED_RESUME:
+        assert spec.resume_at is not None
+        at = spec.resume_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message, reason = f"resumeAt {at} reached: resumed", f"resumeAt {at}"
+    else:
+        done = "resumed" if resume else f"terminated (onTerminate {spec.on_terminate})"
+        message = (f"paused {_seconds(paused.total_seconds())}, maxPauseSeconds "
+                   f"{spec.max_pause_seconds} (onMaxPause {spec.on_max_pause}): {done}")
+        reason = f"maxPauseSeconds {spec.max_pause_seconds} reached"
+    return [PostEvent("Normal" if resume else "Warning", why, message),
+            PatchSpec((("state", str(state)), ("resumeAt", None)), reason=reason)]
+
+
 def _final(
     task: Task,
     status: TaskStatus,
     now: dt.datetime,
     last_action: LastAction | None,
     new_request: bool,
+    throttle: bool,
 ) -> Decision:
-    """A final phase never changes; a request is recorded and answered with an event."""
+    """A final phase never changes; a request is recorded and answered with an event (a
+    rate limit is not written: no runner of the task runs any more)."""
     phase = status.phase or Phase.PENDING
     actions: list[Action] = []
     message = status.message
@@ -196,11 +337,21 @@ def _final(
         else:
             why = "a finished task takes no control action"
         actions.append(_ignored(task, phase, why))
+    if throttle:
+        # One ActionIgnored Event per reconcile (Events are named after their reason).
+        note = (f"spec.rateLimit {_limit_text(task.spec.rate_limit)} ignored: the task is "
+                f"{phase}; no runner of it runs any more")
+        if actions:
+            ignored = actions.pop()
+            assert isinstance(ignored, PostEvent)
+            note = f"{ignored.message}; {note}"
+        actions.append(PostEvent("Normal", Reason.ACTION_IGNORED, note))
     new = status.model_copy(
         update={
             "last_action": last_action,
             "message": message,
             "observed_generation": task.generation,
+            "rate_limit": task.spec.rate_limit,
         }
     )
     return Decision(new, tuple(actions))

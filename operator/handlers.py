@@ -18,8 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,10 +34,12 @@ from longtask.operator.actions import (
     CreateRunJob,
     DeleteJob,
     HoldRun,
+    PatchSpec,
     PostEvent,
     ReleaseKey,
     ReleaseRun,
     ResumeJob,
+    SetRateLimit,
     SuspendJob,
 )
 from longtask.operator.decide import decide, decide_deletion
@@ -59,6 +62,9 @@ log = logging.getLogger("longtask.operator")
 # default is 60 s: far too long for a pause a person is waiting for).
 RETRY_SECONDS = 5.0
 HANDLER_THREADS = 8  # kopf's sync handlers run in a pool of this size
+# A wake-up comes this much after its bound: status times are whole seconds, so a
+# reconcile right at the bound could still round it to the second before.
+WAKE_MARGIN_SECONDS = 0.05
 
 
 class Cluster(Protocol):
@@ -89,8 +95,14 @@ class Cluster(Protocol):
         """The task's pods, either mode, fresh."""
         ...
 
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """Merge-patch the LongTask's ``status``."""
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> str | None:
+        """Merge-patch the LongTask's ``status``; its new resourceVersion."""
+        ...
+
+    def patch_task(self, namespace: str, name: str, patch: Mapping[str, Any],
+                   resource_version: str) -> bool:
+        """Merge-patch the LongTask (spec, annotations) at ``resource_version``; False when
+        it changed since or is gone."""
         ...
 
     def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str, *,
@@ -125,6 +137,50 @@ class KeyLocks:
             return self._locks[(namespace, key)]
 
 
+class Wakeups:
+    """At most one reconcile pending per task (a daemon ``threading.Timer``), for a bound
+    (``Decision.wake_at``) due before the next timer of kopf would see it.
+
+    They live in the process that runs the handlers, the Lease's holder (or the one
+    standalone process); a holder that loses the Lease exits, and its timers with it.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
+        self._lock = threading.Lock()
+
+    def schedule(self, namespace: str, name: str, delay: float,
+                 wake: Callable[[], None]) -> None:
+        """Call ``wake`` in ``delay`` seconds, unless one is pending for the task as soon."""
+        key, due = (namespace, name), time.monotonic() + max(0.0, delay)
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is not None and pending[0] <= due:
+                return
+            if pending is not None:
+                pending[1].cancel()
+            timer = threading.Timer(max(0.0, delay), self._fire, (key, wake))
+            timer.daemon = True
+            self._pending[key] = (due, timer)
+            timer.start()
+
+    def _fire(self, key: tuple[str, str], wake: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending.pop(key, None)
+        try:
+            wake()
+        except Exception as exc:  # noqa: BLE001  # kopf's timer reconciles it again
+            log.warning("wakeup_failed", extra={"task": key[1], "namespace": key[0],
+                                                "error": str(exc)})
+
+    def close(self) -> None:
+        """Cancel every pending reconcile."""
+        with self._lock:
+            for _, timer in self._pending.values():
+                timer.cancel()
+            self._pending.clear()
+
+
 @dataclass
 class Operator:
     """What every handler works with, made once at start-up and kept in kopf's memo."""
@@ -133,6 +189,7 @@ class Operator:
     kube: Cluster
     records: RecordStore
     locks: KeyLocks = field(default_factory=KeyLocks)
+    wakeups: Wakeups = field(default_factory=Wakeups)
     webhooks: Webhooks | None = None
 
 
@@ -227,6 +284,8 @@ def close(memo: Any, **_: Any) -> None:
         sender.stop()
         sender.webhooks.pool.close()
     operator: Operator | None = getattr(memo, "operator", None)
+    if operator is not None:
+        operator.wakeups.close()
     if operator is not None and isinstance(operator.records, Records):
         operator.records.close()
 
@@ -308,7 +367,9 @@ def reconcile(op: Operator, namespace: str, name: str) -> None:
             _notify(op, task, fresh, status, decision.status)
         patch = status_patch(status, decision.status)
         if patch:
-            op.kube.patch_status(task.namespace, task.name, patch)
+            version = op.kube.patch_status(task.namespace, task.name, patch)
+            if version:  # the version a PatchSpec among the actions is conditional on
+                fresh["metadata"]["resourceVersion"] = version
         if decision.status.phase is not status.phase:
             log.info(
                 "phase_changed",
@@ -325,6 +386,12 @@ def reconcile(op: Operator, namespace: str, name: str) -> None:
         _carry_out(
             op, task, fresh, tuple(a for a in decision.actions if not isinstance(a, PostEvent))
         )
+    if decision.wake_at is not None:
+        delay = (decision.wake_at - dt.datetime.now(dt.UTC)).total_seconds()
+        # A bound further off than kopf's next timer is scheduled by a later reconcile.
+        if delay < op.settings.progress_interval_seconds:
+            op.wakeups.schedule(namespace, name, delay + WAKE_MARGIN_SECONDS,
+                                lambda: reconcile(op, namespace, name))
 
 
 def _notify(op: Operator, task: Task, body: Mapping[str, Any], before: TaskStatus,
@@ -414,6 +481,18 @@ def _carry_out(op: Operator, task: Task, body: Mapping[str, Any],
                 log.info("run_held", extra={**where, "hold": hold})
             case ReleaseRun():
                 records.hold(task, None)
+            case PatchSpec() as change:
+                # At the version decided on: a client's change since wins, and the next
+                # reconcile decides again from it.
+                version = str(body["metadata"].get("resourceVersion") or "")
+                patched = kube.patch_task(task.namespace, task.name, change.body(), version)
+                log.info("spec_patched" if patched else "spec_patch_skipped",
+                         extra={**where, "spec": dict(change.spec), "why": change.reason})
+            case SetRateLimit(rate_limit=rate_limit):
+                # Not written (a chunk kept its lock): the next reconcile finds the record
+                # still differs from the spec and writes it again.
+                if records.set_rate_limit(task, rate_limit):
+                    log.info("rate_limit_set", extra={**where, "rate_limit": rate_limit})
             case CreateRunJob(name=name, suspend=suspend):
                 _create(kube, build_run_job(task, op.settings, suspend=suspend), task.uid)
                 log.info("job_created", extra={**where, "job": name, "suspend": suspend})

@@ -147,11 +147,28 @@ class Kube:
                 return None
             raise
 
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """Merge-patch ``status`` through the status subresource."""
-        self._custom.patch_namespaced_custom_object_status(
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> str | None:
+        """Merge-patch ``status`` through the status subresource; the new resourceVersion."""
+        updated = self._custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": dict(patch)}
         )
+        version = (updated.get("metadata") or {}).get("resourceVersion") if updated else None
+        return str(version) if version else None
+
+    def patch_task(self, namespace: str, name: str, patch: Mapping[str, Any],
+                   resource_version: str) -> bool:
+        """Merge-patch the LongTask (its ``spec`` and annotations), conditional on
+        ``resource_version``: False when the task changed since (or is gone)."""
+        body = {**patch, "metadata": {**dict(patch.get("metadata") or {}),
+                                      "resourceVersion": resource_version}}
+        try:
+            self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                        name, body)
+        except client.ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
 
     def post_event(
         self,

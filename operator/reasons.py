@@ -40,5 +40,11 @@ class Reason(StrEnum):
     ROLLED_BACK = "RolledBack"
     ROLLBACK_FAILED = "RollbackFailed"
     ROLLBACK_INTERRUPTED = "RollbackInterrupted"
+    # the throttle
+    RATE_LIMIT_CHANGED = "RateLimitChanged"
+    # bounds the operator enforces
+    SCHEDULED_RESUME = "ScheduledResume"
+    MAX_PAUSE_REACHED = "MaxPauseReached"
+    MAX_RUNNING_REACHED = "MaxRunningReached"
     # requests that change nothing
     ACTION_IGNORED = "ActionIgnored"

@@ -1,8 +1,9 @@
 """The operator's side of the task record protocol (:mod:`longtask.taskrecord`).
 
 The operator reads the runner's record (its source of truth for success, failure and
-progress) and writes one column of it, ``hold``: the pause or terminate it carries out,
-before it suspends or deletes the run Job, and the release before it resumes or creates it.
+progress) and writes two columns of it: ``hold``, the pause or terminate it carries out,
+before it suspends or deletes the run Job, and the release before it resumes or creates
+it; and ``rate_limit``, ``spec.rateLimit`` whenever the record holds another.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class RecordStore(Protocol):
 
     def hold(self, task: Task, hold: str | None) -> None:
         """Hold the task's run (``"Paused"``/``"Terminated"``) or release it (``None``)."""
+        ...
+
+    def set_rate_limit(self, task: Task, rate_limit: int | None) -> bool:
+        """Write the task's rate limit (rows per second, ``None``: unlimited) into its
+        record; False when a chunk kept the row lock too long (nothing written)."""
         ...
 
 
@@ -71,6 +77,16 @@ class Records:
             if not taskrecord.hold(conn, record_of(task), hold):
                 log.warning("hold_not_set", extra={"task": task.name, "hold": hold,
                                                    "why": "a runner kept its chunk's lock"})
+
+    def set_rate_limit(self, task: Task, rate_limit: int | None) -> bool:
+        """Write ``spec.rateLimit`` into the record (:func:`longtask.taskrecord.set_rate_limit`);
+        the runner's next chunk keeps to it."""
+        with self._pool.connection(autocommit=False) as conn:
+            written = taskrecord.set_rate_limit(conn, task.uid, rate_limit)
+        if not written:
+            log.warning("rate_limit_not_set", extra={"task": task.name, "rate_limit": rate_limit,
+                                                     "why": "a runner kept its chunk's lock"})
+        return written
 
     def close(self) -> None:
         """Close every pooled connection."""

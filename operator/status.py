@@ -69,7 +69,8 @@ def key_of(task: Task) -> str | None:
         return None
 
 
-_RUNNING_CLOCK = frozenset({Phase.RUNNING, Phase.PAUSING})
+RUNNING_CLOCK = frozenset({Phase.RUNNING, Phase.PAUSING})
+_RUNNING_CLOCK = RUNNING_CLOCK
 
 
 def build(
@@ -117,6 +118,7 @@ def build(
             "accounted_at": now,
             "running_seconds": running,
             "paused_seconds": paused,
+            "rate_limit": task.spec.rate_limit,
             "last_action": last_action,
         }
     )

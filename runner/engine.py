@@ -84,6 +84,12 @@ class RateWindow:
         """A commit at ``now`` brought the run's count to ``rows``."""
         self._points.append((now, rows))
 
+    def restart(self) -> None:
+        """Forget every commit but the newest: the rate measures only what came after it
+        (a new rate limit), ``None`` again until the commits span ``min_span``."""
+        while len(self._points) > 1:
+            self._points.popleft()
+
 
 class StopToken:
     """Set once a stop is requested; cancels the statement in flight on the bound connection."""
@@ -277,18 +283,24 @@ class Engine:
         if total is not None and not total_known:
             self._set_total(total)
             total_known = True
-        started = time.monotonic()
         rows_this_run = 0
         self._rates, self._run_rows = RateWindow(), 0
         limit_per_second: float | None = record.get("rate_limit")
+        # The pace is kept from an origin (a time and the rows done by then) that moves
+        # whenever the limit changes (spec.rateLimit, live): a new limit neither owes the
+        # rows the old one was ahead by nor makes up those it was behind.
+        paced_since, paced_rows = time.monotonic(), 0
         while True:
             self.stop.check()
-            size = self.chunk_size
-            if limit_per_second:
-                size = max(1, min(size, int(limit_per_second * self.settings.chunk_target_seconds)))
             chunk_started = time.monotonic()
-            result, limit_per_second = self._one_chunk(work, size, record)
+            result, limit, size = self._one_chunk(work, self.chunk_size, record)
             now = time.monotonic()
+            if limit != limit_per_second:
+                self._log.info("rate_limit_changed",
+                               extra={"from": limit_per_second, "to": limit})
+                limit_per_second = limit
+                paced_since, paced_rows = chunk_started, rows_this_run
+                self._rates.restart()
             rows_this_run += result.rows
             if not total_known and (total := work.total()) is not None:
                 self._set_total(total)
@@ -300,13 +312,16 @@ class Engine:
                 self._log.info("work_complete", extra={"rows": rows_this_run})
                 return
             if limit_per_second:
-                due = started + rows_this_run / limit_per_second
+                due = paced_since + (rows_this_run - paced_rows) / limit_per_second
                 if due > now and self.stop.wait(due - now):
                     self.stop.check()
 
     def _one_chunk(
         self, work: Work, size: int, record: Mapping[str, Any]
-    ) -> tuple[ChunkResult, float | None]:
+    ) -> tuple[ChunkResult, float | None, int]:
+        """Lock the record, write one chunk of at most ``size`` rows (fewer under the rate
+        limit the lock read: a chunk takes about the target time at that rate), commit:
+        ``(result, the rate limit read, the size asked of the work)``."""
         conn = self.conn
         try:
             with conn.cursor() as cur:
@@ -319,6 +334,8 @@ class Engine:
                 if hold is not None and self.mode == "run":
                     self.stop.request(f"the task was held ({hold})", cancel=False)
                     raise Stopped(self.stop.reason or "held")
+                if rate_limit:
+                    size = max(1, min(size, int(rate_limit * self.settings.chunk_target_seconds)))
                 result = work.chunk(cur, size)
                 stored = self._store_errors(cur, result.errors, row_errors)
                 new_done = done + result.rows
@@ -365,7 +382,7 @@ class Engine:
                                                   "stored_errors": stored})
         if failure:
             raise TooManyRowErrors(failure)
-        return result, rate_limit
+        return result, rate_limit, size
 
     def _store_errors(self, cur: Cursor, errors: list[RowError], already: int) -> int:
         room = max(0, self.settings.max_stored_row_errors - already)

@@ -12,9 +12,10 @@ the component's privileges (:data:`GRANTS`):
 - ``longtask_api``: reads the Collect reference tables (a submission's form and time only,
   for an export's count), writes the file store and the task record's ``hold``, reads row
   errors, rollback conflicts and export output.
-- ``longtask_operator``: reads the task record and writes its ``hold``; the retention
-  (migration 0004): marks files and export outputs removed, deletes their blocks and
-  parts, writes the removals' audit.
+- ``longtask_operator``: reads the task record and writes its ``hold`` and (migration
+  0005) its ``rate_limit``, the live throttle; the retention (migration 0004): marks
+  files and export outputs removed, deletes their blocks and parts, writes the removals'
+  audit.
   The webhooks (migration 0007): writes the notifications' outbox and their attempts.
 
 All three make and lock their organization's usage row for the storage quota; its bytes
@@ -202,6 +203,10 @@ GRANTS: tuple[Grant, ...] = (
           "the retention removes an output's parts (never reads their data)"),
     Grant("operator", ("SELECT", "INSERT"), ("TABLE longtask.storage_removals",), "0004",
           "the retention's audit, one row a removal"),
+    # ------------------------------------------------------------- 0005: live control
+    Grant("operator", ("UPDATE (rate_limit)",), ("TABLE longtask.tasks",), "0005",
+          "the live throttle: writes spec.rateLimit into the task record "
+          "(taskrecord.set_rate_limit)"),
     # ------------------------------------------------ 0008: BulkSubmissionDelete
     Grant("runner", ("INSERT (id, organization_id, form_id, submitted_at, submitted_by, data)",
                      "DELETE"), ("TABLE collect.submissions",), "0008",

@@ -179,11 +179,11 @@ def test_patch_is_a_merge_patch_of_the_state(
 
 def test_patching_a_field_fixed_at_creation_is_422_with_the_servers_reason(
         operator: httpx.Client) -> None:
-    task = create_baseline(operator, rateLimit=100)
+    task = create_baseline(operator, parallelism=1)
 
-    body = problem(operator.patch(f"/v1/tasks/{task['name']}", json={"rateLimit": 50}), 422)
+    body = problem(operator.patch(f"/v1/tasks/{task['name']}", json={"parallelism": 2}), 422)
 
-    assert body["errors"][0]["field"] == "rateLimit", body
+    assert body["errors"][0]["field"] == "parallelism", body
     assert "after creation" in body["errors"][0]["detail"]
 
 

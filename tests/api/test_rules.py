@@ -32,6 +32,58 @@ def test_allowed_requests_patch_only_what_changes(
     assert decision.patch == patch
 
 
+@pytest.mark.parametrize(("spec", "phase", "limit", "patch"), [
+    ({"state": "Running", "rateLimit": 100}, Phase.RUNNING, 20, {"rateLimit": 20}),
+    ({"state": "Running", "rateLimit": 100}, Phase.RUNNING, None, {"rateLimit": None}),
+    ({"state": "Running"}, Phase.QUEUED, 50, {"rateLimit": 50}),
+    ({"state": "Paused"}, Phase.PAUSED, 50, {"rateLimit": 50}),
+    ({"state": "Terminated"}, Phase.ROLLING_BACK, 50, {"rateLimit": 50}),
+    ({"state": "Running", "rateLimit": 20}, Phase.RUNNING, 20, {}),
+    ({"state": "Running"}, Phase.RUNNING, None, {}),
+])
+def test_the_rate_limit_changes_in_every_phase_not_final(
+        spec: dict[str, object], phase: Phase, limit: int | None,
+        patch: dict[str, object]) -> None:
+    decision = control.decide(spec, phase, None, None, limit)
+
+    assert decision.refusal is None
+    assert decision.patch == patch
+
+
+def test_a_resume_removes_a_resume_at_and_a_pause_takes_one() -> None:
+    resume = control.decide({"state": "Paused", "resumeAt": "2099-01-01T00:00:00Z"},
+                            Phase.PAUSED, R)
+    pause = control.decide({"state": "Running"}, Phase.RUNNING, P,
+                           bounds={"resumeAt": "2099-01-01T00:00:00Z", "maxPauseSeconds": 60})
+
+    assert resume.patch == {"state": "Running", "resumeAt": None}, resume
+    assert pause.patch == {"state": "Paused", "resumeAt": "2099-01-01T00:00:00Z",
+                           "maxPauseSeconds": 60}, pause
+
+
+def test_a_resume_at_without_a_pause_is_refused() -> None:
+    decision = control.decide({"state": "Running"}, Phase.RUNNING, None,
+                              bounds={"resumeAt": "2099-01-01T00:00:00Z"})
+
+    assert decision.refusal is not None and "resumeAt ends a pause" in decision.refusal
+
+
+def test_the_bounds_of_an_ended_task_are_refused() -> None:
+    decision = control.decide({"state": "Running"}, Phase.SUCCEEDED, None,
+                              bounds={"maxRunningSeconds": 60})
+
+    assert decision.refusal is not None and "ended (Succeeded)" in decision.refusal
+
+
+@pytest.mark.parametrize("phase", [Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK,
+                                   Phase.TERMINATED])
+def test_the_rate_limit_of_an_ended_task_is_refused_naming_the_phase(phase: Phase) -> None:
+    decision = control.decide({"state": "Terminated", "rateLimit": 100}, phase, None, None, 20)
+
+    assert decision.refusal is not None and f"ended ({phase})" in decision.refusal
+    assert control.decide({"rateLimit": 100}, phase, None, None, 100).in_effect
+
+
 @pytest.mark.parametrize(("state", "phase", "target", "words"), [
     (T, Phase.TERMINATING, R, "terminated"),
     (T, Phase.ROLLED_BACK, P, "ended (RolledBack)"),

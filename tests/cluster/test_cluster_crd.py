@@ -117,3 +117,31 @@ def test_the_crd_and_the_api_refuse_the_same_concurrency_keys(
     assert (tasktypes.concurrency_key_problem(type_name, organization, key) is None) == admitted
     if not admitted:
         assert "spec.concurrencyKey" in said, said
+
+
+@pytest.mark.timeout(60)
+def test_the_server_lets_the_rate_limit_change_within_its_bounds_and_parallelism_not(
+        project_crds: list[str], custom_objects: Any, kube_namespace: str) -> None:
+    body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "throttled"},
+            "spec": {"type": "Export", "organization": "acme", "params": {},
+                     "state": "Paused", "rateLimit": 100}}
+    custom_objects.create_namespaced_custom_object(LONGTASK_GROUP, VERSION, kube_namespace,
+                                                   PLURAL, body)
+
+    def patch(spec: dict[str, Any]) -> dict[str, Any]:
+        stored: dict[str, Any] = custom_objects.patch_namespaced_custom_object(
+            LONGTASK_GROUP, VERSION, kube_namespace, PLURAL, "throttled", {"spec": spec})
+        return stored["spec"]
+
+    def refused(spec: dict[str, Any]) -> str:
+        with pytest.raises(ApiException) as caught:
+            patch(spec)
+        assert caught.value.status == 422, caught.value.body
+        message: str = json.loads(caught.value.body)["message"]
+        return message
+
+    assert patch({"rateLimit": 20})["rateLimit"] == 20
+    assert "rateLimit" not in patch({"rateLimit": None})
+    assert patch({"rateLimit": 1_000_000})["rateLimit"] == 1_000_000
+    assert "spec.rateLimit" in refused({"rateLimit": 0})
+    assert "parallelism cannot change" in refused({"parallelism": 2})

@@ -273,6 +273,29 @@ def test_each_role_passes_the_quota_and_the_usage_follows(as_role, seeded):
 # ----------------------------------------------------------------------------- operator
 
 
+def test_the_operator_writes_the_rate_limit_of_a_record_and_no_other_run_column(as_role,
+                                                                                seeded):
+    op = as_role["operator"]
+    for statement in (
+        f"UPDATE longtask.tasks SET epoch = epoch + 1 WHERE uid = '{TASK.uid}'",
+        f"UPDATE longtask.tasks SET done = 0 WHERE uid = '{TASK.uid}'",
+    ):
+        refused(op, statement)
+    refused(as_role["api"], f"UPDATE longtask.tasks SET rate_limit = 1 WHERE uid = '{TASK.uid}'")
+    op.autocommit = False
+    assert taskrecord.set_rate_limit(op, TASK.uid, 25)
+    op.autocommit = True
+    with op.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        record = taskrecord.read(cur, TASK.uid)
+    assert record is not None and record.rate_limit == 25
+    op.autocommit = False
+    assert taskrecord.set_rate_limit(op, TASK.uid, None)
+    op.autocommit = True
+    with op.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        record = taskrecord.read(cur, TASK.uid)
+    assert record is not None and record.rate_limit is None
+
+
 def test_the_operator_reads_the_record_and_writes_only_its_hold(as_role, seeded):
     op = as_role["operator"]
     for statement in (

@@ -83,11 +83,23 @@ class InMemoryCluster:
         return [p for p in self._list("Pod", namespace)
                 if (p["metadata"].get("labels") or {}).get(LABEL_TASK_UID) == task_uid]
 
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> str | None:
         body = self.objects[("LongTask", namespace, name)]
         merge_patch(body.setdefault("status", {}), patch)
         body["metadata"]["resourceVersion"] = str(next(self._serial))
         self.journal.append(("patch_status", name, body["status"].get("phase")))
+        return str(body["metadata"]["resourceVersion"])
+
+    def patch_task(self, namespace: str, name: str, patch: Mapping[str, Any],
+                   resource_version: str) -> bool:
+        body = self.objects.get(("LongTask", namespace, name))
+        if body is None or body["metadata"].get("resourceVersion") != resource_version:
+            return False
+        merge_patch(body, patch)
+        body["metadata"]["generation"] = int(body["metadata"].get("generation", 1)) + 1
+        body["metadata"]["resourceVersion"] = str(next(self._serial))
+        self.journal.append(("patch_task", name, dict(patch.get("spec") or {})))
+        return True
 
     def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str, *,
                    name: str | None = None) -> None:
@@ -133,6 +145,7 @@ class InMemoryRecords:
         self.journal = journal
         self.records: dict[str, RunnerRecord] = {}
         self.holds: dict[str, str | None] = {}
+        self.rate_limits: dict[str, int | None] = {}
 
     def read(self, uid: str) -> RunnerRecord | None:
         return self.records.get(uid)
@@ -140,6 +153,11 @@ class InMemoryRecords:
     def hold(self, task: Task, hold: str | None) -> None:
         self.holds[task.uid] = hold
         self.journal.append(("hold", task.name, hold))
+
+    def set_rate_limit(self, task: Task, rate_limit: int | None) -> bool:
+        self.rate_limits[task.uid] = rate_limit
+        self.journal.append(("rate_limit", task.name, rate_limit))
+        return True
 
 
 def task_body(name: str, *, namespace: str = "ns", uid: str | None = None,

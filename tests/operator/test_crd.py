@@ -13,7 +13,7 @@ from longtask.operator import decide
 from pydantic import BaseModel
 
 from longtask import constants, model, tasktypes
-from longtask.phases import ConditionType, DesiredState, OnTerminate, Phase
+from longtask.phases import ConditionType, DesiredState, OnMaxPause, OnTerminate, Phase
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "longtask.yaml"
 
@@ -98,10 +98,12 @@ def test_type_enum_is_the_task_type_registry(root: dict[str, Any]) -> None:
     [
         (("spec", "state"), [s.value for s in DesiredState]),
         (("spec", "onTerminate"), [s.value for s in OnTerminate]),
+        (("spec", "onMaxPause"), [s.value for s in OnMaxPause]),
         (("status", "phase"), [p.value for p in Phase]),
         (("status", "lastAction", "state"), [s.value for s in DesiredState]),
     ],
-    ids=["spec.state", "spec.onTerminate", "status.phase", "status.lastAction.state"],
+    ids=["spec.state", "spec.onTerminate", "spec.onMaxPause", "status.phase",
+         "status.lastAction.state"],
 )
 def test_enum_mirrors_phases_module(
     root: dict[str, Any], path: tuple[str, ...], values: list[str]
@@ -144,11 +146,19 @@ def test_field_is_immutable(root: dict[str, Any], field: str) -> None:
     assert "self == oldSelf" in rules, f"spec.{field}: expected an immutability rule, got {rules}"
 
 
-@pytest.mark.parametrize("field", ["concurrencyKey", "rateLimit", "resources"])
+@pytest.mark.parametrize("field", ["concurrencyKey", "resources"])
 def test_optional_field_is_immutable_including_presence(root: dict[str, Any], field: str) -> None:
     rules = [r["rule"] for r in _props(root, "spec")["x-kubernetes-validations"]]
     wanted = f"has(self.{field}) == has(oldSelf.{field})"
     assert any(wanted in rule for rule in rules), f"no rule containing {wanted!r} in {rules}"
+
+
+def test_rate_limit_is_the_one_live_field_and_keeps_its_bounds(root: dict[str, Any]) -> None:
+    rules = [r["rule"] for r in _props(root, "spec")["x-kubernetes-validations"]]
+    rate = _props(root, "spec", "rateLimit")
+    assert not [r for r in rules if "rateLimit" in r], rules
+    assert "x-kubernetes-validations" not in rate, rate
+    assert (rate["minimum"], rate["maximum"]) == (1, 1_000_000), rate
 
 
 def test_terminated_state_is_final(root: dict[str, Any]) -> None:

@@ -22,11 +22,13 @@ from longtask.operator.decide import (
     HoldRun,
     JobState,
     Observed,
+    PatchSpec,
     PostEvent,
     ReleaseKey,
     ReleaseRun,
     ResumeJob,
     RunnerRecord,
+    SetRateLimit,
     SuspendJob,
     decide,
     decide_deletion,
@@ -52,6 +54,8 @@ def task(
     requested_by: str | None = None,
     reason: str | None = None,
     generation: int = 1,
+    rate_limit: int | None = None,
+    **spec_fields: Any,
 ) -> Task:
     spec = TaskSpec.model_validate(
         {
@@ -60,6 +64,8 @@ def task(
             "params": PARAMS if params is None else params,
             "state": state,
             "onTerminate": on_terminate,
+            **({"rateLimit": rate_limit} if rate_limit is not None else {}),
+            **spec_fields,
         }
     )
     return Task(
@@ -808,3 +814,245 @@ def test_every_job_action_that_stops_or_starts_a_run_is_guarded_by_the_hold(
         if isinstance(action, HoldRun | ReleaseRun):
             after = acts[i + 1] if i + 1 < len(acts) else None
             assert isinstance(after, SuspendJob | DeleteJob | ResumeJob | CreateRunJob), acts
+
+
+# ----------------------------------------------------------------------------- the throttle
+
+
+def test_a_rate_limit_changed_on_a_running_task_is_written_to_its_record_and_said() -> None:
+    t = task(rate_limit=20, requested_by="support@acme", reason="the database is busy")
+    before = status(Phase.RUNNING, rate_limit=100)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(t, before, obs, NOW)
+    expect(d, Phase.RUNNING, [SetRateLimit(20)])
+    (event,) = events(d)
+    assert event.reason == "RateLimitChanged", event
+    assert "100 rows/s -> 20 rows/s" in event.message, event.message
+    assert "requested by support@acme: the database is busy" in event.message, event.message
+    la = d.status.last_action
+    got = (la.state, la.rate_limit, la.changed, la.requested_by, la.at) if la else None
+    assert got == (DesiredState.RUNNING, 20, ("rateLimit",), "support@acme", NOW), got
+    assert d.status.rate_limit == 20
+
+
+def test_removing_the_rate_limit_writes_unlimited() -> None:
+    before = status(Phase.RUNNING, rate_limit=100)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(task(), before, obs, NOW)
+    expect(d, Phase.RUNNING, [SetRateLimit(None)])
+    assert "100 rows/s -> unlimited" in events(d)[0].message, events(d)
+    assert d.status.rate_limit is None
+
+
+def test_a_rate_limit_already_in_the_record_is_not_written_or_said_again() -> None:
+    before = status(Phase.RUNNING, rate_limit=20,
+                    last_action={"state": "Running", "rateLimit": 20, "changed": ["rateLimit"],
+                                 "at": EARLIER})
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=20.0))
+    d = decide(task(rate_limit=20), before, obs, NOW)
+    expect(d, Phase.RUNNING, [])
+    assert events(d) == [] and d.status.last_action == before.last_action, d
+
+
+def test_a_record_that_differs_from_the_spec_is_put_right_without_a_new_request() -> None:
+    """A runner registering from a Job made with an older limit: written again, no Event."""
+    before = status(Phase.RUNNING, rate_limit=20)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(task(rate_limit=20), before, obs, NOW)
+    expect(d, Phase.RUNNING, [SetRateLimit(20)])
+    assert events(d) == [] and d.status.last_action is None, d
+
+
+def test_the_first_reconcile_takes_the_creation_limit_as_seen_not_as_a_request() -> None:
+    d = decide(task(rate_limit=50), TaskStatus(), Observed(admitted=True), NOW)
+    assert [e.reason for e in events(d)] == ["Started"], events(d)
+    assert d.status.rate_limit == 50 and d.status.last_action is None, d.status
+
+
+def test_a_throttle_of_a_task_without_a_record_writes_nothing_yet() -> None:
+    """Queued: its Job is made later, with the spec's limit of then."""
+    before = status(Phase.QUEUED, started=False, rate_limit=100)
+    d = decide(task(rate_limit=10), before, Observed(admitted=False), NOW)
+    expect(d, Phase.QUEUED, [])
+    assert [e.reason for e in events(d)] == ["RateLimitChanged"], events(d)
+
+
+def test_a_throttle_with_a_pause_keeps_the_hold_right_before_the_suspend() -> None:
+    before = status(Phase.RUNNING, rate_limit=100)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(task("Paused", rate_limit=5), before, obs, NOW)
+    assert holds(d) == [HoldRun("Paused"), SuspendJob(RUN_JOB)], d.actions
+    assert d.actions[0] == SetRateLimit(5), d.actions
+    la = d.status.last_action
+    assert la is not None and la.changed == ("state", "rateLimit"), la
+
+
+def test_a_throttle_while_rolling_back_is_written_the_rollback_keeps_to_it_too() -> None:
+    before = status(Phase.ROLLING_BACK, rate_limit=None,
+                    last_action={"state": "Terminated", "at": EARLIER})
+    obs = Observed(rollback_job=rollback_job(active=1), runner_pods=1,
+                   record=record(RunOutcome.STOPPED, rollback_status=RollbackOutcome.RUNNING))
+    d = decide(task("Terminated", rate_limit=30), before, obs, NOW)
+    expect(d, Phase.ROLLING_BACK, [SetRateLimit(30)])
+
+
+def test_a_throttle_of_an_ended_task_is_ignored_and_said() -> None:
+    before = status(Phase.SUCCEEDED, rate_limit=100, finished_at=EARLIER)
+    d = decide(task(rate_limit=10), before,
+               Observed(record=record(RunOutcome.SUCCEEDED, rate_limit=100.0)), NOW)
+    expect(d, Phase.SUCCEEDED, [])
+    (event,) = events(d)
+    assert event.reason == "ActionIgnored" and "rateLimit 10 rows/s ignored" in event.message
+    assert d.status.rate_limit == 10, "seen, so the next reconcile does not say it again"
+
+
+def test_a_state_and_a_throttle_on_an_ended_task_make_one_ignored_event() -> None:
+    before = status(Phase.FAILED, rate_limit=100)
+    d = decide(task("Paused", rate_limit=10), before, Observed(), NOW)
+    (event,) = events(d)
+    assert "spec.state Paused ignored" in event.message, event.message
+    assert "spec.rateLimit 10 rows/s ignored" in event.message, event.message
+
+
+# ---------------------------------------------------------------- bounded and scheduled pauses
+
+
+def patches(decision: Decision) -> list[PatchSpec]:
+    return [a for a in decision.actions if isinstance(a, PatchSpec)]
+
+
+PAUSED_OBS = Observed(run_job=run_job(suspended=True), record=record(RunOutcome.STOPPED))
+
+
+def test_a_pause_with_resume_at_shows_when_it_ends_and_asks_to_be_woken_then() -> None:
+    at = NOW + dt.timedelta(minutes=5)
+    d = decide(task("Paused", resumeAt=at.isoformat()), status(Phase.PAUSED), PAUSED_OBS, NOW)
+    assert (d.status.pause_ends_at, d.wake_at) == (at, at), d
+    assert d.status.pause_requested_at == NOW and patches(d) == [], d
+
+
+def test_resume_at_reached_resumes_the_task_as_the_operator_with_an_event() -> None:
+    at = NOW - dt.timedelta(seconds=1)
+    before = status(Phase.PAUSED, pause_requested_at=EARLIER)
+    d = decide(task("Paused", resumeAt=at.isoformat()), before, PAUSED_OBS, NOW)
+    (change,) = patches(d)
+    assert change.body() == {
+        "spec": {"state": "Running", "resumeAt": None},
+        "metadata": {"annotations": {"collect.atlan.com/requested-by": "longtask-operator",
+                                     "collect.atlan.com/reason": "resumeAt 2026-11-30T07:59:59Z"}},
+    }, change.body()
+    assert [e.reason for e in events(d)] == ["ScheduledResume"], events(d)
+
+
+def test_max_pause_counts_from_when_the_pause_was_first_seen() -> None:
+    first = decide(task("Paused", maxPauseSeconds=60), status(Phase.RUNNING),
+                   Observed(run_job=run_job(active=1), runner_pods=1), NOW)
+    assert first.status.pause_requested_at == NOW
+    assert first.status.pause_ends_at == NOW + dt.timedelta(seconds=60)
+    later = NOW + dt.timedelta(seconds=30)
+    again = decide(task("Paused", maxPauseSeconds=60), first.status, PAUSED_OBS, later)
+    assert again.status.pause_ends_at == NOW + dt.timedelta(seconds=60), again.status
+    assert patches(again) == []
+
+
+def test_max_pause_reached_resumes_under_on_max_pause_resume() -> None:
+    before = status(Phase.PAUSED, pause_requested_at=NOW - dt.timedelta(seconds=61))
+    d = decide(task("Paused", maxPauseSeconds=60), before, PAUSED_OBS, NOW)
+    (change,) = patches(d)
+    assert dict(change.spec) == {"state": "Running", "resumeAt": None}, change
+    assert change.reason == "maxPauseSeconds 60 reached"
+    (event,) = events(d)
+    assert (event.type, event.reason) == ("Normal", "MaxPauseReached"), event
+    assert "paused 61 s" in event.message and "resumed" in event.message, event.message
+
+
+def test_max_pause_reached_terminates_under_on_max_pause_terminate() -> None:
+    before = status(Phase.PAUSED, pause_requested_at=NOW - dt.timedelta(seconds=60))
+    d = decide(task("Paused", maxPauseSeconds=60, onMaxPause="Terminate"), before,
+               PAUSED_OBS, NOW)
+    (change,) = patches(d)
+    assert dict(change.spec) == {"state": "Terminated", "resumeAt": None}, change
+    (event,) = events(d)
+    assert (event.type, event.reason) == ("Warning", "MaxPauseReached"), event
+    assert "terminated (onTerminate Rollback)" in event.message, event.message
+
+
+def test_the_earlier_bound_ends_the_pause() -> None:
+    before = status(Phase.PAUSED, pause_requested_at=NOW - dt.timedelta(seconds=10))
+    d = decide(task("Paused", maxPauseSeconds=20, onMaxPause="Terminate",
+                    resumeAt=(NOW + dt.timedelta(seconds=60)).isoformat()), before,
+               PAUSED_OBS, NOW)
+    assert d.status.pause_ends_at == NOW + dt.timedelta(seconds=10), d.status
+    assert d.wake_at == NOW + dt.timedelta(seconds=10)
+
+
+def test_a_pause_before_the_start_is_bounded_too_and_queues_again() -> None:
+    before = status(Phase.PAUSED, started=False, pause_requested_at=EARLIER)
+    d = decide(task("Paused", maxPauseSeconds=60), before, Observed(), NOW)
+    assert dict(patches(d)[0].spec)["state"] == "Running", d.actions
+
+
+def test_a_plain_resume_removes_a_stale_resume_at_and_ends_the_bound() -> None:
+    """kubectl patch spec.state Running, resumeAt left behind: removed, credited to nobody."""
+    before = status(Phase.PAUSED, pause_requested_at=EARLIER,
+                    pause_ends_at=NOW + dt.timedelta(hours=1),
+                    last_action={"state": "Paused", "at": EARLIER})
+    at = (NOW + dt.timedelta(hours=1)).isoformat()
+    d = decide(task("Running", resumeAt=at), before, PAUSED_OBS, NOW)
+    assert patches(d) == [PatchSpec((("resumeAt", None),))], d.actions
+    assert patches(d)[0].body() == {"spec": {"resumeAt": None}}
+    assert (d.status.pause_requested_at, d.status.pause_ends_at) == (None, None), d.status
+    assert ResumeJob(RUN_JOB) in d.actions
+
+
+def test_a_pause_without_bounds_has_no_end_and_no_wake() -> None:
+    d = decide(task("Paused"), status(Phase.PAUSED), PAUSED_OBS, NOW)
+    assert (d.status.pause_ends_at, d.wake_at, patches(d)) == (None, None, []), d
+
+
+def test_max_running_seconds_counts_running_time_only_and_wakes_at_the_bound() -> None:
+    before = status(Phase.RUNNING, running_seconds=40, paused_seconds=500,
+                    accounted_at=NOW - dt.timedelta(seconds=5))
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record())
+    d = decide(task(maxRunningSeconds=60), before, obs, NOW)
+    assert d.status.running_seconds == 45 and patches(d) == [], d.status
+    assert d.wake_at == NOW + dt.timedelta(seconds=15)
+
+
+def test_max_running_seconds_reached_terminates_with_the_tasks_policy() -> None:
+    before = status(Phase.RUNNING, running_seconds=59, accounted_at=NOW - dt.timedelta(seconds=1))
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record())
+    d = decide(task(maxRunningSeconds=60), before, obs, NOW)
+    (change,) = patches(d)
+    assert change.body()["spec"] == {"state": "Terminated", "resumeAt": None}, change
+    assert change.reason == "maxRunningSeconds 60 reached"
+    (event,) = events(d)
+    assert (event.type, event.reason) == ("Warning", "MaxRunningReached"), event
+    assert "paused time not counted" in event.message
+
+
+def test_paused_time_does_not_bring_max_running_seconds_nearer() -> None:
+    before = status(Phase.PAUSED, running_seconds=30, accounted_at=EARLIER)
+    d = decide(task("Paused", maxRunningSeconds=60), before, PAUSED_OBS, NOW)
+    assert d.status.running_seconds == 30 and patches(d) == [] and d.wake_at is None, d
+
+
+def test_terminating_and_final_tasks_have_no_bounds() -> None:
+    past = (NOW - dt.timedelta(hours=1)).isoformat()
+    terminating = decide(task("Terminated", maxRunningSeconds=1, resumeAt=past),
+                         status(Phase.TERMINATING, running_seconds=99),
+                         Observed(run_job=run_job(deleting=True), runner_pods=1), NOW)
+    final = decide(task("Paused", maxPauseSeconds=1),
+                   status(Phase.FAILED, pause_requested_at=EARLIER), Observed(), NOW)
+    assert patches(terminating) == [] and terminating.wake_at is None, terminating
+    assert patches(final) == [] and final.wake_at is None, final
+
+
+def test_a_status_from_before_the_throttle_existed_is_not_a_throttle_request() -> None:
+    """An operator upgraded under a running task: the spec did not change (same generation),
+    status.rateLimit is simply not there yet; the record is already right."""
+    before = status(Phase.RUNNING, observed_generation=3)
+    obs = Observed(run_job=run_job(active=1), runner_pods=1, record=record(rate_limit=100.0))
+    d = decide(task(rate_limit=100, generation=3), before, obs, NOW)
+    expect(d, Phase.RUNNING, [])
+    assert events(d) == [] and d.status.last_action is None and d.status.rate_limit == 100

@@ -11,6 +11,8 @@ and the record store are our own in-memory implementations of the operator's int
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +221,73 @@ def test_an_organization_at_its_limit_waits_whatever_its_keys(cluster, records, 
         ("patch_status", "first", "Succeeded"),
         *start_of("second"),
     ]
+
+
+# ------------------------------------------------------------------ bounds and the throttle
+
+
+def test_a_bound_reached_patches_the_spec_and_the_next_reconcile_resumes(
+        op: handlers.Operator, cluster: InMemoryCluster, journal: Journal) -> None:
+    """The operator's own request goes through the spec, at the version it decided on,
+    after its status; the reconcile that follows resumes as for any client."""
+    started(op, cluster, journal)
+    request(cluster, "upload", "Paused")
+    body = cluster.objects[("LongTask", "ns", "upload")]
+    body["spec"]["maxPauseSeconds"] = 1
+    handlers.reconcile(op, "ns", "upload")
+    body["status"]["pauseRequestedAt"] = "2026-01-01T00:00:00Z"  # the pause began long ago
+    journal.clear()
+
+    handlers.reconcile(op, "ns", "upload")
+
+    kinds = [entry[0] for entry in journal]
+    assert kinds[-1] == "patch_task" and "patch_status" in kinds, journal
+    assert journal[-1][2] == {"state": "Running", "resumeAt": None}, journal
+    assert body["metadata"]["annotations"]["collect.atlan.com/requested-by"] == (
+        "longtask-operator")
+    journal.clear()
+    handlers.reconcile(op, "ns", "upload")
+    assert ("set_suspend", "lt-upload-run", False) in journal, journal
+    assert body["status"]["lastAction"]["requestedBy"] == "longtask-operator", body["status"]
+
+
+def test_a_spec_patch_is_skipped_when_a_client_changed_the_task_since(
+        cluster: InMemoryCluster, journal: Journal) -> None:
+    cluster.add("LongTask", task_body("upload"))
+    version = cluster.objects[("LongTask", "ns", "upload")]["metadata"]["resourceVersion"]
+    cluster.patch_status("ns", "upload", {"phase": "Paused"})
+
+    assert not cluster.patch_task("ns", "upload", {"spec": {"state": "Running"}}, version)
+    assert cluster.objects[("LongTask", "ns", "upload")]["spec"]["state"] == "Running"
+
+
+def test_a_wake_up_reconciles_the_task_once_at_its_time() -> None:
+    wakeups = handlers.Wakeups()
+    woken: list[str] = []
+    done = threading.Event()
+
+    def wake(name: str) -> None:
+        woken.append(name)
+        done.set()
+
+    wakeups.schedule("ns", "upload", 0.2, lambda: wake("late"))
+    wakeups.schedule("ns", "upload", 0.05, lambda: wake("early"))  # replaces the later one
+    wakeups.schedule("ns", "upload", 0.1, lambda: wake("between"))  # one as soon is pending
+    assert done.wait(5), "no wake-up came"
+    time.sleep(0.3)
+    wakeups.close()
+    assert woken == ["early"], woken
+
+
+def test_a_throttle_reaches_the_record_store(
+        op: handlers.Operator, cluster: InMemoryCluster, records: InMemoryRecords,
+        journal: Journal) -> None:
+    started(op, cluster, journal)
+    uid = cluster.objects[("LongTask", "ns", "upload")]["metadata"]["uid"]
+    records.records[uid] = RunnerRecord(run_status=RunOutcome.RUNNING, rate_limit=None)
+    cluster.objects[("LongTask", "ns", "upload")]["spec"]["rateLimit"] = 25
+
+    handlers.reconcile(op, "ns", "upload")
+
+    assert ("rate_limit", "upload", 25) in journal, journal
+    assert records.rate_limits[uid] == 25
