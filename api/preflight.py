@@ -153,6 +153,7 @@ def baseline(conn: db.Connection, org_id: int, form_id: int, form: str,
     samples = {c.header: c.values[:per_column] for c in judged}
     probes = sorted({(y, v) for c in judged for v in samples[c.header] for y in candidates})
     probes = probes[:MAX_PROBES]
+    deadline = clock.started + timeout  # for all of the statements together
     try:
         with _statement_timeout(conn, timeout):
             if not _has_records(conn, org_id, form_id):
@@ -161,8 +162,8 @@ def baseline(conn: db.Connection, org_id: int, form_id: int, form: str,
                     False, f"the organization has no stored records of form {form!r}: "
                     "nothing to compare the columns with (a first upload)"))
             clock.lookups += 1
-            hits = _stored(conn, org_id, form_id, probes, clock)
-    except psycopg2.errors.QueryCanceled:
+            hits = _stored(conn, org_id, form_id, probes, clock, deadline)
+    except (psycopg2.errors.QueryCanceled, _OutOfTime):
         return _timed_out(clock, timeout, f"form {form!r}'s stored values")
     by_field = {c.field: c for c in columns if c.field in candidates}
     found: list[tuple[float, Column, str, int, int, list[str]]] = []
@@ -192,8 +193,8 @@ def baseline(conn: db.Connection, org_id: int, form_id: int, form: str,
     if extra:
         try:
             with _statement_timeout(conn, timeout):
-                hits |= _stored(conn, org_id, form_id, extra[:MAX_PROBES], clock)
-        except psycopg2.errors.QueryCanceled:
+                hits |= _stored(conn, org_id, form_id, extra[:MAX_PROBES], clock, deadline)
+        except (psycopg2.errors.QueryCanceled, _OutOfTime):
             return _timed_out(clock, timeout, f"form {form!r}'s stored values")
     warnings: list[DryRunWarning] = []
     done = set(reported or ())
@@ -283,10 +284,17 @@ WHERE EXISTS (
 SOME_RECORDS = 2000
 
 
+class _OutOfTime(Exception):
+    """The lookups' statements together took longer than the preflight's timeout."""
+
+
 def _stored(conn: db.Connection, org_id: int, form_id: int,
-            probes: Sequence[tuple[str, str]], clock: _Clock) -> set[tuple[str, str]]:
+            probes: Sequence[tuple[str, str]], clock: _Clock,
+            deadline: float) -> set[tuple[str, str]]:
     """The ``(field, value)`` pairs of ``probes`` some record of the form stores: those
-    among :data:`SOME_RECORDS` of its records, then one index probe for each other."""
+    among :data:`SOME_RECORDS` of its records, then one index probe for each other;
+    :class:`_OutOfTime` once ``deadline`` (monotonic seconds) has passed between two
+    statements (each statement is bounded by the statement timeout)."""
     wanted = set(probes)
     out: set[tuple[str, str]] = set()
     with conn.cursor() as cur:
@@ -301,6 +309,8 @@ def _stored(conn: db.Connection, org_id: int, form_id: int,
         cur.execute("SET enable_seqscan = off; SET jit = off")
         try:
             for at in range(0, len(left), PROBES_PER_STATEMENT):
+                if time.monotonic() >= deadline:
+                    raise _OutOfTime
                 batch = left[at:at + PROBES_PER_STATEMENT]
                 cur.execute(_STORED, ([json.dumps({key: {f: v}}) for f, v in batch], org_id,
                                       form_id))

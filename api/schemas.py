@@ -398,7 +398,8 @@ class DryRunWarning(_Wire):
 
     code: str = Field(description="columns-swapped, invalid-values, no-rows-written, "
                                   "encoding-detected, count-timed-out, empty-range, "
-                                  "unusually-large, column-shifted, preflight-timed-out, ...")
+                                  "unusually-large, column-shifted, values-of-another-field, "
+                                  "preflight-timed-out, ...")
     detail: str
     columns: list[str] = Field(default_factory=list)
     evidence: dict[str, Any] | None = Field(

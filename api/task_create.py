@@ -214,8 +214,11 @@ async def validate_task(
 
     Nothing is created. ``valid: false`` with ``errors`` (field paths) when the run would
     fail before writing; ``rowErrors`` for the bad rows among the first ``rows``;
-    ``warnings`` for columns that look swapped or hold values of the wrong type;
-    ``sampled`` for what was read and which bound (rows, bytes, seconds) stopped it.
+    ``warnings`` for columns that look swapped or hold values of the wrong type, and the
+    preflight's against the organization's own stored data (``columns-swapped`` between
+    text columns, ``unusually-large``, ``column-shifted``, each with its ``evidence``;
+    ``preflight`` says what was compared); ``sampled`` for what was read and which bound
+    (rows, bytes, seconds) stopped it.
     503 or 429 with ``Retry-After`` when the API's dry runs (or the caller's share of
     them) are all in use.
     """

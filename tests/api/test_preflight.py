@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import psycopg2.extensions
 import psycopg2.extras
 import pytest
 import runner_support
-from api_support import upload
+from api_support import token_of, upload
 from longtask.api.settings import ApiSettings
 
 from demo import files
@@ -171,6 +172,22 @@ def test_another_organizations_stored_values_never_count_nor_show(
     # globex's own records are exchanged: the correct file looks swapped to globex only.
     assert "columns-swapped" in codes(globex), globex["warnings"]
     assert "acme" not in json.dumps(globex["warnings"])
+
+
+def test_lookups_cut_short_by_the_statement_timeout_are_a_warning_not_an_error(
+        db: psycopg2.extensions.connection, seeded: dict[str, int],
+        serve: Callable[[ApiSettings], str], api_settings: ApiSettings) -> None:
+    form_id, _ = village_form(db, seeded["acme"])
+    store_villages(db, seeded["acme"], form_id, files.village_baseline(STORED_VILLAGES))
+    url = serve(api_settings.model_copy(update={"validate_statement_timeout_seconds": 0.001}))
+    with httpx.Client(base_url=url, timeout=30,
+                      headers={"Authorization": f"Bearer {token_of('operator')}"}) as client:
+        report = baseline_report(client, second_file(swapped=True))
+
+    assert report["valid"] is True, report["errors"]
+    assert "preflight-timed-out" in codes(report), report["warnings"]
+    assert report["preflight"]["compared"] is False
+    assert "statement timeout" in report["preflight"]["detail"]
 
 
 # ----------------------------------------------------------------------------- teams
