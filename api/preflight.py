@@ -5,10 +5,12 @@ checks it against the organization's own stored data, where the mistakes of the 
 cases show although every value is valid:
 
 - **BaselineUpload** (``columns-swapped``): each mapped text column's first sampled values
-  are looked up among the values each text field of the form already stores for this
-  organization (one GIN probe per field and distinct value, ``data @> {"field": value}``,
-  migration 0006). A column whose values are stored values of another field far more
-  often than of its own field is named with that field's column, with the counts.
+  that hold a letter are looked up among the values each text field of the form already
+  stores for this organization: first among :data:`SOME_RECORDS` of the form's records,
+  then one GIN probe per field and value for the others (``@> {"org/form": {"field":
+  value}}``, migration 0006). A column whose values are stored values of another field
+  far more often than of its own field is named with that field's column, with the
+  counts (``values-of-another-field`` when that field has no column in the file).
 - **Export** (``unusually-large``): the row count against the median of the
   organization's last succeeded exports of the same form, and the date span asked for
   against the span of the form's submissions.
@@ -150,9 +152,14 @@ def baseline(conn: db.Connection, org_id: int, form_id: int, form: str,
     per_column = SAMPLE_VALUES
     while per_column > MIN_VALUES and _probe_count(judged, candidates, per_column) > MAX_PROBES:
         per_column = max(MIN_VALUES, per_column // 2)
+    # Still too many (a very wide form): judge fewer columns, each against every field,
+    # rather than leave some of a column's lookups out (which would undercount a field).
+    unjudged = 0
+    while len(judged) > 1 and _probe_count(judged, candidates, per_column) > MAX_PROBES:
+        judged.pop()
+        unjudged += 1
     samples = {c.header: c.values[:per_column] for c in judged}
     probes = sorted({(y, v) for c in judged for v in samples[c.header] for y in candidates})
-    probes = probes[:MAX_PROBES]
     deadline = clock.started + timeout  # for all of the statements together
     try:
         with _statement_timeout(conn, timeout):
@@ -237,7 +244,9 @@ def baseline(conn: db.Connection, org_id: int, form_id: int, form: str,
             "comparedWith": f"stored records of form {form!r}", "columns": sides,
             "matchFrom": MATCH_FROM, "farBetter": FAR_BETTER}))
     compared = (f"compared {len(judged)} text columns' first {per_column} values with the "
-                f"values {len(candidates)} text fields of form {form!r} store")
+                f"values {len(candidates)} text fields of form {form!r} store"
+                + (f"; {unjudged} more columns were not judged, to keep within "
+                   f"{MAX_PROBES} lookups" if unjudged else ""))
     return Outcome(warnings, clock.report(True, compared))
 
 
