@@ -14,6 +14,9 @@ other columns' types, to warn about columns that look swapped or values that do 
 (a phone column shifted against its teams shows as phones that do not parse, or blanks,
 where a team has none); and a file whose encoding was detected, not checked, is named
 with its confidence (``encoding-detected``) so the user can look at its decoded lines.
+Then the preflight (:mod:`longtask.api.preflight`) compares the request with the
+organization's own stored data (``columns-swapped`` between two text columns,
+``column-shifted``, ``unusually-large``), within the statement timeout.
 
 Everything is bounded (:class:`Budget`): rows are sampled up to a number of rows, of
 bytes and of seconds (the report's ``sampled`` says how many and which bound stopped
@@ -34,13 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg2.errors
-from longtask.api import db
+from longtask.api import db, preflight
 from longtask.api.files import describe
 from longtask.api.problems import FieldError, body_error
 from longtask.api.schemas import (
     ColumnReport,
     DryRunWarning,
     FilePublic,
+    PreflightReport,
     RowErrorPublic,
     SampleReport,
     TaskCreate,
@@ -87,6 +91,10 @@ SAMPLE_BATCH_ROWS = 16  # records read at once: a few MiB at most, whatever the 
 # type when at least 80% do: far enough apart that a few bad cells do not raise a warning.
 FAILS_BELOW = 0.5
 FITS_FROM = 0.8
+# The preflight's lookups get what is left of the time budget, and at least this.
+PREFLIGHT_MIN_SECONDS = 1.0
+# A teams file's sampled rows kept for the preflight, with at most this many name cells.
+TEAM_NAME_COLUMNS = 4
 
 Parse = Callable[[str], Any]
 
@@ -159,6 +167,11 @@ class _Report:
     def warn(self, code: str, detail: str, columns: list[str] | None = None) -> None:
         self.warnings.append(DryRunWarning(code=code, detail=detail, columns=columns or []))
 
+    def add(self, outcome: preflight.Outcome) -> PreflightReport:
+        """Take the preflight's warnings; its report."""
+        self.warnings.extend(outcome.warnings)
+        return outcome.report
+
 
 def run(conn: db.Connection, request: TaskCreate, budget: Budget) -> ValidationReport:
     """The dry run of ``request`` on ``conn`` (autocommit; its settings are restored),
@@ -218,16 +231,31 @@ def run(conn: db.Connection, request: TaskCreate, budget: Budget) -> ValidationR
     if not report.errors:
         if isinstance(work, BaselineUpload | BulkTeamCreate):
             _sample_rows(conn, work, request.organization, budget, started, result, report)
-        elif isinstance(work, Export | BulkSubmissionDelete) and result.rows_total == 0:
-            report.warn("empty-range", "no submission of the form falls in the date range"
-                        + (" and matches every where entry"
-                           if isinstance(work, BulkSubmissionDelete) else ""))
-        elif isinstance(work, BulkSubmissionDelete) and result.rows_total:
-            report.warn("deletes-rows", f"{result.rows_total:,} submissions match and would "
-                        "be deleted; a terminate with rollback restores them")
+        elif isinstance(work, Export):
+            if result.rows_total == 0:
+                report.warn("empty-range", "no submission of the form falls in the date range")
+            p = work.params
+            result.preflight = report.add(preflight.export(
+                conn, request.organization, rules.organization_id(conn, request.organization),
+                work.form_id, p.form, (p.from_date, p.to_date), result.rows_total,
+                _preflight_timeout(budget, deadline)))
+        elif isinstance(work, BulkSubmissionDelete):
+            if result.rows_total == 0:
+                report.warn("empty-range", "no submission of the form falls in the date "
+                            "range and matches every where entry")
+            elif result.rows_total:
+                report.warn("deletes-rows", f"{result.rows_total:,} submissions match and "
+                            "would be deleted; a terminate with rollback restores them")
     final = _result(request, key, report)
     return result.model_copy(update={
         "valid": final.valid, "errors": final.errors, "warnings": final.warnings})
+
+
+def _preflight_timeout(budget: Budget, deadline: float) -> float:
+    """The preflight's statement timeout: what is left of the budget, at least
+    :data:`PREFLIGHT_MIN_SECONDS`, at most the budget's statement timeout."""
+    return min(budget.statement_timeout,
+               max(PREFLIGHT_MIN_SECONDS, deadline - time.monotonic()))
 
 
 def _result(request: TaskCreate, key: str | None, report: _Report) -> ValidationReport:
@@ -259,8 +287,14 @@ def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org
     info, csv_file = rules.open_csv(conn, work.params.file_id, org, work.settings,
                                     has_header=has_header, delimiter=work.params.delimiter)
     header = csv_file.header()
-    columns = (_baseline_columns(conn, work, header.names, org)
-               if isinstance(work, BaselineUpload) else _team_columns(work, header))
+    form: rules.Form | None = None
+    teams: _TeamSample | None = None
+    if isinstance(work, BaselineUpload):
+        form = rules.load_form(conn, work.org_id, work.params.form)
+        columns = _baseline_columns(form, work, header.names)
+    else:
+        columns = _team_columns(work, header)
+        teams = _TeamSample(work, columns)
     width = len(header.names) if has_header else None
     errors: list[RowError] = []
     read = refused = used = 0
@@ -278,6 +312,8 @@ def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org
         read += 1
         used = record.end.offset - header.end.offset
         _observe(record, columns)
+        if teams is not None:
+            teams.observe(record)
         found: list[RowError] = []
         if record.fields is None:
             found.append(RowError(record.line, record.error or "unreadable row",
@@ -304,6 +340,17 @@ def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org
         for c in listed
     ]
     _warn_swapped(listed, report)
+    timeout = _preflight_timeout(budget, deadline)
+    if form is not None:
+        reported = {frozenset(w.columns) for w in report.warnings
+                    if w.code == "columns-swapped"}
+        result.preflight = report.add(preflight.baseline(
+            conn, work.org_id, form.id, form.name, form.fields,
+            [preflight.Column(_label(c), _field_of(c), c.type,
+                              [v for v in c.kept if v is not None])
+             for c in listed], timeout, reported))
+    elif teams is not None:
+        result.preflight = report.add(teams.check(conn, work.org_id, timeout))
     if read and refused == read and first is not None:
         _nothing_written(first, read, stopped == "end", report)
     if stopped == "end":
@@ -390,9 +437,8 @@ def _observe(record: Record, columns: dict[int, _Column]) -> None:
                 column.add(value)
 
 
-def _baseline_columns(conn: db.Connection, work: BaselineUpload, names: list[str],
-                      org: str) -> dict[int, _Column]:
-    form = rules.load_form(conn, rules.organization_id(conn, org), work.params.form)
+def _baseline_columns(form: rules.Form, work: BaselineUpload,
+                      names: list[str]) -> dict[int, _Column]:
     fields = {normalize_header(f.name): f for f in form.fields}
     key = normalize_header(work.params.key_column)
     columns: dict[int, _Column] = {}
@@ -430,6 +476,50 @@ def _team_columns(work: BulkTeamCreate, header: Header) -> dict[int, _Column]:
         column = columns.setdefault(position, _Column(position, None))
         column.target, column.type, column.parse = target, type_, parse
     return columns
+
+
+def _field_of(column: _Column) -> str | None:
+    """The form field a baseline column maps to (None for the key and unmapped ones)."""
+    if column.target is None or column.target.endswith(" (key)"):
+        return None
+    return column.target
+
+
+class _TeamSample:
+    """A teams file's sampled rows, aligned (team, manager phone, name cells), for the
+    preflight's shift check."""
+
+    def __init__(self, work: BulkTeamCreate, columns: dict[int, _Column]) -> None:
+        self.region = work.params.default_region
+        by_target = {c.target: c for c in columns.values()}
+        self.team = by_target["team"].position
+        phone = by_target["manager phone"]
+        self.phone, self.phone_label = phone.position, _label(phone)
+        taken = {c.position for c in columns.values() if c.target is not None}
+        headers = [c.header for c in sorted(columns.values(), key=lambda c: c.position)]
+        self.names = preflight.name_columns(headers, taken)[:TEAM_NAME_COLUMNS]
+        self.name_labels = [_label(columns[p]) for p in self.names]
+        self.rows: list[preflight.TeamRow] = []
+
+    def observe(self, record: Record) -> None:
+        fields = record.fields
+        if fields is None or max(self.team, self.phone) >= len(fields):
+            return
+        team = " ".join(fields[self.team].split())
+        if not team:
+            return
+        try:
+            phone: str | None = normalize_phone(fields[self.phone], self.region)
+        except InvalidValue:
+            phone = None
+        names = tuple(fields[p].strip()[:KEPT_CHARS] if p < len(fields) else ""
+                      for p in self.names)
+        self.rows.append(preflight.TeamRow(record.line, team[:KEPT_CHARS], phone, names))
+
+    def check(self, conn: db.Connection, org_id: int, timeout: float) -> preflight.Outcome:
+        """The preflight of the rows sampled (:func:`longtask.api.preflight.teams`)."""
+        return preflight.teams(conn, org_id, self.rows, self.phone_label, self.name_labels,
+                               timeout)
 
 
 def _optional(spec: FieldSpec) -> FieldSpec:

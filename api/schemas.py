@@ -8,6 +8,7 @@ CRD holds.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -32,6 +33,10 @@ from longtask.textencoding import EncodingSource
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # The label the API keeps a client's chosen task name under (task_common.LABEL_REQUESTED_NAME).
 REQUESTED_NAME_LABEL = f"{GROUP}/requested-name"
+# The dry run's warnings when the task was created (JSON: a list of DryRunWarning), put
+# on the LongTask by POST /v1/tasks and shown as the task's ``preflight``.
+PREFLIGHT_ANNOTATION = f"{GROUP}/preflight"
+PREFLIGHT_ANNOTATION_MAX = 16_000  # characters; warnings beyond are left out
 CONCURRENCY_KEY = r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$"
 
 
@@ -264,6 +269,9 @@ class TaskPublic(_Wire):
                     "it (stopping its Jobs); phase is then the last one the operator saw")
     deletion_requested_at: dt.datetime | None = Field(
         default=None, description="When it was deleted (metadata.deletionTimestamp)")
+    preflight: list[DryRunWarning] = Field(
+        default_factory=list, description="The dry run's warnings when the task was created "
+                                          "(annotation collect.atlan.com/preflight)")
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> TaskPublic:
@@ -314,7 +322,33 @@ class TaskPublic(_Wire):
             observed_generation=status.get("observedGeneration"),
             deleting=bool(meta.get("deletionTimestamp")),
             deletion_requested_at=meta.get("deletionTimestamp"),
+            preflight=_preflight(annotations.get(PREFLIGHT_ANNOTATION)),
         )
+
+
+def _preflight(raw: str | None) -> list[DryRunWarning]:
+    """The warnings of a preflight annotation; none when it is missing or unreadable
+    (someone edited it by hand)."""
+    if not raw:
+        return []
+    try:
+        return [DryRunWarning.model_validate(w) for w in json.loads(raw)]
+    except (ValueError, TypeError, ValidationError):
+        return []
+
+
+def preflight_annotation(warnings: list[DryRunWarning]) -> str:
+    """The annotation holding ``warnings`` (JSON), cut to whole warnings within
+    :data:`PREFLIGHT_ANNOTATION_MAX` characters."""
+    kept: list[str] = []
+    size = 2
+    for warning in warnings:
+        text = warning.model_dump_json(by_alias=True, exclude_none=True)
+        if size + len(text) + 1 > PREFLIGHT_ANNOTATION_MAX:
+            break
+        kept.append(text)
+        size += len(text) + 1
+    return "[" + ",".join(kept) + "]"
 
 
 def _conditions(raw: Any) -> list[Condition]:
@@ -464,9 +498,24 @@ class DryRunWarning(_Wire):
 
     code: str = Field(description="columns-swapped, invalid-values, no-rows-written, "
                                   "encoding-detected, count-timed-out, empty-range, "
-                                  "deletes-rows, ...")
+                                  "deletes-rows, unusually-large, column-shifted, "
+                                  "values-of-another-field, preflight-timed-out, ...")
     detail: str
     columns: list[str] = Field(default_factory=list)
+    evidence: dict[str, Any] | None = Field(
+        default=None, description="The figures a preflight warning rests on, compared with "
+                                  "the organization's own stored data (api/README.md, "
+                                  "\"Preflight\")")
+
+
+class PreflightReport(_Wire):
+    """What the preflight compared the request with: the organization's own stored data."""
+
+    compared: bool = Field(description="False when there was nothing to compare with (a "
+                                       "first upload, a first export) or no time left")
+    detail: str = Field(description="What was compared, or why nothing was")
+    lookups: int = Field(default=0, description="Index lookups made")
+    seconds: float = Field(default=0.0, description="Wall time of the preflight")
 
 
 class SampleReport(_Wire):
@@ -513,3 +562,5 @@ class ValidationReport(_Wire):
                                           "cut to 200 characters")
     row_errors_total: int = Field(default=0, description="Bad rows among those read")
     warnings: list[DryRunWarning] = Field(default_factory=list)
+    preflight: PreflightReport | None = Field(
+        default=None, description="The comparison with the organization's stored data")

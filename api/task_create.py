@@ -33,9 +33,11 @@ from longtask.api.problems import (
     responses,
 )
 from longtask.api.schemas import (
+    PREFLIGHT_ANNOTATION,
     TaskCreate,
     TaskPublic,
     ValidationReport,
+    preflight_annotation,
 )
 from longtask.api.settings import ApiSettings
 from longtask.api.task_common import (
@@ -137,12 +139,14 @@ async def create_task(
     # remove it in between.
     await anyio.to_thread.run_sync(api_storage.claim_input, database, create)
     return await anyio.to_thread.run_sync(functools.partial(
-        _create, create, response, principal, tasks, metrics, idempotency_key))
+        _create, create, response, principal, tasks, metrics, idempotency_key, report))
 
 
 def _create(create: TaskCreate, response: Response, principal: Principal, tasks: Tasks,
-            metrics: Metrics, idempotency_key: str | None) -> TaskPublic:
-    """The LongTask of a request its dry run found valid (blocking: a worker thread)."""
+            metrics: Metrics, idempotency_key: str | None,
+            report: ValidationReport) -> TaskPublic:
+    """The LongTask of a request its dry run (``report``) found valid (blocking: a worker
+    thread); the dry run's warnings go on it (:data:`PREFLIGHT_ANNOTATION`)."""
     digest = hashlib.sha256(create.model_dump_json(by_alias=True).encode()).hexdigest()
     key_digest = None
     annotations = {
@@ -150,6 +154,8 @@ def _create(create: TaskCreate, response: Response, principal: Principal, tasks:
         ANNOTATION_REASON: create.reason or "created through the API",
         ANNOTATION_REQUEST_DIGEST: digest,
     }
+    if report.warnings:
+        annotations[PREFLIGHT_ANNOTATION] = preflight_annotation(report.warnings)
     if idempotency_key is not None:
         scope = f"{principal.subject}\0{create.organization}\0{idempotency_key}"
         key_digest = hashlib.sha256(scope.encode()).hexdigest()
@@ -208,8 +214,11 @@ async def validate_task(
 
     Nothing is created. ``valid: false`` with ``errors`` (field paths) when the run would
     fail before writing; ``rowErrors`` for the bad rows among the first ``rows``;
-    ``warnings`` for columns that look swapped or hold values of the wrong type;
-    ``sampled`` for what was read and which bound (rows, bytes, seconds) stopped it.
+    ``warnings`` for columns that look swapped or hold values of the wrong type, and the
+    preflight's against the organization's own stored data (``columns-swapped`` between
+    text columns, ``unusually-large``, ``column-shifted``, each with its ``evidence``;
+    ``preflight`` says what was compared); ``sampled`` for what was read and which bound
+    (rows, bytes, seconds) stopped it.
     503 or 429 with ``Retry-After`` when the API's dry runs (or the caller's share of
     them) are all in use.
     """

@@ -244,6 +244,8 @@ class Demo:
             if column.get("header") in columns:
                 step(f"    {column['header']!r} → {column['target']} ({column['type']}): "
                      f"{', '.join(column['samples'][:3])}")
+        for warning in report["warnings"]:
+            step(f"    warning {warning['code']}: {warning['detail']}")
         return report
 
     # -- case 2 ---------------------------------------------------------------------------

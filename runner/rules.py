@@ -14,6 +14,7 @@ from longtask.runner.tasks import build_work
 from longtask.runner.tasks.baseline import BaselineUpload
 from longtask.runner.tasks.common import (
     Connector,
+    Form,
     column_of,
     header_index,
     load_form,
@@ -30,6 +31,7 @@ __all__ = [
     "BulkTeamCreate",
     "Connector",
     "Export",
+    "Form",
     "RowError",
     "StopToken",
     "TaskDefinition",

@@ -11,7 +11,10 @@ the component's privileges (:data:`GRANTS`):
   columns; never ``hold``, never DDL (a temporary table is all it creates).
 - ``longtask_api``: reads the Collect reference tables (a submission's form and time only,
   for an export's count), writes the file store and the task record's ``hold``, reads row
-  errors, rollback conflicts and export output.
+  errors, rollback conflicts and export output. For the dry run's preflight (migration
+  0006) it reads stored values of its caller's organization: baseline records' data,
+  teams, their managers and users' phones and names (never a row's task id, never a
+  submission's answers); every preflight query is filtered by that organization.
 - ``longtask_operator``: reads the task record and writes its ``hold`` and (migration
   0005) its ``rate_limit``, the live throttle; the retention (migration 0004): marks
   files and export outputs removed, deletes their blocks and parts, writes the removals'
@@ -207,6 +210,20 @@ GRANTS: tuple[Grant, ...] = (
     Grant("operator", ("UPDATE (rate_limit)",), ("TABLE longtask.tasks",), "0005",
           "the live throttle: writes spec.rateLimit into the task record "
           "(taskrecord.set_rate_limit)"),
+    # --------------------------------------------- 0006: the preflight's stored values
+    # Every preflight query is filtered by the caller's organization (api/preflight.py).
+    Grant("api", ("SELECT (organization_id, form_id, external_id, data)",),
+          ("TABLE collect.baseline_records",), "0006",
+          "the preflight: a column's sampled values against each field's stored values"),
+    Grant("api", ("SELECT (organization_id)",), ("TABLE collect.submissions",), "0006",
+          "the preflight: the span of an organization's submissions to a form"),
+    Grant("api", ("SELECT (id, organization_id, name)",), ("TABLE collect.teams",), "0006",
+          "the preflight: a teams file's teams that exist already"),
+    Grant("api", ("SELECT (team_id, user_id, role)",), ("TABLE collect.team_memberships",),
+          "0006", "the preflight: the managers of existing teams"),
+    Grant("api", ("SELECT (id, organization_id, phone_e164, name)",),
+          ("TABLE collect.field_users",), "0006",
+          "the preflight: the phones of existing managers and of users by name"),
     # ------------------------------------------------ 0008: BulkSubmissionDelete
     Grant("runner", ("INSERT (id, organization_id, form_id, submitted_at, submitted_by, data)",
                      "DELETE"), ("TABLE collect.submissions",), "0008",

@@ -208,8 +208,13 @@ def test_the_api_may_not_write_collect_data_nor_read_answers(as_role, seeded):
         "DELETE FROM collect.team_memberships",
         "INSERT INTO collect.organizations (slug, name) VALUES ('evil', 'Evil')",
         "SELECT data FROM collect.submissions",
+        "SELECT submitted_by FROM collect.submissions",
         "SELECT * FROM collect.teams",
         "SELECT * FROM collect.baseline_records",
+        "SELECT task_uid FROM collect.baseline_records",
+        "SELECT task_uid FROM collect.teams",
+        "SELECT task_uid FROM collect.field_users",
+        "SELECT task_uid FROM collect.team_memberships",
         "CREATE TABLE longtask.evil (id int)",
     ):
         refused(api, statement)
@@ -219,6 +224,18 @@ def test_the_api_may_not_write_collect_data_nor_read_answers(as_role, seeded):
     # (migration 0008): a count, never an answer.
     allowed(api, "SELECT longtask.count_matching_submissions(1, now() - interval '1 day', "
                  "now(), '{\"village\": \"x\"}')")
+
+
+def test_the_api_reads_the_stored_values_its_preflight_compares_with(as_role, seeded):
+    """Migration 0006: the columns api/preflight.py reads, and those only."""
+    api = as_role["api"]
+    allowed(api, "SELECT external_id, data FROM collect.baseline_records "
+                 "WHERE organization_id = 1 AND form_id = 1 ORDER BY external_id LIMIT 5")
+    allowed(api, "SELECT min(submitted_at) FROM collect.submissions "
+                 "WHERE organization_id = 1 AND form_id = 1")
+    allowed(api, "SELECT t.name, u.phone_e164, u.name FROM collect.teams t "
+                 "JOIN collect.team_memberships m ON m.team_id = t.id AND m.role = 'manager' "
+                 "JOIN collect.field_users u ON u.id = m.user_id WHERE t.organization_id = 1")
 
 
 def test_the_api_writes_only_the_hold_of_a_task_record(as_role, seeded):

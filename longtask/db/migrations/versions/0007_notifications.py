@@ -8,7 +8,7 @@
 - The grants of :data:`longtask.db.roles.GRANTS` made by this revision.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-04
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from longtask.db import roles as _roles
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
