@@ -2,20 +2,25 @@
 
 ``spec.params`` of a LongTask is validated against the type's pydantic model, in the API
 (before the resource exists), in the operator (before a Job is made) and in the runner
-(before any write). New types plug in with :func:`register`.
+(before any write). The four built-in types are registered here; other distributions add
+theirs through the entry-point group :data:`ENTRY_POINT_GROUP` (``longtask.task_types``),
+each entry a :class:`TaskType`, loaded when this module is first imported, so the API, the
+operator and the runner know a new type without a change of theirs
+(``docs/task-types.md`` is the guide).
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import importlib.metadata
 import re
 import uuid
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -228,18 +233,49 @@ class BulkTeamCreateParams(_Params):
         return self
 
 
+Params = _Params
+"""The base of a task type's parameter model: camelCase on the wire, unknown keys refused."""
+
+ENTRY_POINT_GROUP = "longtask.task_types"
+TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")  # the CRD's pattern for spec.type
+
+
+class PluginError(RuntimeError):
+    """A task type from an entry point cannot be loaded or is not a valid :class:`TaskType`
+    (the message names the distribution and the entry point)."""
+
+
 @dataclass(frozen=True)
 class TaskType:
-    """A registered task type: its schema and how its default concurrency key is made."""
+    """A registered task type: its schema, how its default concurrency key is made, and
+    where the runner finds its work.
+
+    ``runner`` and ``rollback`` are ``"module:attribute"`` paths, imported by the runner
+    only (the API and the operator never load a type's code): the run's
+    :class:`~longtask.runner.engine.Work` class, built as ``cls(task, params, read_conn,
+    stop, settings, connect=..., read_ahead=...)``, and the rollback's steps, a sequence
+    of :class:`~longtask.runner.rollback.Step` undoing what the run wrote, in order.
+    ``name`` is an UpperCamelCase word (the CRD's pattern for ``spec.type``).
+    """
 
     name: str
     params_model: type[_Params]
     default_concurrency_key: Callable[[str, Mapping[str, Any]], str]
     description: str
+    runner: str = ""
+    rollback: str = ""
     # The default key carries a rule of the product, so no other key may be given.
     fixed_concurrency_key: bool = False
     # Whether its work can be cut into partitions that run at once (spec.parallelism > 1).
     partitions: bool = False
+
+    def __post_init__(self) -> None:
+        if not TYPE_NAME.match(self.name):
+            raise ValueError(f"task type name {self.name!r} is not an UpperCamelCase word "
+                             "of at most 63 letters and digits")
+        for what, path in (("runner", self.runner), ("rollback", self.rollback)):
+            if path and not re.match(r"^[\w.]+:[\w.]+$", path):
+                raise ValueError(f"{self.name}.{what} {path!r} is not 'module:attribute'")
 
 
 REGISTRY: dict[str, TaskType] = {}
@@ -329,6 +365,8 @@ def concurrency_key_problem(type_name: str, organization: str, key: str) -> str 
 BASELINE_UPLOAD = register(
     TaskType(
         name="BaselineUpload",
+        runner="longtask.runner.tasks.baseline:BaselineUpload",
+        rollback="longtask.runner.tasks:BASELINE_UPLOAD_ROLLBACK",
         params_model=BaselineUploadParams,
         # One baseline upload per organization at a time (README.md, case 1).
         default_concurrency_key=lambda org, _p: f"BaselineUpload/{org}",
@@ -339,6 +377,8 @@ BASELINE_UPLOAD = register(
 EXPORT = register(
     TaskType(
         name="Export",
+        runner="longtask.runner.tasks.export:Export",
+        rollback="longtask.runner.tasks:EXPORT_ROLLBACK",
         params_model=ExportParams,
         default_concurrency_key=lambda org, p: f"Export/{org}/{p.get('form', '')}",
         description="Export a form's submissions in a date range to CSV",
@@ -347,6 +387,8 @@ EXPORT = register(
 BULK_TEAM_CREATE = register(
     TaskType(
         name="BulkTeamCreate",
+        runner="longtask.runner.tasks.teams:BulkTeamCreate",
+        rollback="longtask.runner.tasks:BULK_TEAM_CREATE_ROLLBACK",
         params_model=BulkTeamCreateParams,
         default_concurrency_key=lambda org, _p: f"BulkTeamCreate/{org}",
         description="Create teams, their managers and members from a CSV file",
@@ -356,10 +398,54 @@ BULK_TEAM_CREATE = register(
 BULK_SUBMISSION_DELETE = register(
     TaskType(
         name="BulkSubmissionDelete",
+        runner="longtask.runner.tasks.deletes:BulkSubmissionDelete",
+        rollback="longtask.runner.tasks:BULK_SUBMISSION_DELETE_ROLLBACK",
         params_model=BulkSubmissionDeleteParams,
         default_concurrency_key=lambda org, p: f"BulkSubmissionDelete/{org}/{p.get('form', '')}",
         description="Delete a form's submissions in a date range, every one restorable",
     )
 )
 
-TaskTypeName = Literal["BaselineUpload", "Export", "BulkTeamCreate", "BulkSubmissionDelete"]
+
+
+def load_plugins(entry_points: Iterable[importlib.metadata.EntryPoint] | None = None
+                 ) -> list[TaskType]:
+    """Register the task types of the installed distributions' ``longtask.task_types``
+    entry points (each a :class:`TaskType`); the types registered.
+
+    Raises :class:`PluginError` naming the distribution and the entry point for one that
+    does not import, is not a TaskType, or takes a name already registered: a process
+    with a broken plug-in does not start, rather than refuse its tasks one by one.
+    """
+    found = (importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+             if entry_points is None else entry_points)
+    added = []
+    for entry in found:
+        where = f"entry point {entry.name!r} = {entry.value!r}"
+        if entry.dist is not None:
+            where += f" of {entry.dist.name} {entry.dist.version}"
+        try:
+            task_type = entry.load()
+        except Exception as exc:  # whatever a plug-in raises on import
+            raise PluginError(f"{where} does not load: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(task_type, TaskType):
+            raise PluginError(f"{where} is a {type(task_type).__name__}, not a "
+                              "longtask.tasktypes.TaskType")
+        if task_type.name in REGISTRY and REGISTRY[task_type.name] is task_type:
+            continue
+        try:
+            added.append(register(task_type))
+        except ValueError as exc:
+            raise PluginError(f"{where}: {exc}") from None
+    return added
+
+
+load_plugins()
+
+# The registered types' names, built-in and plug-ins alike: the API's models validate
+# spec.type against them and its OpenAPI document lists them. (A plain str to the type
+# checker, which cannot see what is installed.)
+if TYPE_CHECKING:
+    TaskTypeName = str
+else:
+    TaskTypeName = Literal[tuple(REGISTRY)]
