@@ -213,6 +213,7 @@ def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
             "LONGTASK_API_NAMESPACE": namespace,
             "LONGTASK_API_KUBECONFIG": str(cluster.kubeconfig),
             "LONGTASK_API_TOKENS": json.dumps({"tokens": entries}),
+            "LONGTASK_API_SESSION_SECRET": secrets.token_urlsafe(32),
         }
         stack.procs["api"] = _spawn("api", ["-m", "longtask.api"], api_env, workdir)
         _wait_http(f"{stack.api_url}/readyz", stack.procs["api"], stack.log("api"), 60)

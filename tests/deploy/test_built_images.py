@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -400,6 +401,7 @@ def test_the_api_answers_healthz_its_health_check_passes_and_it_stops_on_sigterm
     env = {**chart_release.container_env("api"), "LONGTASK_DATABASE_URL": db_url,
            "LONGTASK_API_KUBECONFIG": "/etc/longtask/api/kubeconfig",
            "LONGTASK_API_TOKENS_FILE": "/etc/longtask/api/tokens.yaml",
+           "LONGTASK_API_SESSION_SECRET": secrets.token_urlsafe(32),
            "LONGTASK_API_HOST": "127.0.0.1", "LONGTASK_API_PORT": str(port),
            "LONGTASK_HEALTHCHECK_URL": f"{base}/healthz"}
     options = ("--read-only", "--volume", f"{files}:/etc/longtask/api:ro",

@@ -637,8 +637,10 @@ def test_one_storage_quota_and_retention_reach_the_api_the_operator_and_its_runn
                            "storage.retentionIntervalSeconds=30"])
     api_env = env_of(containers(find(objects, "Deployment", "lt-longtask-api")[0])[0])
     for name, value in {**api_env, **_operator_env(objects)}.items():
-        if name.startswith(("LONGTASK_API_", "LONGTASK_OPERATOR_")):
+        if name.startswith(("LONGTASK_API_", "LONGTASK_OPERATOR_")) and isinstance(value, str):
             monkeypatch.setenv(name, value)
+    # A secretKeyRef in the chart: the generated Secret's value, as the kubelet would set it.
+    monkeypatch.setenv("LONGTASK_API_SESSION_SECRET", "s" * 48)
     monkeypatch.setenv("LONGTASK_DATABASE_URL", "postgresql://db/collect")
 
     api, operator = ApiSettings(), OperatorSettings()  # type: ignore[call-arg]
