@@ -4,7 +4,9 @@ The page is static (``static/index.html``, ``console.css``, ``console.js``, ship
 package) and calls the REST API from the same origin with the session cookie; every rule it
 shows is the API's. Signing in is a plain form post of the token, so the token is never in
 the page's script or storage: the answer sets the cookie (``HttpOnly``, ``SameSite=Strict``,
-``Secure`` over https, ``Path=/``) and redirects to the page.
+``Secure`` over https, ``Path=/``) and redirects to the page. These routes are the
+console's own, not the REST API's: they are left out of the OpenAPI document (api/README.md
+lists them).
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ def _same_origin(request: Request) -> bool:
     return origin is None or origin == f"{request.url.scheme}://{request.headers.get('host')}"
 
 
-@router.post("/session", include_in_schema=True, summary="Sign in to the console",
-             status_code=303, response_class=RedirectResponse)
+@router.post("/session", include_in_schema=False, status_code=303,
+             response_class=RedirectResponse)
 def sign_in(request: Request, token: Annotated[str, Form(max_length=4096)],
             store: TokenStoreDep, sessions: SessionsDep) -> Response:
     """A form post of an API token: a known one sets the session cookie and redirects to
@@ -118,7 +120,7 @@ def _session(request: Request, store: TokenStoreDep,
     return session, principal
 
 
-@router.get("/session", response_model=SessionPublic, summary="Who is signed in")
+@router.get("/session", response_model=SessionPublic, include_in_schema=False)
 def who(request: Request, store: TokenStoreDep, sessions: SessionsDep) -> SessionPublic:
     """The signed-in subject, role and organizations, and the session's CSRF token; 401
     without a valid session."""
@@ -131,7 +133,7 @@ def who(request: Request, store: TokenStoreDep, sessions: SessionsDep) -> Sessio
         csrf_token=session.csrf)
 
 
-@router.delete("/session", status_code=204, summary="Sign out of the console")
+@router.delete("/session", status_code=204, include_in_schema=False)
 def sign_out(request: Request, store: TokenStoreDep, sessions: SessionsDep) -> Response:
     """Clears the cookie (204). Needs the session's X-CSRF-Token, else 403."""
     session, principal = _session(request, store, sessions)

@@ -130,6 +130,8 @@ class Console:
 
     def shot(self, name: str, width: int = 1280) -> Path:
         """A screenshot of the whole page at ``width`` px into the test's folder."""
+        self.driver.set_window_size(width, 900)
+        self.driver.execute_script("window.scrollTo(0, 0)")
         height = int(self.driver.execute_script(
             "return Math.max(document.documentElement.scrollHeight, 700)"))
         self.driver.set_window_size(width, min(height + 120, 4000))

@@ -9,6 +9,7 @@ import json
 import httpx
 import pytest
 from conftest import ORG, OTHER_ORG, Console, bearer
+from selenium.webdriver.common.keys import Keys
 
 from devcluster import stack
 
@@ -115,3 +116,37 @@ def test_another_organizations_task_is_neither_listed_nor_shown(
     console.text_in("#alert", "does not exist")
     listed = console.fetch(f"/v1/tasks?organization={OTHER_ORG}")
     assert listed["status"] == 200 and json.loads(listed["text"])["items"] == []
+
+
+def test_signing_in_and_a_control_dialog_work_from_the_keyboard_and_every_field_is_labelled(
+        console: Console, live: stack.Stack) -> None:
+    with bearer(live) as client:
+        made = client.post("/v1/tasks", json={
+            "type": "Export", "organization": ORG, "state": "Paused",
+            "params": {"form": "household-survey", "from": "2017-08-04", "to": "2017-08-05"}})
+        assert made.status_code == 201, made.text
+    console.open()
+    console.visible("#token")
+    active = console.driver.switch_to.active_element
+    assert active.get_attribute("id") == "token", "the sign-in page puts focus on the token"
+    active.send_keys(live.tokens[ORG], Keys.ENTER)
+    console.visible("#who")
+
+    console.open(f"#/tasks/{made.json()['name']}")
+    console.text_in("#task-title", made.json()["name"])
+    console.visible("#task-phase")
+    pause = console.find('[data-action="pause"]')
+    pause.send_keys(Keys.ENTER)
+    console.visible("#control-dialog")
+    assert console.driver.switch_to.active_element.get_attribute("id") == "control-reason"
+    console.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    console.wait(lambda d: not d.find_element("id", "control-dialog").is_displayed(),
+                 "Escape to close the dialog")
+    assert console.driver.switch_to.active_element.get_attribute("data-action") == "pause"
+
+    unlabelled = console.driver.execute_script("""
+        return [...document.querySelectorAll('input, select, textarea, progress')]
+          .filter(e => e.type !== 'radio' && !(e.labels && e.labels.length)
+                       && !e.getAttribute('aria-label'))
+          .map(e => e.id || e.outerHTML.slice(0, 80));""")
+    assert unlabelled == []

@@ -7,6 +7,7 @@
 const $ = (selector) => document.querySelector(selector);
 const LIST_POLL_MS = 5000;          // the list's refresh, while it is shown and visible
 const TASK_EXTRAS_MIN_MS = 3000;    // row errors and history: at most this often
+const REVIEW_ROW_ERRORS = 20;       // row errors shown on the review screen (its count says all)
 const FALLBACK_TYPES = ["BaselineUpload", "Export", "BulkTeamCreate"];
 const FALLBACK_PHASES = ["Pending", "Queued", "Running", "Pausing", "Paused", "Succeeded",
   "Failed", "Terminating", "RollingBack", "RolledBack", "Terminated"];
@@ -72,7 +73,9 @@ function count(n) {
   return n === null || n === undefined ? "?" : Number(n).toLocaleString();
 }
 
-function rate(progress) {
+// Rate and ETA are the runner's while it runs; in another phase they are its last ones.
+function rate(progress, phase) {
+  if (phase !== "Running") return "—";
   const r = progress && progress.ratePerSecond;
   return r === null || r === undefined ? "—" : `${Number(r).toFixed(1)} rows/s`;
 }
@@ -134,8 +137,10 @@ async function api(path, { method = "GET", json, headers = {} } = {}) {
   return { status: answer.status, data, headers: answer.headers };
 }
 
-function notice(text) {
+function notice(text, keep = false) {
+  // keep: the notice is for the page the next route shows (a started task's)
   $("#notice").textContent = text || "";
+  state.keepNotice = keep;
 }
 
 function alertText(text) {
@@ -185,6 +190,7 @@ function showSignIn() {
 async function route() {
   leave();
   alertText("");
+  if (state.keepNotice) state.keepNotice = false; else notice("");
   if (!state.session) return;
   const hash = location.hash || "#/tasks";
   const match = hash.match(/^#\/tasks\/([^/]+)$/);
@@ -228,8 +234,8 @@ function taskRow(task) {
     cell("Organization", task.organization),
     cell("Phase", el("span", { class: "phase", "data-phase": task.phase, text: task.phase })),
     cell("Progress", el("span", {}, ...progressBar(task, `Progress of ${task.requestedName || task.name}`))),
-    cell("Rate", el("span", { class: "num", text: rate(progress) })),
-    cell("ETA", el("span", { class: "num", text: task.final ? "—" : duration(progress.etaSeconds) })),
+    cell("Rate", el("span", { class: "num", text: rate(progress, task.phase) })),
+    cell("ETA", el("span", { class: "num", text: task.phase === "Running" ? duration(progress.etaSeconds) : "—" })),
     cell("Started or last changed by", task.requestedBy || (task.lastAction && task.lastAction.requestedBy) || "—"),
     cell("Why", task.reason || (task.lastAction && task.lastAction.reason) || "—"));
 }
@@ -277,8 +283,8 @@ function facts(task) {
     ["Desired state", task.state],
     ["On terminate", task.onTerminate],
     ["Message", task.message || "—"],
-    ["Rate", rate(task.progress)],
-    ["ETA", task.final ? "—" : duration(task.progress && task.progress.etaSeconds)],
+    ["Rate", rate(task.progress, task.phase)],
+    ["ETA", task.phase === "Running" ? duration(task.progress && task.progress.etaSeconds) : "—"],
     ["Row errors", count(task.progress ? task.progress.rowErrors : 0)],
     ["Rate limit", task.rateLimit ? `${task.rateLimit} rows/s` : "none"],
     ["Last request by", task.requestedBy || "—"],
@@ -291,7 +297,7 @@ function facts(task) {
     ["Parameters", JSON.stringify(task.params)],
   ];
   if (task.deleting) rows.splice(1, 0, ["Deleting", `since ${when(task.deletionRequestedAt)}`]);
-  return rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]);
+  return rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-fact": k, text: v })]);
 }
 
 function renderTask(task) {
@@ -326,6 +332,7 @@ async function loadExtras(task) {
     $("#errors-summary").textContent = e.total
       ? `${count(e.total)} bad rows; the first ${count(e.items.length)} by line.`
       : "No row refused.";
+    $("#row-errors").hidden = e.items.length === 0;
     $("#row-errors tbody").replaceChildren(...e.items.map((r) => el("tr", {},
       el("td", { class: "num", text: r.line }), el("td", { text: r.column || "—" }),
       el("td", { text: r.reason }), el("td", { text: r.value ?? "" }))));
@@ -457,7 +464,6 @@ async function sendControl(event) {
     notice(`${ACTIONS[pendingAction].button} requested: the task is ${data.phase}, desired state ${data.state}.`);
     state.extrasAt = 0;
     renderTask(data);
-    if (returnFocus) returnFocus.focus();
   } catch (failure) {
     $("#control-error").textContent = failure.message;
     $("#control-error").hidden = false;
@@ -566,16 +572,22 @@ function renderReview(report) {
   const flagged = new Set(report.warnings.flatMap((w) => w.columns));
   $("#review-warnings").replaceChildren(...(report.warnings.length
     ? report.warnings.map((w) => el("li", { "data-code": w.code }, el("strong", { text: w.code }), `: ${w.detail}`))
-    : [el("li", { text: "None." })]));
+    : [el("li", { class: "none", text: "None." })]));
   $("#review-columns tbody").replaceChildren(...report.columns.map((c) => el("tr", {
     class: flagged.has(c.header) ? "flagged" : c.target ? "" : "unmapped", "data-column": c.header },
-  el("td", { class: "num", text: c.position }), el("td", { text: c.header ?? "(no header)" }),
-  el("td", { text: c.target ? `→ ${c.target}` : "not mapped" }), el("td", { text: c.type || "—" }),
-  el("td", { class: "samples", text: c.samples.join(" · ") }),
-  el("td", { class: "num", text: `${count(c.invalid)} of ${count(c.values)}` }))));
+  el("td", { class: "num", "data-label": "#", text: c.position }),
+  el("td", { "data-label": "Column", text: c.header ?? "(no header)" }),
+  el("td", { "data-label": "Maps to", text: c.target ? `→ ${c.target}` : "not mapped" }),
+  el("td", { "data-label": "Type", text: c.type || "—" }),
+  el("td", { class: "samples", "data-label": "Samples", text: c.samples.join(" · ") }),
+  el("td", { class: "num", "data-label": "Invalid", text: `${count(c.invalid)} of ${count(c.values)}` }))));
+  const shownErrors = report.rowErrors.slice(0, REVIEW_ROW_ERRORS);
   $("#review-row-errors-summary").textContent = report.rowErrorsTotal
-    ? `${count(report.rowErrorsTotal)} bad rows among the ${count(report.rowsRead)} read.` : "No bad row among those read.";
-  $("#review-row-errors tbody").replaceChildren(...report.rowErrors.map((r) => el("tr", {},
+    ? `${count(report.rowErrorsTotal)} bad rows among the ${count(report.rowsRead)} read`
+      + (shownErrors.length < report.rowErrorsTotal ? `; the first ${shownErrors.length} below.` : ".")
+    : "No bad row among those read.";
+  $("#review-row-errors").hidden = shownErrors.length === 0;
+  $("#review-row-errors tbody").replaceChildren(...shownErrors.map((r) => el("tr", {},
     el("td", { class: "num", text: r.line }), el("td", { text: r.column || "—" }),
     el("td", { text: r.reason }), el("td", { text: r.value ?? "" }))));
   $("#new-start").disabled = !report.valid;
@@ -587,7 +599,7 @@ async function startTask() {
   try {
     const { data } = await api("/v1/tasks", {
       method: "POST", json: state.request, headers: { "Idempotency-Key": state.idempotencyKey } });
-    notice(`Started ${data.name}.`);
+    notice(`Started ${data.name}.`, true);
     $("#review").hidden = true;
     state.upload = null;
     $("#upload-text").textContent = "";
@@ -623,8 +635,8 @@ async function signOut() {
     return;
   }
   history.replaceState(null, "", "/console/");
-  notice("Signed out.");
   showSignIn();
+  notice("Signed out.");
 }
 
 async function start() {
@@ -635,10 +647,9 @@ async function start() {
     button.addEventListener("click", () => askReason(button.dataset.action, button));
   }
   $("#control-form").addEventListener("submit", sendControl);
-  $("#control-cancel").addEventListener("click", () => {
-    $("#control-dialog").close();
-    if (returnFocus) returnFocus.focus();
-  });
+  $("#control-cancel").addEventListener("click", () => $("#control-dialog").close());
+  // However the dialog closes (Escape, Cancel, done), focus goes back to its button.
+  $("#control-dialog").addEventListener("close", () => { if (returnFocus) returnFocus.focus(); });
   $("#new-type").addEventListener("change", showParams);
   $("#new-upload").addEventListener("click", uploadFile);
   $("#new-form").addEventListener("submit", checkRequest);
