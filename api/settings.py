@@ -67,6 +67,9 @@ class ApiSettings(BaseSettings):
     # (sessions then end with the process). A session lasts session_max_age_seconds.
     session_secret: str | None = Field(default=None, repr=False)
     session_max_age_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86_400)
+    # The cookie's Secure flag: unset, set when the request came over https (as uvicorn
+    # sees it); true behind a proxy that ends TLS (the chart sets it with ingress TLS).
+    session_cookie_secure: bool | None = None
     # Uploads: the largest file accepted, in bytes (default 1 GiB).
     max_upload_bytes: int = Field(default=1 << 30, ge=1)
     # Storage (longtask/storage.py): an organization's quota on stored bytes, uploads and

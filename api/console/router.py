@@ -20,8 +20,9 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from longtask.api.auth import Principal, hash_token
 from longtask.api.console.session import COOKIE, Session, SessionKeys, csrf_matches
-from longtask.api.deps import SessionsDep, TokenStoreDep
+from longtask.api.deps import SessionsDep, SettingsDep, TokenStoreDep
 from longtask.api.problems import ApiProblem
+from longtask.api.settings import ApiSettings
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -90,7 +91,7 @@ def _same_origin(request: Request) -> bool:
 @router.post("/session", include_in_schema=False, status_code=303,
              response_class=RedirectResponse)
 def sign_in(request: Request, token: Annotated[str, Form(max_length=4096)],
-            store: TokenStoreDep, sessions: SessionsDep) -> Response:
+            store: TokenStoreDep, sessions: SessionsDep, settings: SettingsDep) -> Response:
     """A form post of an API token: a known one sets the session cookie and redirects to
     ``/console/``; an unknown one redirects to ``/console/?signin=refused`` and sets
     nothing. 403 when posted from another origin."""
@@ -104,9 +105,16 @@ def sign_in(request: Request, token: Annotated[str, Form(max_length=4096)],
     value, _session = sessions.issue(hash_token(token.strip()))
     answer = RedirectResponse("/console/", status_code=303)
     answer.set_cookie(COOKIE, value, max_age=sessions.max_age, path="/", httponly=True,
-                      samesite="strict", secure=request.url.scheme == "https")
+                      samesite="strict", secure=_secure(request, settings))
     log.info("console_signed_in", extra={"subject": principal.subject})
     return answer
+
+
+def _secure(request: Request, settings: ApiSettings) -> bool:
+    """The cookie's Secure flag: the setting, else whether the request came over https."""
+    if settings.session_cookie_secure is not None:
+        return settings.session_cookie_secure
+    return request.url.scheme == "https"
 
 
 def _session(request: Request, store: TokenStoreDep,
@@ -134,7 +142,8 @@ def who(request: Request, store: TokenStoreDep, sessions: SessionsDep) -> Sessio
 
 
 @router.delete("/session", status_code=204, include_in_schema=False)
-def sign_out(request: Request, store: TokenStoreDep, sessions: SessionsDep) -> Response:
+def sign_out(request: Request, store: TokenStoreDep, sessions: SessionsDep,
+             settings: SettingsDep) -> Response:
     """Clears the cookie (204). Needs the session's X-CSRF-Token, else 403."""
     session, principal = _session(request, store, sessions)
     if not csrf_matches(session, request.headers.get("x-csrf-token")):
@@ -142,6 +151,6 @@ def sign_out(request: Request, store: TokenStoreDep, sessions: SessionsDep) -> R
                          "signing out needs the session's X-CSRF-Token header")
     answer = Response(status_code=204)
     answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
-                         secure=request.url.scheme == "https")
+                         secure=_secure(request, settings))
     log.info("console_signed_out", extra={"subject": principal.subject})
     return answer

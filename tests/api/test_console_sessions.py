@@ -108,3 +108,19 @@ def test_production_refuses_a_missing_short_or_placeholder_session_secret(
             ApiSettings(**{**fields, "session_secret": secret})
     assert ApiSettings(**{**fields, "environment": "development",
                           "session_secret": None}).session_secret is None
+
+
+def test_the_cookie_is_secure_when_tls_ends_before_the_api(
+        serve: Callable[[ApiSettings], str], api_settings: ApiSettings) -> None:
+    plain = serve(api_settings)
+    behind_tls = serve(api_settings.model_copy(update={"session_cookie_secure": True}))
+
+    flags = {}
+    for name, url in (("plain", plain), ("behind_tls", behind_tls)):
+        answer = httpx.post(f"{url}/console/session", data={"token": token_of("operator")},
+                            timeout=10)
+        assert answer.status_code == 303, answer.text
+        flags[name] = {f.strip().lower() for f in answer.headers["set-cookie"].split(";")}
+
+    assert {"httponly", "path=/", "samesite=strict"} <= flags["plain"]
+    assert "secure" not in flags["plain"] and "secure" in flags["behind_tls"]
