@@ -150,6 +150,7 @@ function alertText(text) {
 }
 
 function fill(select, values, keepFirst = true) {
+  if (select.tagName !== "SELECT") return;
   const first = keepFirst ? select.options[0] : null;
   select.replaceChildren(...(first ? [first] : []), ...values.map((v) => el("option", { value: v, text: v })));
 }
@@ -670,6 +671,13 @@ async function start() {
     + (s.organizations.includes("*") ? "every organization" : s.organizations.join(", "));
   $("#who").hidden = false;
   $("#nav").hidden = false;
+  if (s.organizations.includes("*")) {
+    // Every organization: there is no list of them to choose from, so the slug is typed.
+    for (const id of ["filter-organization", "new-organization"]) {
+      $(`#${id}`).replaceWith(el("input", { id, type: "text", spellcheck: "false",
+        required: id === "new-organization", placeholder: "organization slug" }));
+    }
+  }
   fill($("#filter-organization"), organizations());
   fill($("#filter-type"), state.enums.types);
   fill($("#filter-phase"), state.enums.phases);
