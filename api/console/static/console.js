@@ -361,7 +361,13 @@ async function loadOutput(task) {
     return;
   }
   // The checksum is the API's, in the answer's headers; the body is not read here.
-  const answer = await fetch(path, { credentials: "same-origin" });
+  let answer;
+  try {
+    answer = await fetch(path, { credentials: "same-origin" });
+  } catch {
+    $("#output-size").textContent = "(the output could not be reached)";
+    return;
+  }
   if (!answer.ok) {
     $("#output-size").textContent = `(HTTP ${answer.status})`;
     return;
@@ -414,9 +420,13 @@ function watch(name) {
 }
 
 async function openTaskAgain(name) {
-  const { data } = await api(`/v1/tasks/${encodeURIComponent(name)}`);
-  state.extrasAt = 0;
-  renderTask(data);
+  try {
+    const { data } = await api(`/v1/tasks/${encodeURIComponent(name)}`);
+    state.extrasAt = 0;
+    renderTask(data);
+  } catch (failure) {
+    if (failure.status !== 401) alertText(failure.message);
+  }
 }
 
 // ------------------------------------------------------------------ control
