@@ -254,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with running(keep_data=args.keep_data, organizations=(examples.ORGANIZATION,),
                          with_examples=True) as stack:
                 print(f"API:        {stack.api_url}  (docs: {stack.api_url}/docs)")
+                print(f"console:    {stack.api_url}/console/  (sign in with a token below)")
                 for org, token in stack.tokens.items():
                     print(f"token for {org}: {token}")
                 print(f"kubectl:    kubectl -n {stack.namespace} get lt -w")

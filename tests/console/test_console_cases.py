@@ -1,7 +1,8 @@
 """The console clicked through in a real browser against the whole stack: the baseline
 upload of the example villages (upload with its progress bar, the review screen's mapping,
 start, pause, resume and terminate, each with a reason), a swapped file's warning on the
-review screen, and an export downloaded with its checksum. Screenshots of the list, a
+review screen and, started anyway, its row errors by line and column on the task's page,
+and an export downloaded with its checksum. Screenshots of the list, a
 running task and the review screen are saved into each test's tmp folder."""
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ def test_the_review_screen_warns_of_swapped_columns(console: Console, live: stac
     assert sorted(flagged) == ["District Code", "District Name"]
     console.shot("review-swapped-1280")
     console.shot("review-swapped-390", width=390)
+
+    # Started all the same, its rows are refused: the task's page lists them by line.
+    console.find("#new-start").click()
+    console.phase({"Failed", "Succeeded"}, RUN_START)
+    console.text_in("#errors-summary", "bad rows")
+    first = console.visible("#row-errors tbody tr").find_elements(By.TAG_NAME, "td")
+    line, column, reason = (cell.text for cell in first[:3])
+    assert (line, column) == ("2", "District Code") and "not a number" in reason
 
 
 def test_an_export_is_downloaded_with_its_checksum(console: Console,
