@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request, Response
 from longtask.api import files, health, problems, storage, tasks
 from longtask.api.auth import TokenStore
 from longtask.api.bodytimeout import BodyTimeoutMiddleware
+from longtask.api.console import router as console
+from longtask.api.console.session import SessionKeys
 from longtask.api.db import Database, DatabaseUnavailable
 from longtask.api.kube import KubeError, KubeUnavailable, Tasks, load_api_client
 from longtask.api.metrics import Metrics, MetricsMiddleware
@@ -58,6 +61,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.database = database
     app.state.metrics = metrics
     app.state.digests = tasks.DigestCache()
+    # Development without a secret: one made now, so sessions end with the process.
+    app.state.sessions = SessionKeys(settings.session_secret or secrets.token_urlsafe(32),
+                                     settings.session_max_age_seconds)
     app.state.watch_slots = WatchSlots(settings.max_watches)
     app.state.validations = ValidationPool(settings.max_validations,
                                            settings.max_validations_per_subject)
@@ -69,6 +75,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(files.router)
     app.include_router(storage.router)
     app.include_router(tasks.router)
+    app.include_router(console.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY, exempt=("/v1/files",))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # Outermost: a trickling body is cut off before any handler waits on it.

@@ -201,7 +201,12 @@ class TokenStore:
 
     def lookup(self, token: str) -> Principal | None:
         """The principal holding ``token``, or ``None`` when no entry has its hash."""
-        digest = hash_token(token)
+        return self.lookup_hash(hash_token(token))
+
+    def lookup_hash(self, digest: str) -> Principal | None:
+        """The principal of the token whose hex SHA-256 is ``digest`` (a console session
+        carries it), or ``None`` when no entry has it now: a revoked token ends its
+        sessions."""
         if self._file is not None:
             with self._lock:
                 self._reload(strict=False)

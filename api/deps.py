@@ -1,7 +1,7 @@
 """Dependencies as ``Annotated`` aliases, one place (the FastAPI full-stack template's way).
 
 Routes take ``SettingsDep``, ``TasksDep``, ``DatabaseDep``, ``MetricsDep``,
-``ValidationsDep`` and one of
+``ValidationsDep``, ``SessionsDep`` and one of
 ``ViewerDep`` / ``OperatorDep`` / ``AdminDep`` (the caller, who must hold at least that
 role). Tests may swap any of them with ``app.dependency_overrides``.
 """
@@ -14,6 +14,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from longtask.api.auth import Principal, Role, TokenStore
+from longtask.api.console.session import (
+    COOKIE,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SessionKeys,
+    csrf_matches,
+)
 from longtask.api.db import Database
 from longtask.api.kube import Tasks
 from longtask.api.metrics import Metrics
@@ -60,12 +67,19 @@ def get_token_store(request: Request) -> TokenStore:
     return store
 
 
+def get_sessions(request: Request) -> SessionKeys:
+    """The keys the console's session cookies are signed with."""
+    sessions: SessionKeys = request.app.state.sessions
+    return sessions
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 TasksDep = Annotated[Tasks, Depends(get_tasks)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 TokenStoreDep = Annotated[TokenStore, Depends(get_token_store)]
 ValidationsDep = Annotated[ValidationPool, Depends(get_validations)]
+SessionsDep = Annotated[SessionKeys, Depends(get_sessions)]
 
 _bearer = HTTPBearer(auto_error=False, description="A token configured for the API (hashed)")
 
@@ -80,14 +94,37 @@ def _unauthorized(detail: str, error: str | None) -> ApiProblem:
 def get_principal(
     request: Request,
     store: TokenStoreDep,
+    sessions: SessionsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller behind ``Authorization: Bearer <token>``; 401 when missing or unknown."""
-    if credentials is None:
-        raise _unauthorized("send 'Authorization: Bearer <token>'", None)
-    principal = store.lookup(credentials.credentials)
-    if principal is None:
-        raise _unauthorized("the bearer token is not valid", "invalid_token")
+    """The caller behind ``Authorization: Bearer <token>``, else behind the console's
+    session cookie (:mod:`longtask.api.console.session`); 401 when missing or unknown.
+
+    With the cookie, an unsafe request (not GET, HEAD, OPTIONS) must carry the session's
+    ``X-CSRF-Token``, else 403; and the token the session was made with must still be
+    configured, else 401 (revoking a token ends its sessions).
+    """
+    if credentials is not None:
+        principal = store.lookup(credentials.credentials)
+        if principal is None:
+            raise _unauthorized("the bearer token is not valid", "invalid_token")
+    else:
+        cookie = request.cookies.get(COOKIE)
+        if cookie is None:
+            raise _unauthorized("send 'Authorization: Bearer <token>'", None)
+        session = sessions.read(cookie)
+        if session is None:
+            raise _unauthorized("the console session has ended or is not valid: sign in again",
+                                "invalid_token")
+        if request.method not in SAFE_METHODS and not csrf_matches(
+                session, request.headers.get(CSRF_HEADER)):
+            raise ApiProblem(403, "csrf-token-mismatch", "Forbidden",
+                             f"a request made with the console's session cookie must carry "
+                             f"its {CSRF_HEADER} header (from GET /console/session)")
+        principal = store.lookup_hash(session.token_sha256)
+        if principal is None:
+            raise _unauthorized("the token this console session was made with is no longer "
+                                "valid: sign in again", "invalid_token")
     request.state.subject = principal.subject
     return principal
 

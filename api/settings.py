@@ -1,8 +1,9 @@
 """The API process's settings, from ``LONGTASK_API_*`` environment variables (pydantic-settings).
 
 One class for the process. Outside ``environment: development`` it refuses to start with
-no bearer tokens configured, or with a token whose hash is that of a well-known placeholder
-(``changethis``, ``changeme``, ...), so a copied example config never reaches production.
+no bearer tokens configured, with a token whose hash is that of a well-known placeholder
+(``changethis``, ``changeme``, ...), or without a session secret for the console, so a
+copied example config never reaches production.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from longtask import storage
 # outside development (the FastAPI full-stack template does the same for its secrets).
 PLACEHOLDER_SECRETS = ("changethis", "changeme", "change-me", "secret", "token", "password",
                        "example", "test", "admin", "")
+# Characters of LONGTASK_API_SESSION_SECRET outside development (32 of token_urlsafe: 192 bits).
+SESSION_SECRET_MIN = 32
 PLACEHOLDER_HASHES = frozenset(hashlib.sha256(s.encode()).hexdigest() for s in PLACEHOLDER_SECRETS)
 
 
@@ -58,6 +61,15 @@ class ApiSettings(BaseSettings):
     kube_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     tokens_file: Path | None = None
     tokens: str | None = Field(default=None, repr=False)
+    # The web console's sessions (api/console): the key their cookies are signed with
+    # (HMAC-SHA256), the same on every replica (the chart generates one into a Secret);
+    # at least 32 characters outside development, where an unset one is made at start
+    # (sessions then end with the process). A session lasts session_max_age_seconds.
+    session_secret: str | None = Field(default=None, repr=False)
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86_400)
+    # The cookie's Secure flag: unset, set when the request came over https (as uvicorn
+    # sees it); true behind a proxy that ends TLS (the chart sets it with ingress TLS).
+    session_cookie_secure: bool | None = None
     # Uploads: the largest file accepted, in bytes (default 1 GiB).
     max_upload_bytes: int = Field(default=1 << 30, ge=1)
     # Storage (longtask/storage.py): an organization's quota on stored bytes, uploads and
@@ -113,6 +125,14 @@ class ApiSettings(BaseSettings):
                 "no bearer tokens configured: set LONGTASK_API_TOKENS_FILE (a mounted Secret) "
                 "or LONGTASK_API_TOKENS, or LONGTASK_API_ENVIRONMENT=development"
             )
+        secret = self.session_secret or ""
+        if len(secret) < SESSION_SECRET_MIN or secret.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "LONGTASK_API_SESSION_SECRET must be a random value of at least "
+                f"{SESSION_SECRET_MIN} characters (the console's session cookies are signed "
+                "with it; every replica needs the same one): e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))', or "
+                "LONGTASK_API_ENVIRONMENT=development")
         return self
 
     @property

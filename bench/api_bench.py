@@ -22,6 +22,7 @@ import concurrent.futures
 import functools
 import io
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -98,6 +99,7 @@ def main() -> int:
         port = kube.free_port()
         env = {**os.environ, "LONGTASK_DATABASE_URL": url, "LONGTASK_API_PORT": str(port),
                "LONGTASK_API_HOST": "127.0.0.1", "LONGTASK_API_TOKENS_FILE": str(tokens),
+               "LONGTASK_API_SESSION_SECRET": secrets.token_urlsafe(32),
                "LONGTASK_API_KUBECONFIG": str(cluster.kubeconfig),
                "LONGTASK_API_MAX_UPLOAD_BYTES": str((args.upload_mb + 10) << 20),
                "LONGTASK_API_DB_POOL_SIZE": str(args.clients), "LONGTASK_API_LOG_LEVEL": "WARNING"}

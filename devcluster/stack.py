@@ -213,6 +213,7 @@ def start(workdir: Path, *, organizations: Sequence[str] = ("atlan-demo",),
             "LONGTASK_API_NAMESPACE": namespace,
             "LONGTASK_API_KUBECONFIG": str(cluster.kubeconfig),
             "LONGTASK_API_TOKENS": json.dumps({"tokens": entries}),
+            "LONGTASK_API_SESSION_SECRET": secrets.token_urlsafe(32),
         }
         stack.procs["api"] = _spawn("api", ["-m", "longtask.api"], api_env, workdir)
         _wait_http(f"{stack.api_url}/readyz", stack.procs["api"], stack.log("api"), 60)
@@ -253,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with running(keep_data=args.keep_data, organizations=(examples.ORGANIZATION,),
                          with_examples=True) as stack:
                 print(f"API:        {stack.api_url}  (docs: {stack.api_url}/docs)")
+                print(f"console:    {stack.api_url}/console/  (sign in with a token below)")
                 for org, token in stack.tokens.items():
                     print(f"token for {org}: {token}")
                 print(f"kubectl:    kubectl -n {stack.namespace} get lt -w")

@@ -6,7 +6,9 @@
 #     tests/deploy/test_built_images.py: buildah, podman, runc (crun, podman's default,
 #     refuses hybrid cgroup set-ups; the tests pass --runtime runc), mmdebstrap, and what
 #     podman recommends beside them (uidmap, fuse-overlayfs, slirp4netns,
-#     containernetworking-plugins).
+#     containernetworking-plugins);
+#   - the headless browser of tests/console: chromium and chromium-driver (the WebDriver
+#     server selenium drives; /usr/bin/chromium and /usr/bin/chromedriver).
 set -euo pipefail
 
 have_pg() {
@@ -21,7 +23,7 @@ installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = i
 missing=()
 have_pg || missing+=(postgresql-15)
 for pkg in buildah podman runc mmdebstrap uidmap fuse-overlayfs slirp4netns \
-           containernetworking-plugins; do
+           containernetworking-plugins chromium chromium-driver; do
   installed "$pkg" || missing+=("$pkg")
 done
 [ ${#missing[@]} -gt 0 ] || exit 0

@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "runner"))
 import runner_support
 from api_support import TOKENS, UPLOAD_LIMIT, token_of
 
+SESSION_SECRET = "a-test-session-secret-of-32-characters-at-least"
+
 START_TIMEOUT = 10.0
 
 
@@ -70,7 +72,7 @@ def api_settings(api_db_url: str, api_namespace: str, kube_cluster: kube.KubeClu
         environment="production", database_url=api_db_url, namespace=api_namespace,
         kubeconfig=kube_cluster.kubeconfig, tokens_file=token_file,
         max_upload_bytes=UPLOAD_LIMIT, watch_heartbeat_seconds=1, db_pool_size=8,
-        page_size=2,
+        page_size=2, session_secret=SESSION_SECRET,
     )
 
 

@@ -18,9 +18,10 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 LOCK = "dev.txt"
 IMAGE_FILES = {"runner.txt": (), "operator.txt": ("operator", "api"), "build.txt": None}
 FIX = "run requirements/lock.sh (make lock), then make setup"
-# A pin: `name==version \` then its `--hash=sha256:…` lines.
-PIN = re.compile(r"^([A-Za-z0-9._-]+)==(\S+) \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
-                 re.MULTILINE)
+# A pin: `name==version \` (or `name[extras]==version \`: lock.sh keeps the extras a
+# dependency asks for, e.g. selenium's urllib3[socks]) then its `--hash=sha256:…` lines.
+PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[A-Za-z0-9._,-]+\])?==(\S+) \\\n"
+                 r"((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", re.MULTILINE)
 
 
 def pins(name: str) -> dict[str, tuple[str, frozenset[str]]]:

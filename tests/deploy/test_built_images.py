@@ -392,6 +392,7 @@ def test_the_api_answers_healthz_its_health_check_passes_and_it_stops_on_sigterm
     kubeconfig.chmod(0o644)
     (tokens,) = chart_release.find("Secret", f"{chart_release.fullname}-api-tokens")
     (admin,) = chart_release.find("Secret", f"{chart_release.fullname}-api-admin-token")
+    (session,) = chart_release.find("Secret", f"{chart_release.fullname}-api-session")
     (files / "tokens.yaml").write_text(tokens["stringData"]["tokens.yaml"])
     (files / "tokens.yaml").chmod(0o644)
     token = base64.b64decode(admin["data"]["token"]).decode()
@@ -400,6 +401,8 @@ def test_the_api_answers_healthz_its_health_check_passes_and_it_stops_on_sigterm
     env = {**chart_release.container_env("api"), "LONGTASK_DATABASE_URL": db_url,
            "LONGTASK_API_KUBECONFIG": "/etc/longtask/api/kubeconfig",
            "LONGTASK_API_TOKENS_FILE": "/etc/longtask/api/tokens.yaml",
+           # the chart's secretKeyRef, as the kubelet would resolve it
+           "LONGTASK_API_SESSION_SECRET": base64.b64decode(session["data"]["secret"]).decode(),
            "LONGTASK_API_HOST": "127.0.0.1", "LONGTASK_API_PORT": str(port),
            "LONGTASK_HEALTHCHECK_URL": f"{base}/healthz"}
     options = ("--read-only", "--volume", f"{files}:/etc/longtask/api:ro",
@@ -412,12 +415,16 @@ def test_the_api_answers_healthz_its_health_check_passes_and_it_stops_on_sigterm
     ready = http_get(f"{base}/readyz")
     listed = http_get(f"{base}/v1/tasks", token)
     refused = http_get(f"{base}/v1/tasks")
+    page, script = http_get(f"{base}/console/"), http_get(f"{base}/console/static/console.js")
     code, seconds = containers.stop_pid1(name)
 
     assert checked.returncode == 0, f"HEALTHCHECK: {checked.stdout}{checked.stderr}"
     assert ready[0] == 200, f"/readyz: {ready}\n{containers.logs(name)}"
     assert listed[0] == 200, f"GET /v1/tasks with the chart's admin token: {listed}"
     assert refused[0] == 401, "a call without a token must be refused"
+    # The console's page and script are package data: the image must carry them.
+    assert page[0] == 200 and b"LongTask console" in page[1], f"/console/: {page[0]}"
+    assert script[0] == 200 and b"EventSource" in script[1], f"console.js: {script[0]}"
     # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught: tini reports
     # the conventional 128 + 15.
     log = containers.logs(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import tarfile
@@ -181,6 +182,28 @@ def test_ingress_routes_to_the_api_service() -> None:
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "lt-longtask-api", "port": {"name": "http"}}
     assert ingress["spec"]["tls"][0]["secretName"] == "longtask-tls"
+
+
+def test_the_console_session_secret_is_generated_once_and_its_cookie_secure_behind_tls(
+) -> None:
+    plain, behind_tls = render(), render([CHART / "ci" / "ingress-values.yaml"])
+    given = render(sets=["api.session.existingSecret=console-key",
+                         "api.session.existingSecretKey=key"])
+
+    (secret,) = [s for s in find(plain, "Secret")
+                 if s["metadata"]["name"] == "lt-longtask-api-session"]
+    assert len(base64.b64decode(secret["data"]["secret"])) == 48
+    env = env_of(containers(find(plain, "Deployment", "lt-longtask-api")[0])[0])
+    assert env["LONGTASK_API_SESSION_SECRET"] == {
+        "secretKeyRef": {"name": "lt-longtask-api-session", "key": "secret"}}
+    assert "LONGTASK_API_SESSION_COOKIE_SECURE" not in env
+    tls_env = env_of(containers(find(behind_tls, "Deployment", "lt-longtask-api")[0])[0])
+    assert tls_env["LONGTASK_API_SESSION_COOKIE_SECURE"] == "true"
+    given_env = env_of(containers(find(given, "Deployment", "lt-longtask-api")[0])[0])
+    assert given_env["LONGTASK_API_SESSION_SECRET"] == {
+        "secretKeyRef": {"name": "console-key", "key": "key"}}
+    assert "lt-longtask-api-session" not in [s["metadata"]["name"]
+                                             for s in find(given, "Secret")]
 
 
 def test_cluster_wide_uses_a_cluster_role_and_watches_every_namespace() -> None:
@@ -637,8 +660,10 @@ def test_one_storage_quota_and_retention_reach_the_api_the_operator_and_its_runn
                            "storage.retentionIntervalSeconds=30"])
     api_env = env_of(containers(find(objects, "Deployment", "lt-longtask-api")[0])[0])
     for name, value in {**api_env, **_operator_env(objects)}.items():
-        if name.startswith(("LONGTASK_API_", "LONGTASK_OPERATOR_")):
+        if name.startswith(("LONGTASK_API_", "LONGTASK_OPERATOR_")) and isinstance(value, str):
             monkeypatch.setenv(name, value)
+    # A secretKeyRef in the chart: the generated Secret's value, as the kubelet would set it.
+    monkeypatch.setenv("LONGTASK_API_SESSION_SECRET", "s" * 48)
     monkeypatch.setenv("LONGTASK_DATABASE_URL", "postgresql://db/collect")
 
     api, operator = ApiSettings(), OperatorSettings()  # type: ignore[call-arg]
