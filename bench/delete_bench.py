@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from longtask.runner.cli import execute
 from longtask.runner.engine import StopToken, TaskDefinition
@@ -35,24 +32,10 @@ from longtask.runner.engine import StopToken, TaskDefinition
 from devcluster import postgres, seed
 from longtask import constants
 from longtask.db import connect
-from longtask.db.migrate import upgrade
 
 UTC = dt.UTC
 PARAMS = {"form": "household-survey", "from": "2015-01-01", "to": "2018-12-31"}
 COLUMNS = "id, organization_id, form_id, submitted_at, submitted_by, data"
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    """A migrated database URL: given, or on a throwaway cluster."""
-    given = os.environ.get("LONGTASK_BENCH_DATABASE_URL")
-    if given:
-        upgrade(given)
-        yield given
-        return
-    with postgres.running() as server:
-        upgrade(server.url)
-        yield server.url
 
 
 def reload(cur, form: int) -> None:  # type: ignore[no-untyped-def]
@@ -120,7 +103,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=10_000,
                         help="rows a transaction of the plain DELETE and INSERT")
     args = parser.parse_args()
-    with database() as url:
+    with postgres.migrated() as url:
         conn = connect(url)
         conn.autocommit = True
         with conn.cursor() as cur:

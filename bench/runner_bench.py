@@ -32,8 +32,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -46,23 +44,9 @@ from psycopg2 import sql
 from devcluster import postgres, realdata, seed
 from longtask import constants, filestore
 from longtask.db import connect
-from longtask.db.migrate import upgrade
 
 VILLAGES = realdata.path(realdata.KARNATAKA)
 UTC = dt.UTC
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    """A migrated database URL: given, or on a throwaway cluster."""
-    given = os.environ.get("LONGTASK_BENCH_DATABASE_URL")
-    if given:
-        upgrade(given)
-        yield given
-        return
-    with postgres.running() as server:
-        upgrade(server.url)
-        yield server.url
 
 
 def village_file(rows: int) -> bytes:
@@ -299,7 +283,7 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, default=1024)
     parser.add_argument("--memory-seconds", type=float, default=30.0)
     args = parser.parse_args()
-    with database() as url:
+    with postgres.migrated() as url:
         conn = connect(url)
         conn.autocommit = True
         with conn.cursor() as cur:

@@ -187,6 +187,23 @@ def running() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@contextlib.contextmanager
+def migrated(env: str = "LONGTASK_BENCH_DATABASE_URL") -> Iterator[str]:
+    """Context manager: the URL of a migrated database, the one ``$env`` names (a
+    superuser's) or one on a throwaway cluster, stopped and removed on exit; what the
+    benchmarks run against."""
+    from longtask.db.migrate import upgrade
+
+    given = os.environ.get(env)
+    if given:
+        upgrade(given)
+        yield given
+        return
+    with running() as server:
+        upgrade(server.url)
+        yield server.url
+
+
 def main() -> None:
     """Serve a throwaway cluster until SIGINT, SIGTERM or SIGHUP; prints its URL, then
     stops the server and removes its data."""

@@ -29,7 +29,8 @@ API tokens are not in the database (a Secret the API reads, :mod:`longtask.api.a
 :data:`GRANTS` is the one table of who may do what: migration 0003 applies its rows, the
 chart README and ``docs/architecture.md`` print it (``tests/db/test_roles.py`` checks they
 match), and a migration that adds a table adds rows with its own revision in ``since`` and
-calls :func:`grant_sql` for that revision (and :func:`revoke_sql` in its downgrade). A table
+calls :func:`grant_revision` for that revision (:func:`revoke_revision` in its
+downgrade). A table
 in either schema that no row names is reachable by no component; the tests say so.
 No ``ALTER DEFAULT PRIVILEGES``: it would grant every future table to a role whether its
 code uses it or not; here a new table is reachable only through rows someone wrote for
@@ -47,7 +48,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -250,6 +251,25 @@ def configured(attributes: Mapping[str, object]) -> DatabaseRoles:
     (``longtask-migrate`` passes them), else :class:`DatabaseRoles` from the environment."""
     given = attributes.get("roles")
     return given if isinstance(given, DatabaseRoles) else DatabaseRoles()
+
+
+def of_migration(operations: Any) -> DatabaseRoles:
+    """The role names a running migration grants to: :func:`configured` with the
+    attributes of alembic's config (``operations`` is alembic's ``op``)."""
+    config = operations.get_context().config
+    return configured(config.attributes if config is not None else {})
+
+
+def grant_revision(operations: Any, revision: str) -> None:
+    """Run :func:`grant_sql` of ``revision`` in a migration's ``upgrade()``."""
+    for statement in grant_sql(of_migration(operations), revision):
+        operations.execute(statement)
+
+
+def revoke_revision(operations: Any, revision: str) -> None:
+    """Run :func:`revoke_sql` of ``revision`` in a migration's ``downgrade()``."""
+    for statement in revoke_sql(of_migration(operations), revision):
+        operations.execute(statement)
 
 
 def granted(revision: str | None = None) -> tuple[Grant, ...]:

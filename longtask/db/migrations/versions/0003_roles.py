@@ -25,13 +25,8 @@ branch_labels = None
 depends_on = None
 
 
-def _names() -> _roles.DatabaseRoles:
-    config = op.get_context().config
-    return _roles.configured(config.attributes if config is not None else {})
-
-
 def upgrade() -> None:
-    names = _names()
+    names = _roles.of_migration(op)
     for statement in _roles.create_roles_sql(names):
         op.execute(statement)
     # Nobody but the owner and the roles below reaches the schemas (PUBLIC has no right on
@@ -42,5 +37,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for statement in _roles.revoke_sql(_names(), revision):
-        op.execute(statement)
+    _roles.revoke_revision(op, revision)

@@ -23,16 +23,9 @@ branch_labels = None
 depends_on = None
 
 
-def _names() -> _roles.DatabaseRoles:
-    config = op.get_context().config
-    return _roles.configured(config.attributes if config is not None else {})
-
-
 def upgrade() -> None:
-    for statement in _roles.grant_sql(_names(), revision):
-        op.execute(statement)
+    _roles.grant_revision(op, revision)
 
 
 def downgrade() -> None:
-    for statement in _roles.revoke_sql(_names(), revision):
-        op.execute(statement)
+    _roles.revoke_revision(op, revision)

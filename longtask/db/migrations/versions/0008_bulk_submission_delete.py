@@ -43,18 +43,11 @@ DROP FUNCTION longtask.count_matching_submissions(bigint, timestamptz, timestamp
 """
 
 
-def _names() -> _roles.DatabaseRoles:
-    config = op.get_context().config
-    return _roles.configured(config.attributes if config is not None else {})
-
-
 def upgrade() -> None:
     op.execute(UPGRADE)
-    for statement in _roles.grant_sql(_names(), revision):
-        op.execute(statement)
+    _roles.grant_revision(op, revision)
 
 
 def downgrade() -> None:
-    for statement in _roles.revoke_sql(_names(), revision):
-        op.execute(statement)
+    _roles.revoke_revision(op, revision)
     op.execute(DOWNGRADE)
