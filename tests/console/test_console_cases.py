@@ -2,8 +2,10 @@
 upload of the example villages (upload with its progress bar, the review screen's mapping,
 start, pause, resume and terminate, each with a reason), a swapped file's warning on the
 review screen and, started anyway, its row errors by line and column on the task's page,
-and an export downloaded with its checksum. Screenshots of the list, a
-running task and the review screen are saved into each test's tmp folder."""
+an export downloaded with its checksum, and the bulk team creation: the shifted file
+terminated and rolled back, the corrected one paused, resumed and finished. Screenshots
+of the list, a running task and the review screen are saved into each test's tmp
+folder."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from selenium.webdriver.support.ui import Select
 
 from demo import files
 from devcluster import stack
+from longtask.db import connect
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -174,3 +177,48 @@ def test_an_export_is_downloaded_with_its_checksum(console: Console,
     console.visible(f'tr[data-task="{name}"]')
     console.shot("list-1280")
     console.shot("list-390", width=390)
+
+
+def test_bulk_team_creation_clicked_through(console: Console, live: stack.Stack,
+                                            tmp_path: Path) -> None:
+    """Case 3: the file whose phone column is shifted ten rows is terminated and rolled
+    back; the corrected one is paused, resumed and finished."""
+    console.sign_in(live.tokens[ORG])
+    shifted = tmp_path / "teams-shifted.csv"
+    shifted.write_bytes(files.team_file(300, shift=10))
+    new_task(console, "BulkTeamCreate", {"defaultRegion": "GB"}, file=shifted, rate="15",
+             reason="NHS practices, first try")
+    console.text_in("#review-summary", "The task can start")
+    console.find("#new-start").click()
+    console.wait(lambda d: d.current_url.split("#", 1)[-1].startswith("/tasks/"),
+                 "the new task's page")
+    wrong = console.driver.current_url.split("#/tasks/", 1)[1]
+    console.phase({"Running"}, RUN_START)
+    with bearer(live) as client:  # teams made with the wrong managers, then the mistake seen
+        console.wait(lambda _d: (client.get(f"/v1/tasks/{wrong}").json().get("progress")
+                                 or {}).get("done", 0) > 0, "a first chunk of teams", CONTROL)
+    control(console, "terminate", "phones shifted ten rows", rollback="true")
+    console.phase({"RolledBack"}, CONTROL)
+    with bearer(live) as client:
+        task = client.get(f"/v1/tasks/{wrong}").json()
+    assert task["rollback"]["done"] >= task["progress"]["done"] > 0, task
+    with connect(live.db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM collect.teams WHERE task_uid = %s", (task["uid"],))
+        assert cur.fetchone()[0] == 0, "no team of the shifted file is left"
+
+    corrected = tmp_path / "teams.csv"
+    corrected.write_bytes(files.team_file(300))
+    new_task(console, "BulkTeamCreate", {"defaultRegion": "GB"}, file=corrected, rate="30",
+             reason="NHS practices, corrected")
+    console.find("#new-start").click()
+    console.wait(lambda d: d.current_url.split("#", 1)[-1].startswith("/tasks/")
+                 and not d.current_url.endswith(wrong), "the corrected task's page")
+    name = console.driver.current_url.split("#/tasks/", 1)[1]
+    console.phase({"Running"}, RUN_START)
+    control(console, "pause", "checking a manager's phone")
+    console.phase({"Paused"}, CONTROL)
+    control(console, "resume", "the phones are right")
+    console.phase({"Succeeded"}, RUN_START)
+    with bearer(live) as client:
+        done = client.get(f"/v1/tasks/{name}").json()
+    assert done["progress"]["done"] == 300, done

@@ -8,7 +8,9 @@ const $ = (selector) => document.querySelector(selector);
 const LIST_POLL_MS = 5000;          // the list's refresh, while it is shown and visible
 const TASK_EXTRAS_MIN_MS = 3000;    // row errors and history: at most this often
 const REVIEW_ROW_ERRORS = 20;       // row errors shown on the review screen (its count says all)
-const FALLBACK_TYPES = ["BaselineUpload", "Export", "BulkTeamCreate"];
+const FALLBACK_TYPES = ["BaselineUpload", "Export", "BulkTeamCreate", "BulkSubmissionDelete"];
+// The types that read an uploaded file (params.fileId).
+const FILE_TYPES = ["BaselineUpload", "BulkTeamCreate"];
 const FALLBACK_PHASES = ["Pending", "Queued", "Running", "Pausing", "Paused", "Succeeded",
   "Failed", "Terminating", "RollingBack", "RolledBack", "Terminated"];
 const PHASE_WORDS = {
@@ -488,7 +490,7 @@ function showParams() {
   for (const field of document.querySelectorAll("[data-types]")) {
     field.hidden = !field.dataset.types.split(" ").includes(type);
   }
-  $("#new-file-step").hidden = type === "Export";
+  $("#new-file-step").hidden = !FILE_TYPES.includes(type);
 }
 
 function uploadFile() {
@@ -538,7 +540,7 @@ function newRequest() {
   for (const input of document.querySelectorAll("[data-param]")) {
     if (!input.closest("[data-types]").hidden && input.value.trim()) params[input.dataset.param] = input.value.trim();
   }
-  if (type !== "Export" && state.upload) params.fileId = state.upload.id;
+  if (FILE_TYPES.includes(type) && state.upload) params.fileId = state.upload.id;
   const request = { type, organization: $("#new-organization").value, params };
   const limit = $("#new-rate").value.trim();
   if (limit) request.rateLimit = Number(limit);
@@ -551,7 +553,7 @@ async function checkRequest(event) {
   event.preventDefault();
   alertText("");
   const request = newRequest();
-  if (request.type !== "Export" && !state.upload) {
+  if (FILE_TYPES.includes(request.type) && !state.upload) {
     alertText("Upload the file first.");
     $("#new-file").focus();
     return;
