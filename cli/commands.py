@@ -200,7 +200,8 @@ def task_options(func: F) -> F:
                      help="Create it paused (state Paused)."),
         click.option("--on-terminate", help="Rollback (default) or Keep."),
         click.option("--concurrency-key", help="Tasks with one key run one at a time."),
-        click.option("--parallelism", type=int, help="Runner pieces, where the type splits."),
+        click.option("--parallelism", type=int,
+                     help="Runners at once; only 1 is taken (no task type partitions yet)."),
         click.option("--rate-limit", type=int, help="At most this many rows per second."),
         click.option("--reason", help="Why (recorded on the task)."),
     ]):
