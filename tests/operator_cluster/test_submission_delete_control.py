@@ -46,7 +46,10 @@ def test_paused_resumed_and_terminated_with_every_row_restored(
     tasks.wait_phase("purge-2016", "Paused", timeout=60, operator=operator_process)
     paused = submissions(db)
     assert paused[0] < before[0]
-    assert tasks.pods(uid) == [], "no runner pod while paused"
+    live = [p["metadata"]["name"] for p in tasks.pods(uid)
+            if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
+    assert live == [], f"no running runner pod while paused: {live}"
+    wait_until(lambda: not tasks.pods(uid), timeout=20, what="the stopped pod to be removed")
     rec = s.record(db, uid)
     assert rec is not None and before[0] - paused[0] == rec["done"], "counted as deleted"
 
