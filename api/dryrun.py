@@ -61,6 +61,7 @@ from longtask.runner.rules import (
 
 from longtask import filestore, tasktypes
 from longtask.csvsource import CsvFile, Header, Record
+from longtask.db import statement_timeout
 from longtask.errors import FileUnreadable, HeaderError, TaskFailed
 from longtask.settings import RunnerSettings
 from longtask.textencoding import label_of
@@ -213,7 +214,7 @@ def run(conn: db.Connection, request: TaskCreate, budget: Budget) -> ValidationR
                           name=request.name, namespace=None,
                           rate_limit=float(request.rate_limit) if request.rate_limit else None)
     timeout = max(0.1, min(budget.statement_timeout, deadline - time.monotonic()))
-    with _statement_timeout(conn, timeout):
+    with statement_timeout(conn, timeout):
         # Checks only: no reading thread, no count of the whole file (read_ahead=False).
         work = rules.build_work(task, "run", conn, rules.StopToken(), RunnerSettings(),
                                 read_ahead=False)
@@ -264,17 +265,6 @@ def _result(request: TaskCreate, key: str | None, report: _Report) -> Validation
         concurrency_key=key, errors=[e.model_dump(exclude_none=True) for e in report.errors],
         warnings=list(report.warnings),
     )
-
-
-@contextlib.contextmanager
-def _statement_timeout(conn: db.Connection, seconds: float) -> Iterator[None]:
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = %s", (f"{int(seconds * 1000)}ms",))
-    try:
-        yield
-    finally:
-        with conn.cursor() as cur:
-            cur.execute("RESET statement_timeout")
 
 
 def _sample_rows(conn: db.Connection, work: BaselineUpload | BulkTeamCreate, org: str,

@@ -28,18 +28,18 @@ nothing to compare with: the report says so (``preflight.compared: false``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg2.errors
 from longtask.api import db
 from longtask.api.schemas import DryRunWarning, PreflightReport
 
+from longtask.db import statement_timeout
 from longtask.values import FieldSpec, normalize_header
 
 # Baseline: values of a column looked up (its first non-blank ones), the index lookups
@@ -113,17 +113,6 @@ class _Clock:
                                seconds=round(time.monotonic() - self.started, 3))
 
 
-@contextlib.contextmanager
-def _statement_timeout(conn: db.Connection, seconds: float) -> Iterator[None]:
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = %s", (f"{max(1, int(seconds * 1000))}ms",))
-    try:
-        yield
-    finally:
-        with conn.cursor() as cur:
-            cur.execute("RESET statement_timeout")
-
-
 def _timed_out(clock: _Clock, seconds: float, what: str) -> Outcome:
     detail = (f"the preflight's lookups of {what} took longer than {seconds:g} s (the "
               "statement timeout) and were cancelled; nothing was compared")
@@ -162,7 +151,7 @@ def baseline(conn: db.Connection, org_id: int, form_id: int, form: str,
     probes = sorted({(y, v) for c in judged for v in samples[c.header] for y in candidates})
     deadline = clock.started + timeout  # for all of the statements together
     try:
-        with _statement_timeout(conn, timeout):
+        with statement_timeout(conn, timeout):
             if not _has_records(conn, org_id, form_id):
                 clock.lookups += 1
                 return Outcome(report=clock.report(
@@ -199,7 +188,7 @@ def baseline(conn: db.Connection, org_id: int, form_id: int, form: str,
                     if f is not None})
     if extra:
         try:
-            with _statement_timeout(conn, timeout):
+            with statement_timeout(conn, timeout):
                 hits |= _stored(conn, org_id, form_id, extra[:MAX_PROBES], clock, deadline)
         except (psycopg2.errors.QueryCanceled, _OutOfTime):
             return _timed_out(clock, timeout, f"form {form!r}'s stored values")
@@ -341,7 +330,7 @@ def export(conn: db.Connection, organization: str, org_id: int, form_id: int, fo
     :data:`MIN_PREVIOUS_EXPORTS` of them), with the span of the form's submissions."""
     clock = _Clock()
     try:
-        with _statement_timeout(conn, timeout), conn.cursor() as cur:
+        with statement_timeout(conn, timeout), conn.cursor() as cur:
             cur.execute(
                 "SELECT total FROM longtask.tasks WHERE organization = %s AND type = 'Export' "
                 "AND params->>'form' = %s AND run_status = 'succeeded' AND total IS NOT NULL "
@@ -396,7 +385,7 @@ def teams(conn: db.Connection, org_id: int, rows: Sequence[TeamRow], phone_colum
     teams_ = sorted({r.team for r in rows})
     names = sorted({n for r in rows for n in r.names if n})
     try:
-        with _statement_timeout(conn, timeout), conn.cursor() as cur:
+        with statement_timeout(conn, timeout), conn.cursor() as cur:
             cur.execute(
                 "SELECT t.name, u.phone_e164 FROM collect.teams t "
                 "JOIN collect.team_memberships m ON m.team_id = t.id AND m.role = 'manager' "

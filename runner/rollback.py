@@ -53,6 +53,39 @@ def _record_conflicts(cur: Cursor, task_uid: uuid.UUID, table: str, ids: Sequenc
     return len(ids)
 
 
+def _replay_journal(cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int, *, table: str,
+                    entries: str, restore: str, left: str,
+                    reason: str) -> tuple[int, int, Any, bool]:
+    """One chunk of a replay of the undo journal, newest first, in one statement.
+
+    It walks the journal's primary key backwards from the cursor ``after`` (a ``seq``),
+    ``limit`` entries of the task, so a chunk costs what it replays, not the size of the
+    journal (a list of seqs, ``= ANY``, let the planner scan every entry of the task for
+    each chunk while the journal's statistics were those of an empty table). Of those,
+    the entries of ``table`` that also match ``entries`` (SQL over ``batch``'s columns,
+    or ``""``) form the CTE ``wanted``; ``restore`` (an INSERT or UPDATE over ``wanted``)
+    is the CTE ``restored``; ``left`` selects the ``row_id`` of the wanted entries it
+    did not restore, recorded as conflicts with ``reason``. Returns a Step's ``(units,
+    conflicts, new key, done)``.
+    """
+    cur.execute(
+        "WITH batch AS (SELECT seq, row_id, table_name, after_version, before_image "
+        "  FROM longtask.undo_journal WHERE task_uid = %(task)s AND seq < %(after)s "
+        "  ORDER BY task_uid DESC, seq DESC LIMIT %(limit)s), "
+        f"wanted AS (SELECT * FROM batch WHERE table_name = %(table)s {entries}), "
+        f"restored AS ({restore}) "
+        "SELECT (SELECT count(*) FROM batch), (SELECT min(seq) FROM batch), "
+        f"  (SELECT count(*) FROM wanted), ARRAY({left})",
+        {"task": task_uid, "after": _LAST_SEQ if after is None else after,
+         "limit": limit, "table": table},
+    )
+    scanned, lowest, units, unrestored = cur.fetchone()  # type: ignore[misc]
+    if not scanned:
+        return 0, 0, after, True
+    conflicts = _record_conflicts(cur, task_uid, table, unrestored, reason)
+    return int(units), conflicts, int(lowest), scanned < limit
+
+
 @dataclass(frozen=True)
 class RestoreJournal:
     """Restore before-images of ``table``'s rows from the undo journal, newest first.
@@ -73,31 +106,16 @@ class RestoreJournal:
     def chunk(
         self, cur: Cursor, task_uid: uuid.UUID, after: Any, limit: int
     ) -> tuple[int, int, Any, bool]:
-        # One statement walking the journal's primary key backwards from the cursor, as
-        # RestoreDeleted does (a list of seqs let the planner scan the task's whole journal
-        # for each chunk).
         sets = ", ".join(f"{c} = r.{c}" for c in self.columns)
-        cur.execute(
-            "WITH batch AS (SELECT seq, row_id, table_name, after_version, before_image "
-            "  FROM longtask.undo_journal WHERE task_uid = %(task)s AND seq < %(after)s "
-            "  ORDER BY task_uid DESC, seq DESC LIMIT %(limit)s), "
-            "wanted AS (SELECT * FROM batch WHERE table_name = %(table)s), "
-            f"restored AS (UPDATE collect.{self.table} t SET {sets} FROM wanted j, "
-            f"  LATERAL jsonb_populate_record(NULL::collect.{self.table}, j.before_image) r "
-            "  WHERE t.id = j.row_id AND t.row_version = j.after_version RETURNING j.seq) "
-            "SELECT (SELECT count(*) FROM batch), (SELECT min(seq) FROM batch), "
-            "  (SELECT count(*) FROM wanted), "
-            "  ARRAY(SELECT row_id FROM wanted WHERE seq NOT IN (SELECT seq FROM restored) "
-            "        ORDER BY seq DESC)",
-            {"task": task_uid, "after": _LAST_SEQ if after is None else after,
-             "limit": limit, "table": self.table},
-        )
-        scanned, lowest, units, changed = cur.fetchone()  # type: ignore[misc]
-        if not scanned:
-            return 0, 0, after, True
-        conflicts = _record_conflicts(cur, task_uid, self.table, changed,
-                                      "changed by someone else after the task updated it")
-        return int(units), conflicts, int(lowest), scanned < limit
+        return _replay_journal(
+            cur, task_uid, after, limit, table=self.table, entries="",
+            restore=(f"UPDATE collect.{self.table} t SET {sets} FROM wanted j, "
+                     f"LATERAL jsonb_populate_record(NULL::collect.{self.table}, "
+                     "j.before_image) r WHERE t.id = j.row_id "
+                     "AND t.row_version = j.after_version RETURNING j.seq"),
+            left="SELECT row_id FROM wanted WHERE seq NOT IN (SELECT seq FROM restored) "
+                 "ORDER BY seq DESC",
+            reason="changed by someone else after the task updated it")
 
 
 @dataclass(frozen=True)
@@ -176,11 +194,7 @@ class RestoreDeleted:
     journal, newest first, each with its own id (``OVERRIDING SYSTEM VALUE``: the ids are
     identity columns). A row whose id exists again is left alone and reported.
 
-    ``columns`` are every column of the row (the before-image holds them all). One
-    statement a chunk walks the journal's primary key backwards from the cursor (its
-    ``seq``), so a chunk costs what it restores, not the size of the journal: a list of
-    seqs (``= ANY``) let the planner scan every entry of the task for each chunk while the
-    journal's statistics were still those of an empty table.
+    ``columns`` are every column of the row (the before-image holds them all).
     """
 
     table: str
@@ -197,29 +211,15 @@ class RestoreDeleted:
     ) -> tuple[int, int, Any, bool]:
         columns = ", ".join(self.columns)
         values = ", ".join(f"r.{c}" for c in self.columns)
-        cur.execute(
-            "WITH batch AS (SELECT seq, row_id, table_name, after_version, before_image "
-            "  FROM longtask.undo_journal WHERE task_uid = %(task)s AND seq < %(after)s "
-            "  ORDER BY task_uid DESC, seq DESC LIMIT %(limit)s), "
-            "wanted AS (SELECT * FROM batch WHERE table_name = %(table)s "
-            "  AND after_version = 0), "
-            f"restored AS (INSERT INTO collect.{self.table} ({columns}) OVERRIDING SYSTEM VALUE "
-            f"  SELECT {values} FROM wanted w, "
-            f"  LATERAL jsonb_populate_record(NULL::collect.{self.table}, w.before_image) r "
-            "  ON CONFLICT (id) DO NOTHING RETURNING id) "
-            "SELECT (SELECT count(*) FROM batch), (SELECT min(seq) FROM batch), "
-            "  (SELECT count(*) FROM wanted), "
-            "  ARRAY(SELECT row_id FROM wanted WHERE row_id NOT IN (SELECT id FROM restored) "
-            "        ORDER BY row_id)",
-            {"task": task_uid, "after": _LAST_SEQ if after is None else after,
-             "limit": limit, "table": self.table},
-        )
-        scanned, lowest, units, taken = cur.fetchone()  # type: ignore[misc]
-        if not scanned:
-            return 0, 0, after, True
-        conflicts = _record_conflicts(cur, task_uid, self.table, taken,
-                                      "its id was taken again after the task deleted it")
-        return int(units), conflicts, int(lowest), scanned < limit
+        return _replay_journal(
+            cur, task_uid, after, limit, table=self.table, entries="AND after_version = 0",
+            restore=(f"INSERT INTO collect.{self.table} ({columns}) OVERRIDING SYSTEM VALUE "
+                     f"SELECT {values} FROM wanted w, "
+                     f"LATERAL jsonb_populate_record(NULL::collect.{self.table}, "
+                     "w.before_image) r ON CONFLICT (id) DO NOTHING RETURNING id"),
+            left="SELECT row_id FROM wanted WHERE row_id NOT IN (SELECT id FROM restored) "
+                 "ORDER BY row_id",
+            reason="its id was taken again after the task deleted it")
 
 
 @dataclass(frozen=True)

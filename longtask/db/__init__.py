@@ -119,9 +119,27 @@ def connect(url: str, *, application_name: str = "longtask",
         cur.execute("SET TIME ZONE 'UTC'")
         if statement_timeout is not None:
             cur.execute("SELECT set_config('statement_timeout', %s, false)",
-                        (f"{max(1, round(statement_timeout * 1000))}ms",))
+                        (_milliseconds(statement_timeout),))
     conn.commit()
     return conn
+
+
+def _milliseconds(seconds: float) -> str:
+    """A PostgreSQL duration setting of ``seconds``, at least 1 ms (0 would mean none)."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+@contextlib.contextmanager
+def statement_timeout(conn: psycopg2.extensions.connection, seconds: float) -> Iterator[None]:
+    """Within the block, the server cancels any statement on ``conn`` that runs longer
+    than ``seconds`` (``QueryCanceled``); the session's own setting again after it."""
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = %s", (_milliseconds(seconds),))
+    try:
+        yield
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("RESET statement_timeout")
 
 
 class DatabaseUnavailable(LongTaskError):
