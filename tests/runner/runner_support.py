@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -111,6 +112,18 @@ def spawn(db_url: str, definition: TaskDefinition, mode: str = "run",
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(runner_command(definition, mode), env=full_env, stdout=out,
                             stderr=out if log else subprocess.PIPE)
+
+
+def wait_for_progress(db: Connection, uid: uuid.UUID, proc: subprocess.Popen[bytes],
+                      log: Path | None = None, timeout: float = 60.0) -> None:
+    """Wait until the runner in ``proc`` has committed a chunk of task ``uid`` (its record's
+    ``done`` above 0); fails if it exits first or ``timeout`` seconds pass, with the end
+    of ``log``."""
+    deadline = time.monotonic() + timeout
+    while not record_or_none(db, uid, "done"):
+        assert time.monotonic() < deadline and proc.poll() is None, (
+            "no progress" + (f":\n{log.read_text()[-2000:]}" if log and log.exists() else ""))
+        time.sleep(0.05)
 
 
 def record(db: Connection, uid: uuid.UUID) -> dict[str, Any]:

@@ -116,10 +116,7 @@ def test_stopped_export_resumes_to_the_same_bytes(runner_db_url, db, db_url, sur
 
     task = s.task("Export", {"form": "household-survey", **params}, rate_limit=2000)
     proc = s.spawn(runner_db_url, task, log=tmp_path / "export.log")
-    deadline = time.monotonic() + 60
-    while not s.record_or_none(db, task.uid, "done"):
-        assert time.monotonic() < deadline and proc.poll() is None, "no progress"
-        time.sleep(0.05)
+    s.wait_for_progress(db, task.uid, proc, tmp_path / "export.log")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == constants.EXIT_STOPPED
     partial = s.record(db, task.uid)["done"]

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -183,11 +182,7 @@ def test_a_plug_in_type_runs_stops_resumes_and_rolls_back(runner_db_url, db,
     db.commit()
     task = s.task("NumberedTeams", {"prefix": "Ward", "count": 6000}, rate_limit=2000)
     proc = s.spawn(runner_db_url, task, env=env, log=tmp_path / "run.log")
-    deadline = time.monotonic() + 60
-    while not s.record_or_none(db, task.uid, "done"):
-        assert time.monotonic() < deadline and proc.poll() is None, (
-            (tmp_path / "run.log").read_text()[-2000:])
-        time.sleep(0.05)
+    s.wait_for_progress(db, task.uid, proc, tmp_path / "run.log")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == constants.EXIT_STOPPED
     partial = s.record(db, task.uid)["done"]

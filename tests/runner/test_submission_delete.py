@@ -112,10 +112,7 @@ def test_a_stopped_delete_resumes_where_it_stopped_and_rolls_back_whole(
     task = s.task("BulkSubmissionDelete", {"form": "household-survey", **RANGE},
                   rate_limit=500)
     proc = s.spawn(runner_db_url, task, log=tmp_path / "delete.log")
-    deadline = time.monotonic() + 60
-    while not s.record_or_none(db, task.uid, "done"):
-        assert time.monotonic() < deadline and proc.poll() is None, "no progress"
-        time.sleep(0.05)
+    s.wait_for_progress(db, task.uid, proc, tmp_path / "delete.log")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == constants.EXIT_STOPPED
     partial = s.record(db, task.uid)["done"]
